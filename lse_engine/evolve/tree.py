@@ -1,0 +1,130 @@
+"""The evolution tree and its selection rules.
+
+UCB, as in the reference: every scored node is a candidate, root included. With N the number of
+selections made so far and visits(n) = 1 + the times n was selected (being scored counts as one visit),
+
+    ucb(n) = dev(n) + c * sqrt(ln(max(N, 1)) / visits(n))
+
+and the highest value is expanded; ties go to the older node. `best` is greedy on dev score, `chain`
+always expands the newest scored node (the linear chain the paper compares against).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+RULES = ("ucb", "best", "chain")
+
+
+@dataclass
+class Node:
+    id: int
+    parent: int | None
+    instructions: str
+    round: int = 0
+    status: str = "pending"  # pending | ok | rejected (gate) | failed (no valid edit)
+    dev_score: float | None = None
+    train_score: float | None = None
+    heldout_score: float | None = None
+    parent_heldout: float | None = None
+    evolver_output: str = ""
+    feedback: str = ""
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    attempts: int = 0
+    error: str | None = None
+    selected: int = 0  # times expanded
+
+    @property
+    def visits(self) -> int:
+        return 1 + self.selected
+
+    @property
+    def selectable(self) -> bool:
+        return self.status == "ok" and self.dev_score is not None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id, "parent": self.parent, "instructions": self.instructions, "round": self.round,
+            "status": self.status, "dev": self.dev_score, "train": self.train_score, "visits": self.visits,
+            "heldout": self.heldout_score, "parent_heldout": self.parent_heldout, "error": self.error,
+            "prompt_tokens": self.prompt_tokens, "completion_tokens": self.completion_tokens,
+        }
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> Node:
+        return cls(
+            id=row["id"], parent=row["parent"], instructions=row["instructions"] or "", round=row["round"] or 0,
+            status=row["status"], dev_score=row["dev_score"], train_score=row["train_score"],
+            heldout_score=row["heldout_score"], parent_heldout=row["parent_heldout"],
+            evolver_output=row["evolver_output"] or "", feedback=row.get("feedback") or "",
+            prompt_tokens=row["prompt_tokens"] or 0, completion_tokens=row["completion_tokens"] or 0,
+            attempts=row["attempts"] or 0, error=row["error"],
+        )
+
+    def to_row(self) -> dict[str, Any]:
+        return {
+            "id": self.id, "parent": self.parent, "instructions": self.instructions, "round": self.round,
+            "status": self.status, "dev_score": self.dev_score, "train_score": self.train_score,
+            "heldout_score": self.heldout_score, "parent_heldout": self.parent_heldout,
+            "evolver_output": self.evolver_output, "feedback": self.feedback, "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens, "attempts": self.attempts, "error": self.error,
+        }
+
+
+@dataclass
+class Tree:
+    nodes: dict[int, Node] = field(default_factory=dict)
+    selections: list[int] = field(default_factory=list)  # node id expanded in round 1, 2, ...
+
+    def add(self, node: Node) -> Node:
+        self.nodes[node.id] = node
+        return node
+
+    def next_id(self) -> int:
+        return max(self.nodes, default=-1) + 1
+
+    def record_selection(self, node_id: int) -> None:
+        self.selections.append(node_id)
+        self.nodes[node_id].selected += 1
+
+    @property
+    def root(self) -> Node:
+        return self.nodes[0]
+
+    def candidates(self) -> list[Node]:
+        return [n for n in self.nodes.values() if n.selectable]
+
+    def ucb_value(self, node: Node, c: float) -> float:
+        n_sel = max(len(self.selections), 1)
+        return (node.dev_score or 0.0) + c * math.sqrt(math.log(n_sel) / node.visits)
+
+    def select(self, rule: str, c: float = 2.0) -> Node:
+        cands = self.candidates()
+        if not cands:
+            raise ValueError("no scored node to expand")
+        if rule == "ucb":
+            return max(cands, key=lambda n: (self.ucb_value(n, c), -n.id))
+        if rule == "best":
+            return max(cands, key=lambda n: (n.dev_score or 0.0, -n.id))
+        if rule == "chain":
+            return max(cands, key=lambda n: n.id)
+        raise ValueError(f"unknown selection rule {rule!r}; expected one of {', '.join(RULES)}")
+
+    def winner(self) -> Node:
+        """Best dev score; ties go to shorter instructions, then the older node."""
+        cands = self.candidates()
+        if not cands:
+            return self.root
+        return max(cands, key=lambda n: (n.dev_score or 0.0, -len(n.instructions), -n.id))
+
+    def children(self, node_id: int) -> list[Node]:
+        return [n for n in self.nodes.values() if n.parent == node_id]
+
+    def depth(self, node_id: int) -> int:
+        d, n = 0, self.nodes[node_id]
+        while n.parent is not None:
+            d, n = d + 1, self.nodes[n.parent]
+        return d

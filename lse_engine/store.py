@@ -1,0 +1,234 @@
+"""The run store: `.lse/lse.db`, SQLite in WAL mode via sqlite-utils.
+
+Tables: `outcomes` (cache keyed by model, sampling, environment, rendered chat and gold), `runs`, `nodes`,
+`selections` (one per round: which node was expanded), `batches` (a node scored on a list of problems;
+outcome keys point into the cache) and `states` (training states). Each write commits at once, so a
+crash or kill -9 loses at most the work in flight. One process writes (the CLI or the server's worker);
+readers (the language server) see committed rows thanks to WAL.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import time
+import uuid
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import sqlite_utils
+
+from lse_engine.tasks.base import Outcome
+
+SCHEMA_VERSION = 1
+
+
+class Store:
+    """Access to one workspace's run store."""
+
+    def __init__(self, path: str | os.PathLike[str], readonly: bool = False) -> None:
+        self.path = Path(path)
+        if readonly:
+            if not self.path.exists():
+                raise FileNotFoundError(self.path)
+            conn = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, check_same_thread=False)
+        else:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            gitignore = self.path.parent / ".gitignore"
+            if not gitignore.exists():
+                gitignore.write_text("*\n")
+            conn = sqlite3.connect(str(self.path), check_same_thread=False, timeout=30)
+        conn.execute("PRAGMA busy_timeout = 30000")
+        self.db = sqlite_utils.Database(conn)
+        if not readonly:
+            self.db.execute("PRAGMA journal_mode = WAL")
+            self.db.execute("PRAGMA synchronous = NORMAL")
+            self._migrate()
+
+    def _migrate(self) -> None:
+        t = self.db.table
+        if "outcomes" not in self.db.table_names():
+            t("outcomes").create({"key": str, "problem_id": str, "correct": int, "data": str, "created": float}, pk="key")
+        if "runs" not in self.db.table_names():
+            t("runs").create(
+                {
+                    "id": str, "kind": str, "prompt": str, "suite": str, "status": str, "created": float,
+                    "updated": float, "rule": str, "seed": int, "prompt_sha": str, "root_instructions": str,
+                    "winner": int, "root_dev": float, "best_dev": float, "model_id": str, "evolver_id": str,
+                    "task_calls": int, "evolver_calls": int, "tokens": int, "config": str, "message": str,
+                    "result": str, "pid": int,
+                },
+                pk="id",
+            )
+            t("runs").create_index(["prompt", "created"])
+        if "nodes" not in self.db.table_names():
+            t("nodes").create(
+                {
+                    "run_id": str, "id": int, "parent": int, "round": int, "status": str, "instructions": str,
+                    "train_score": float, "dev_score": float, "heldout_score": float, "parent_heldout": float,
+                    "evolver_output": str, "feedback": str, "prompt_tokens": int, "completion_tokens": int, "error": str,
+                    "attempts": int, "created": float,
+                },
+                pk=("run_id", "id"),
+            )
+        if "selections" not in self.db.table_names():
+            t("selections").create({"run_id": str, "round": int, "node_id": int, "created": float},
+                                   pk=("run_id", "round"))
+        if "batches" not in self.db.table_names():
+            t("batches").create(
+                {
+                    "run_id": str, "node_id": int, "split": str, "round": int, "problem_ids": str, "keys": str,
+                    "correct": int, "n": int, "score": float, "created": float,
+                },
+                pk=("run_id", "node_id", "split", "round"),
+            )
+        if "states" not in self.db.table_names():
+            t("states").create(
+                {"id": str, "run_id": str, "node_id": int, "data": str, "created": float}, pk="id"
+            )
+        self.db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        self.db.conn.commit()
+
+    # -- outcomes cache -------------------------------------------------------------------------
+    def get_outcomes(self, keys: Sequence[str]) -> dict[str, Outcome]:
+        found: dict[str, Outcome] = {}
+        for i in range(0, len(keys), 500):
+            chunk = list(keys[i : i + 500])
+            marks = ",".join("?" * len(chunk))
+            for key, data in self.db.execute(f"SELECT key, data FROM outcomes WHERE key IN ({marks})", chunk):
+                found[key] = Outcome.from_dict(json.loads(data))
+        return found
+
+    def put_outcomes(self, items: Iterable[tuple[str, Outcome]]) -> None:
+        now = time.time()
+        rows = [
+            {"key": k, "problem_id": o.problem_id, "correct": int(o.correct), "data": json.dumps(o.to_dict()),
+             "created": now}
+            for k, o in items
+        ]
+        if rows:
+            with self.db.conn:
+                self.db["outcomes"].upsert_all(rows, pk="key")
+
+    def latest_outcome(self, suite: str, problem_id: str) -> tuple[Outcome, dict[str, Any]] | None:
+        """The newest outcome for a problem of `suite`, with the run it came from."""
+        rows = self.db.execute(
+            "SELECT b.problem_ids, b.keys, r.id, r.kind, b.node_id, b.created FROM batches b "
+            "JOIN runs r ON r.id = b.run_id WHERE r.suite = ? AND b.problem_ids LIKE ? "
+            "ORDER BY b.created DESC LIMIT 20",
+            [suite, f'%"{problem_id}"%'],
+        ).fetchall()
+        for ids_json, keys_json, run_id, kind, node_id, created in rows:
+            ids = json.loads(ids_json)
+            if problem_id in ids:
+                key = json.loads(keys_json)[ids.index(problem_id)]
+                found = self.get_outcomes([key]).get(key)
+                if found:
+                    return found, {"run": run_id, "kind": kind, "node": node_id, "created": created}
+        return None
+
+    # -- runs -----------------------------------------------------------------------------------
+    def create_run(self, kind: str, prompt: str, suite: str, run_id: str | None = None, **fields: Any) -> str:
+        run_id = run_id or new_run_id()
+        now = time.time()
+        row = {"id": run_id, "kind": kind, "prompt": prompt, "suite": suite, "status": "running", "created": now,
+               "updated": now, "task_calls": 0, "evolver_calls": 0, "tokens": 0, "pid": os.getpid()}
+        row.update({k: (json.dumps(v) if isinstance(v, (dict, list)) else v) for k, v in fields.items()})
+        with self.db.conn:
+            self.db["runs"].insert(row)
+        return run_id
+
+    def update_run(self, run_id: str, **fields: Any) -> None:
+        fields = {k: (json.dumps(v) if isinstance(v, (dict, list)) else v) for k, v in fields.items()}
+        fields["updated"] = time.time()
+        with self.db.conn:
+            self.db["runs"].update(run_id, fields)
+
+    def add_usage(self, run_id: str, task_calls: int = 0, evolver_calls: int = 0, tokens: int = 0) -> None:
+        with self.db.conn:
+            self.db.execute(
+                "UPDATE runs SET task_calls = task_calls + ?, evolver_calls = evolver_calls + ?, "
+                "tokens = tokens + ?, updated = ? WHERE id = ?",
+                [task_calls, evolver_calls, tokens, time.time(), run_id],
+            )
+
+    def get_run(self, run_id: str) -> dict[str, Any] | None:
+        rows = list(self.db.query("SELECT * FROM runs WHERE id = ?", [run_id]))
+        if not rows:
+            rows = list(self.db.query("SELECT * FROM runs WHERE id LIKE ? ORDER BY created DESC", [run_id + "%"]))
+        return _decode_run(rows[0]) if rows else None
+
+    def list_runs(self, prompt: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
+        if prompt:
+            q = "SELECT * FROM runs WHERE prompt = ? ORDER BY created DESC LIMIT ?"
+            args: list[Any] = [prompt, limit]
+        else:
+            q, args = "SELECT * FROM runs ORDER BY created DESC LIMIT ?", [limit]
+        return [_decode_run(r) for r in self.db.query(q, args)]
+
+    # -- nodes, selections, batches ---------------------------------------------------------------
+    def add_node(self, run_id: str, node: dict[str, Any]) -> None:
+        row = {"run_id": run_id, "created": time.time(), **node}
+        with self.db.conn:
+            self.db["nodes"].upsert(row, pk=("run_id", "id"))
+
+    def update_node(self, run_id: str, node_id: int, **fields: Any) -> None:
+        with self.db.conn:
+            self.db["nodes"].update((run_id, node_id), fields)
+
+    def get_nodes(self, run_id: str) -> list[dict[str, Any]]:
+        return list(self.db.query("SELECT * FROM nodes WHERE run_id = ? ORDER BY id", [run_id]))
+
+    def add_selection(self, run_id: str, round_: int, node_id: int) -> None:
+        with self.db.conn:
+            self.db["selections"].upsert({"run_id": run_id, "round": round_, "node_id": node_id,
+                                          "created": time.time()}, pk=("run_id", "round"))
+
+    def get_selections(self, run_id: str) -> list[dict[str, Any]]:
+        return list(self.db.query("SELECT * FROM selections WHERE run_id = ? ORDER BY round", [run_id]))
+
+    def add_batch(self, run_id: str, node_id: int, split: str, round_: int, problem_ids: Sequence[str],
+                  keys: Sequence[str], outcomes: Sequence[Outcome]) -> float:
+        correct = sum(o.correct for o in outcomes)
+        score = correct / len(outcomes) if outcomes else 0.0
+        with self.db.conn:
+            self.db["batches"].upsert(
+                {"run_id": run_id, "node_id": node_id, "split": split, "round": round_,
+                 "problem_ids": json.dumps(list(problem_ids)), "keys": json.dumps(list(keys)), "correct": correct,
+                 "n": len(outcomes), "score": score, "created": time.time()},
+                pk=("run_id", "node_id", "split", "round"),
+            )
+        return score
+
+    def get_batches(self, run_id: str, node_id: int | None = None) -> list[dict[str, Any]]:
+        if node_id is None:
+            rows = self.db.query("SELECT * FROM batches WHERE run_id = ? ORDER BY created", [run_id])
+        else:
+            rows = self.db.query("SELECT * FROM batches WHERE run_id = ? AND node_id = ? ORDER BY created",
+                                 [run_id, node_id])
+        out = []
+        for r in rows:
+            r["problem_ids"] = json.loads(r["problem_ids"])
+            r["keys"] = json.loads(r["keys"])
+            out.append(r)
+        return out
+
+    def close(self) -> None:
+        self.db.conn.close()
+
+
+def new_run_id() -> str:
+    """A sortable, unique run id (time + random suffix)."""
+    return time.strftime("%Y%m%d-%H%M%S") + "-" + uuid.uuid4().hex[:6]
+
+
+def _decode_run(row: dict[str, Any]) -> dict[str, Any]:
+    for key in ("config", "result"):
+        if row.get(key):
+            try:
+                row[key] = json.loads(row[key])
+            except (TypeError, json.JSONDecodeError):
+                pass
+    return row

@@ -1,0 +1,138 @@
+"""Suite, prompt and config files: positions on errors, splits, atomic write-back."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from lse_engine.config import load_config
+from lse_engine.errors import FileFormatError
+from lse_engine.suite import load_prompt, load_suite, parse_prompt, parse_suite, write_instructions
+
+
+def _db(tmp_path: Path) -> None:
+    import sqlite3
+
+    sqlite3.connect(tmp_path / "d.sqlite").execute("CREATE TABLE t (a)").connection.commit()
+
+
+def test_yaml_error_has_file_line_column(tmp_path: Path) -> None:
+    p = tmp_path / "x.suite.yaml"
+    p.write_text("task: text-to-sql\ndatabase: d.sqlite\nproblems:\n  - id: a\n    question: [unclosed\n")
+    with pytest.raises(FileFormatError) as err:
+        load_suite(p)
+    assert err.value.path == str(p) and err.value.line >= 5 and err.value.code == "yaml"
+    assert str(err.value).startswith(f"{p}:{err.value.line}:{err.value.column}: invalid YAML")
+
+
+def test_json_suite_error_position(tmp_path: Path) -> None:
+    p = tmp_path / "x.suite.json"
+    p.write_text('{\n  "task": "text-to-sql",\n  "problems": [\n    {"id": "a",}\n  ]\n}\n')
+    with pytest.raises(FileFormatError) as err:
+        load_suite(p)
+    assert (err.value.line, err.value.code) == (4, "json")
+
+
+def test_missing_database_unknown_keys_and_duplicates(tmp_path: Path) -> None:
+    text = (
+        "task: text-to-sql\n"
+        "database: nowhere.sqlite\n"
+        "colour: blue\n"
+        "problems:\n"
+        "  - id: a\n"
+        "    question: q\n"
+        "    gold: SELECT 1\n"
+        "    hint: nope\n"
+        "  - id: a\n"
+        "    question: q2\n"
+        "    gold: SELECT 2\n"
+    )
+    suite, issues = parse_suite(text, tmp_path / "x.suite.yaml")
+    by_code = {i.code: i for i in issues}
+    assert by_code["missing-database"].span.line == 1 and by_code["missing-database"].span.col == 10
+    unknown = [i for i in issues if i.code == "unknown-key"]
+    assert [(i.span.line, i.span.col) for i in unknown] == [(2, 0), (7, 4)]
+    assert by_code["duplicate-id"].span.line == 8 and "first at line 5" in by_code["duplicate-id"].message
+    with pytest.raises(FileFormatError) as err:
+        load_suite(_write(tmp_path / "y.suite.yaml", text))
+    assert err.value.line == 2 and "more" in str(err.value)
+
+
+def _write(p: Path, text: str) -> Path:
+    p.write_text(text)
+    return p
+
+
+def test_json_suite_positions_and_split_determinism(tmp_path: Path) -> None:
+    _db(tmp_path)
+    problems = [{"id": f"q{i}", "question": f"q{i}?", "gold": "SELECT 1"} for i in range(50)]
+    p = _write(tmp_path / "s.suite.json", json.dumps({"task": "text-to-sql", "database": "d.sqlite",
+                                                      "split": {"dev": 0.3, "test": 0.1, "seed": 1},
+                                                      "problems": problems}, indent=2))
+    suite = load_suite(p)
+    parts = suite.split()
+    assert [len(parts[k]) for k in ("train", "dev", "test")] == [30, 15, 5]
+    assert suite.split() == parts
+    # adding problems keeps earlier assignments mostly stable (hash-ranked)
+    assert suite.spans["q3"]["gold"].line > 0
+    problems[0]["split"] = "test"
+    suite2 = load_suite(_write(tmp_path / "s2.suite.json", json.dumps(
+        {"task": "text-to-sql", "database": "d.sqlite", "problems": problems})))
+    assert suite2.problems[0] in suite2.split()["test"]
+
+
+def test_multiple_choice_suite(tmp_path: Path) -> None:
+    text = "task: multiple-choice\nproblems:\n  - id: m1\n    question: 2+2?\n    options: ['3', '4']\n    gold: b\n"
+    suite, issues = parse_suite(text, tmp_path / "m.suite.yaml")
+    assert not issues and suite.problems[0].gold == "B" and suite.problems[0].options == ["3", "4"]
+    bad = text.replace("gold: b", "gold: E")
+    _, issues = parse_suite(bad, tmp_path / "m.suite.yaml")
+    assert issues[0].code == "gold" and issues[0].span.line == 5
+
+
+def test_prompt_front_matter_and_atomic_write_back(tmp_path: Path) -> None:
+    _db(tmp_path)
+    _write(tmp_path / "s.suite.yaml", "task: text-to-sql\ndatabase: d.sqlite\nproblems:\n  - {id: a, question: q, gold: SELECT 1}\n")
+    p = _write(tmp_path / "a.prompt.md", "---\nsuite: s.suite.yaml  # the suite\nname: demo\n---\nOld instructions.\n\nSecond line.\n")
+    prompt = load_prompt(p)
+    assert prompt.instructions == "Old instructions.\n\nSecond line.\n".strip("\n")
+    assert prompt.suite_path == (tmp_path / "s.suite.yaml").resolve()
+    write_instructions(prompt, "New instructions.")
+    assert p.read_text() == "---\nsuite: s.suite.yaml  # the suite\nname: demo\n---\nNew instructions.\n"
+    # refuses when the file changed since it was read
+    with pytest.raises(FileFormatError, match="changed on disk"):
+        write_instructions(prompt, "Again.")
+    assert p.read_text().endswith("New instructions.\n")
+
+
+def test_prompt_without_suite_or_with_bad_front_matter(tmp_path: Path) -> None:
+    _, issues = parse_prompt("just text\n", tmp_path / "a.prompt.md")
+    assert issues[0].code == "missing-suite"
+    _, issues = parse_prompt("---\nsuite: [unclosed\n---\nx\n", tmp_path / "a.prompt.md")
+    assert issues[0].code == "front-matter" and issues[0].span.line >= 1
+    _, issues = parse_prompt("---\nsuite: x.suite.yaml\n", tmp_path / "a.prompt.md")
+    assert issues[0].code == "front-matter"
+    with pytest.raises(FileFormatError):
+        load_prompt(_write(tmp_path / "b.prompt.md", "---\nsuite: missing.suite.yaml\n---\nx\n"))
+
+
+def test_config_defaults_file_and_errors(tmp_path: Path) -> None:
+    cfg = load_config(tmp_path)
+    assert cfg.evolve.c == 2.0 and cfg.evolve.batch_size == 10 and cfg.evolve.dev_size == 50
+    assert cfg.evolve.rule == "ucb" and cfg.sql.timeout_s > 0 and cfg.source is None
+    _write(tmp_path / "lse.toml", "[model]\nmodel = 'smollm2'\n[model.sampling]\nmax_tokens = 64\n[evolve]\nrounds = 3\n")
+    cfg = load_config(tmp_path / "sub" / "x.prompt.md")
+    assert cfg.model.model == "smollm2" and cfg.evolve.rounds == 3 and cfg.root == tmp_path
+    assert cfg.evolver.model == "smollm2" and cfg.evolver.sampling.temperature == 0.7  # evolver defaults to the model
+    _write(tmp_path / "lse.toml", "[evolve]\nrounds = 3\nbogus = 1\n")
+    with pytest.raises(FileFormatError) as err:
+        load_config(tmp_path)
+    assert err.value.line == 3 and "bogus" in str(err.value)
+    _write(tmp_path / "lse.toml", "[evolve]\nrounds = 'many'\n")
+    with pytest.raises(FileFormatError, match="must be int"):
+        load_config(tmp_path)
+    (tmp_path / "lse.toml").unlink()
+    _write(tmp_path / "pyproject.toml", "[project]\nname='x'\n[tool.lse.evolve]\nrule = 'chain'\n")
+    assert load_config(tmp_path).evolve.rule == "chain"

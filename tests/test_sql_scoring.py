@@ -1,0 +1,147 @@
+"""Text-to-SQL scoring on real SQLite files: adversarial SQL, BIRD comparison, answer extraction."""
+
+from __future__ import annotations
+
+import hashlib
+import sqlite3
+import time
+from pathlib import Path
+
+import pytest
+
+from lse_engine.tasks.base import Problem
+from lse_engine.tasks.text_to_sql import SQLiteTask, check_query, extract_sql, render_schema, results_match
+
+
+def _sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.fixture()
+def db(tmp_path: Path) -> Path:
+    path = tmp_path / "people.sqlite"
+    conn = sqlite3.connect(path)
+    conn.executescript(
+        """
+        CREATE TABLE person (id INTEGER PRIMARY KEY, name TEXT, age INTEGER, city TEXT, score REAL);
+        CREATE TABLE pet (id INTEGER PRIMARY KEY, owner_id INTEGER REFERENCES person(id), kind TEXT);
+        """
+    )
+    conn.executemany("INSERT INTO person VALUES (?,?,?,?,?)",
+                     [(i, f"p{i}", 20 + i % 30, ["Oslo", "Rome", None][i % 3], i / 7) for i in range(1, 301)])
+    conn.executemany("INSERT INTO pet VALUES (?,?,?)", [(i, i % 300 + 1, ["cat", "dog"][i % 2]) for i in range(500)])
+    conn.execute("INSERT INTO person VALUES (1000, CAST(x'fffe41' AS TEXT), 1, 'Bad', 0)")
+    conn.commit()
+    conn.close()
+    return path
+
+
+@pytest.fixture()
+def task(db: Path):
+    t = SQLiteTask(db, timeout_s=1.0, row_cap=10_000)
+    yield t
+    t.close()
+
+
+def _score(task: SQLiteTask, sql: str, gold: str = "SELECT COUNT(*) FROM person"):
+    return task.score([Problem("q", "?", gold)], [f"<answer>{sql}</answer>"])[0]
+
+
+ADVERSARIAL = {
+    "drop": ("DROP TABLE person", {"not_a_query"}),
+    "delete": ("DELETE FROM person", {"not_a_query"}),
+    "update": ("UPDATE person SET age = 0", {"not_a_query"}),
+    "insert": ("INSERT INTO person (name) VALUES ('x')", {"not_a_query"}),
+    "two statements": ("SELECT 1; DROP TABLE person", {"not_a_query"}),
+    "attach": ("ATTACH DATABASE '/tmp/evil.sqlite' AS evil", {"not_a_query"}),
+    "writable_schema": ("PRAGMA writable_schema = 1", {"not_a_query"}),
+    "load_extension": ("SELECT load_extension('/tmp/evil.so')", {"not_a_query", "runtime"}),
+    "vacuum into": ("VACUUM INTO '/tmp/lse-copy.sqlite'", {"not_a_query"}),
+    "recursive cte": ("WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT count(*) FROM c",
+                      {"timeout"}),
+    "endless rows": ("WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT x FROM c",
+                     {"too_many_rows"}),
+    "cross join": ("SELECT count(*) FROM pet a, pet b, pet c, pet d", {"timeout"}),
+    "million rows": ("SELECT a.id FROM pet a, pet b, pet c LIMIT 1000000", {"too_many_rows"}),
+    "syntax": ("SELEC name FROM person", {"syntax"}),
+    "no such table": ("SELECT * FROM people", {"no_such_table"}),
+    "no such column": ("SELECT nam FROM person", {"no_such_column"}),
+}
+
+
+@pytest.mark.parametrize("name", list(ADVERSARIAL))
+def test_adversarial_sql_is_a_scored_failure_and_db_unchanged(db: Path, task: SQLiteTask, name: str) -> None:
+    sql, kinds = ADVERSARIAL[name]
+    before = _sha(db)
+    start = time.perf_counter()
+    out = _score(task, sql)
+    assert not out.correct
+    assert out.error_kind in kinds, (out.error_kind, out.error)
+    assert out.error
+    assert time.perf_counter() - start < 5
+    assert _sha(db) == before
+    assert not Path("/tmp/lse-copy.sqlite").exists()
+    # the connection still works afterwards
+    assert _score(task, "SELECT COUNT(*) FROM person").correct
+
+
+def test_non_utf8_text_does_not_crash(task: SQLiteTask) -> None:
+    out = _score(task, "SELECT name FROM person WHERE id = 1000", gold="SELECT name FROM person WHERE id = 1000")
+    assert out.correct
+
+
+def test_empty_answer_is_wrong_even_when_gold_is_empty(task: SQLiteTask) -> None:
+    gold = "SELECT name FROM person WHERE age > 1000"
+    empty = task.score([Problem("q", "?", gold)], ["<answer></answer>"])[0]
+    missing = task.score([Problem("q", "?", gold)], ["I don't know"])[0]
+    assert not empty.correct and empty.error_kind == "no_answer"
+    assert not missing.correct and missing.error_kind == "no_answer"
+    # a real query with an empty result matches an empty gold result, as in BIRD
+    assert _score(task, "SELECT name FROM person WHERE age < 0", gold=gold).correct
+
+
+def test_bird_comparison_semantics() -> None:
+    assert results_match([(1, "a"), (2, "b")], [(2, "b"), (1, "a")])  # order-insensitive
+    assert results_match([(1,), (1,), (2,)], [(2,), (1,)])  # duplicates ignored (set semantics)
+    assert results_match([(None,)], [(None,)])  # NULLs equal
+    assert results_match([(1.0,)], [(1,)])  # 1.0 == 1 in Python, as in BIRD
+    assert not results_match([(0.1 + 0.2,)], [(0.3,)])  # floats compared exactly, as in BIRD
+    assert not results_match([(1, 2)], [(2, 1)])  # column order matters
+    assert not results_match([(1,)], [])
+
+
+def test_scores_correct_and_wrong_results(task: SQLiteTask) -> None:
+    gold = "SELECT name FROM person WHERE city = 'Oslo' ORDER BY id"
+    right = _score(task, "SELECT p.name FROM person AS p WHERE p.city = 'Oslo'", gold)
+    wrong = _score(task, "SELECT name FROM person WHERE city = 'Rome'", gold)
+    assert right.correct and right.result_preview
+    assert not wrong.correct and wrong.error_kind == "wrong_result" and wrong.expected_preview
+
+
+def test_gold_results_are_computed_once(task: SQLiteTask) -> None:
+    gold = "SELECT COUNT(*) FROM pet"
+    problems = [Problem(f"q{i}", "?", gold) for i in range(5)]
+    task.score(problems, ["<answer>SELECT 1</answer>"] * 5)
+    assert list(task._gold) == [gold]
+
+
+def test_extract_sql_prefers_answer_tag_then_fence() -> None:
+    assert extract_sql("think <answer>SELECT 1</answer> then <answer> SELECT 2 </answer>") == "SELECT 2"
+    assert extract_sql("```sql\nSELECT 3\n```") == "SELECT 3"
+    assert extract_sql("<answer>```sql\nSELECT 4;\n```</answer>") == "SELECT 4;"
+    assert extract_sql("no sql here") is None
+    assert extract_sql("<answer>   </answer>") is None
+
+
+def test_check_query() -> None:
+    assert check_query("SELECT 1") is None
+    assert check_query("WITH a AS (SELECT 1) SELECT * FROM a") is None
+    assert check_query("SELECT 1 UNION SELECT 2;") is None
+    assert check_query("SELECT 1; SELECT 2")[0] == "not_a_query"
+
+
+def test_schema_has_create_statements_and_example_values(db: Path) -> None:
+    schema = render_schema(db)
+    assert 'CREATE TABLE "person"' in schema and 'CREATE TABLE "pet"' in schema
+    assert "examples: 'Rome', 'Oslo'" in schema
+    assert 'FOREIGN KEY ("owner_id") REFERENCES "person"("id")' in schema
