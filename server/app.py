@@ -40,6 +40,7 @@ class LseServer(LanguageServer):
         self.jobs = JobManager(lambda job, msg: _on_job_line(self, job, msg), lambda job: _on_job_exit(self, job))
         self._debounce: dict[str, asyncio.Task] = {}
         self._stores: dict[Path, Store] = {}
+        self._suites: dict[str, tuple[object, Any]] = {}  # uri -> (version or text hash, parsed suite)
 
     # -- helpers ---------------------------------------------------------------------------------
     def path_of(self, uri: str) -> str:
@@ -57,6 +58,16 @@ class LseServer(LanguageServer):
         if not path.is_file():
             raise FileNotFoundError(f"unknown document: {uri}")
         return path.read_text(encoding="utf-8", errors="replace"), None
+
+    def suite_of(self, uri: str, text: str, version: int | None) -> Any:
+        """The parsed suite of a document, cached per version (hover must not re-parse 1,500 problems)."""
+        key = version if version is not None else hash(text)
+        hit = self._suites.get(uri)
+        if hit is not None and hit[0] == key:
+            return hit[1]
+        suite, _ = parse_suite(text, self.path_of(uri))
+        self._suites[uri] = (key, suite)
+        return suite
 
     def store_for(self, path: str | Path) -> Store | None:
         """The run store of the workspace containing `path`, opened read-only (None when there is none yet)."""
@@ -114,6 +125,7 @@ async def publish(ls: LseServer, uri: str) -> None:
         return
     if is_suite(path):
         suite, diags = ls.analyzer.suite_parse(text, path)
+        ls._suites[uri] = (version if version is not None else hash(text), suite)
         ls.text_document_publish_diagnostics(types.PublishDiagnosticsParams(uri, diags, version))
         if suite is not None and not any(d.code in ("yaml", "json", "binary") for d in diags):
             loop = asyncio.get_running_loop()
@@ -223,11 +235,11 @@ async def hover(ls: LseServer, params: types.HoverParams) -> types.Hover | None:
     uri = params.text_document.uri
     if not is_suite(uri):
         return None
-    text, _ = ls.text_of(uri)
+    text, version = ls.text_of(uri)
     if too_large(text):
         return None
     path = ls.path_of(uri)
-    suite, _ = parse_suite(text, path)
+    suite = ls.suite_of(uri, text, version)
     if suite is None:
         return None
     line = params.position.line
@@ -274,6 +286,16 @@ def _arg(args: tuple[Any, ...]) -> dict[str, Any]:
     return first if isinstance(first, dict) else {}
 
 
+def _supports_progress(ls: LseServer) -> bool:
+    window = ls.client_capabilities.window
+    return bool(window and window.work_done_progress)
+
+
+def _supports_lens_refresh(ls: LseServer) -> bool:
+    ws = ls.client_capabilities.workspace
+    return bool(ws and ws.code_lens and ws.code_lens.refresh_support)
+
+
 async def start_job(ls: LseServer, kind: str, args: tuple[Any, ...]) -> dict[str, Any]:
     a = _arg(args)
     uri = a.get("uri")
@@ -294,12 +316,17 @@ async def start_job(ls: LseServer, kind: str, args: tuple[Any, ...]) -> dict[str
     run_id = new_run_id()
     job = Job(run_id=run_id, kind=kind, uri=uri, path=Path(path), token=f"lse-{run_id}", version=version)
     ls.jobs.jobs[run_id] = job
-    try:
-        await ls.work_done_progress.create_async(job.token)
-    except Exception as exc:  # a client without window/workDoneProgress support still gets lse/runProgress
-        log.info("no work done progress: %s", exc)
-    ls.work_done_progress.begin(job.token, types.WorkDoneProgressBegin(
-        title=f"LSE {kind}: {Path(path).name}", cancellable=True, message="starting (loading models)…", percentage=0))
+    if _supports_progress(ls):
+        try:
+            await asyncio.wait_for(ls.work_done_progress.create_async(job.token), 5)
+            ls.work_done_progress.begin(job.token, types.WorkDoneProgressBegin(
+                title=f"LSE {kind}: {Path(path).name}", cancellable=True, message="starting (loading models)…",
+                percentage=0))
+        except Exception as exc:  # the client still gets lse/runProgress
+            log.info("no work done progress: %s", exc)
+            job.token = ""
+    else:
+        job.token = ""
     await ls.jobs.start(job, ls.overrides(), rounds=a.get("rounds"))
     return {"runId": run_id}
 
@@ -399,9 +426,10 @@ async def _on_job_line(ls: LseServer, job: Job, msg: dict[str, Any]) -> None:
     message = ev.get("message", "")
     if best is not None and job.kind == "evolve":
         message = f"{message} · best dev {best:.0%}"
-    with contextlib.suppress(Exception):
-        ls.work_done_progress.report(job.token, types.WorkDoneProgressReport(message=message, percentage=pct,
-                                                                             cancellable=True))
+    if job.token:
+        with contextlib.suppress(Exception):
+            ls.work_done_progress.report(job.token, types.WorkDoneProgressReport(message=message, percentage=pct,
+                                                                                 cancellable=True))
     ls.protocol.notify(RUN_PROGRESS, {
         "runId": job.run_id, "uri": job.uri, "kind": job.kind, "round": ev.get("round"), "rounds": rounds,
         "bestDev": best, "rootDev": ev.get("root_dev"), "node": ev.get("node"), "done": False,
@@ -415,8 +443,9 @@ async def _on_job_exit(ls: LseServer, job: Job) -> None:
     if job.cancelled or res.get("status") == "cancelled":
         error = "cancelled"
     summary = error or _summary(job, res)
-    with contextlib.suppress(Exception):
-        ls.work_done_progress.end(job.token, types.WorkDoneProgressEnd(message=summary))
+    if job.token:
+        with contextlib.suppress(Exception):
+            ls.work_done_progress.end(job.token, types.WorkDoneProgressEnd(message=summary))
     payload = {"runId": job.run_id, "uri": job.uri, "kind": job.kind, "done": True, "message": summary,
                "error": error, "rootDev": res.get("rootDev"), "bestDev": res.get("winnerDev")}
     if job.kind == "evaluate":
@@ -428,8 +457,9 @@ async def _on_job_exit(ls: LseServer, job: Job) -> None:
         ls.window_show_message(types.ShowMessageParams(types.MessageType.Error, f"LSE {job.kind} failed: {error}"))
     if job.kind == "evolve" and not error and res.get("winner") not in (None, 0):
         await _apply_winner(ls, job, res)
-    with contextlib.suppress(Exception):
-        await ls.workspace_code_lens_refresh_async(None)
+    if _supports_lens_refresh(ls):
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(ls.workspace_code_lens_refresh_async(None), 5)
 
 
 def _summary(job: Job, res: dict[str, Any]) -> str:
@@ -474,7 +504,8 @@ async def _apply_winner(ls: LseServer, job: Job, res: dict[str, Any]) -> None:
             f"{job.path.name} changed during the run; not applying. The winner is in run {job.run_id}."))
         return
     try:
-        result = await ls.workspace_apply_edit_async(types.ApplyWorkspaceEditParams(edit=edit, label=label))
+        result = await asyncio.wait_for(
+            ls.workspace_apply_edit_async(types.ApplyWorkspaceEditParams(edit=edit, label=label)), 600)
         log.info("applyEdit %s: applied=%s %s", job.run_id, result.applied, result.failure_reason or "")
     except Exception as exc:
         log.warning("applyEdit failed: %s", exc)

@@ -5,6 +5,8 @@ Round r (1-based), all of it deterministic in (seed, r) so that a resumed run en
 2. draw two disjoint train batches: F (feedback) and H (held out for this expansion);
 3. score the node on F and H; summarise F's outcomes as feedback;
 4. the evolver writes a child (retries on malformed output; if all fail, the child is recorded as failed);
+   with the `textgrad` rule it first writes one short critique per failure of F (one batched call, every
+   critique counted as a model call and in the child's `attempts`), and the edit sees the critiques;
 5. score the child on H (delta = child(H) − node(H), the paper's reward signal); with the acceptance gate
    a child no better than its parent on H stops here; otherwise score it on dev.
 Every scored batch, the selection and the child are committed as they happen; outcomes go through the
@@ -22,6 +24,7 @@ from dataclasses import dataclass
 from lse_engine.config import EvolveConfig
 from lse_engine.errors import Cancelled, LSEError
 from lse_engine.evolve import evolver as evolver_prompt
+from lse_engine.evolve.feedback import _entry as failure_entry
 from lse_engine.evolve.feedback import summarize
 from lse_engine.evolve.tree import Node, Tree
 from lse_engine.llm.base import LLM, CancelToken, Sampling
@@ -57,13 +60,20 @@ class SearchContext:
     progress: ProgressCallback = ignore_progress
 
 
-def load_tree(store: Store, run_id: str) -> Tree:
+def load_tree(store: Store, run_id: str, outcomes: bool = False) -> Tree:
+    """A run's tree from the store; with `outcomes`, each node's per-problem dev results too (pareto)."""
     tree = Tree()
     for row in store.get_nodes(run_id):
         tree.add(Node.from_row(row))
     for sel in store.get_selections(run_id):
         if sel["node_id"] in tree.nodes:
             tree.record_selection(sel["node_id"])
+    if outcomes:
+        dev = [b for b in store.get_batches(run_id) if b["split"] == "dev" and b["node_id"] in tree.nodes]
+        found = store.get_outcomes([k for b in dev for k in b["keys"]])
+        for b in dev:
+            if all(k in found for k in b["keys"]):
+                tree.nodes[b["node_id"]].dev_correct = tuple(found[k].correct for k in b["keys"])
     return tree
 
 
@@ -124,7 +134,8 @@ class Search:
 
     def _expand(self, node: Node, feedback: str, round_: int) -> tuple[str | None, str, str | None, int, int, int]:
         """Ask the evolver for new instructions: (instructions or None, raw reply, error, attempts, tokens in/out)."""
-        chat = evolver_prompt.build_chat(node.instructions, feedback, self.ctx.task_kind)
+        build = evolver_prompt.build_textgrad_chat if self.s.rule == "textgrad" else evolver_prompt.build_chat
+        chat = build(node.instructions, feedback, self.ctx.task_kind)
         raw, error, p_tok, c_tok = "", None, 0, 0
         attempts = 0
         for attempt in range(1 + max(0, self.s.evolver_retries)):
@@ -143,17 +154,41 @@ class Search:
                 return new, raw, None, attempts, p_tok, c_tok
         return None, raw, error, attempts, p_tok, c_tok
 
+    def _critiques(self, node: Node, problems: Sequence[Problem], outcomes: Sequence,
+                   round_: int) -> tuple[str, tuple[int, int, int]]:
+        """TextGrad's backward pass: one short critique per failure (one batched call), aggregated.
+
+        Returns the aggregated feedback and (evolver calls, prompt tokens, completion tokens) spent.
+        """
+        kind = self.ctx.task_kind
+        failures = [(p, o) for p, o in zip(problems, outcomes) if not o.correct]
+        if not failures:
+            return evolver_prompt.aggregate_critiques([], len(outcomes)), (0, 0, 0)
+        if self.ctx.cancel.cancelled:
+            raise Cancelled("cancelled")
+        chats = [evolver_prompt.build_critique_chat(node.instructions, failure_entry(p, o, kind), kind)
+                 for p, o in failures]
+        sampling = dataclasses.replace(self.ctx.evolver_sampling,
+                                       seed=(self.s.seed * 1_000_003 + round_ * 101 + 50) % 2**31)
+        comps = self.ctx.evolver.generate(chats, sampling)
+        p_tok = sum(c.prompt_tokens for c in comps)
+        c_tok = sum(c.completion_tokens for c in comps)
+        self.ctx.store.add_usage(self.run_id, evolver_calls=len(chats), tokens=p_tok + c_tok)
+        critiques = [(p.id, evolver_prompt.parse_critique(c.text)) for (p, _), c in zip(failures, comps)]
+        return evolver_prompt.aggregate_critiques(critiques, len(outcomes)), (len(chats), p_tok, c_tok)
+
     # -- the loop --------------------------------------------------------------------------------
     def run(self, root_instructions: str) -> SearchResult:
         store, s = self.ctx.store, self.s
-        tree = load_tree(store, self.run_id)
+        tree = load_tree(store, self.run_id, outcomes=s.rule == "pareto")
         try:
             if 0 not in tree.nodes:
                 tree.add(Node(id=0, parent=None, instructions=root_instructions, round=0))
                 self._commit(tree.root)
             root = tree.root
             if root.status == "pending":
-                root.dev_score, _ = self._score(root, self.ctx.dev, "dev", 0)
+                root.dev_score, outs = self._score(root, self.ctx.dev, "dev", 0)
+                root.dev_correct = tuple(o.correct for o in outs)
                 root.status = "ok"
                 self._commit(root)
                 store.update_run(self.run_id, root_dev=root.dev_score, best_dev=root.dev_score, winner=0)
@@ -179,7 +214,7 @@ class Search:
         if r <= len(tree.selections):
             node = tree.nodes[tree.selections[r - 1]]
         else:
-            node = tree.select(s.rule, s.c)
+            node = tree.select(s.rule, s.c, s.seed)
             store.add_selection(self.run_id, r, node.id)
             tree.record_selection(node.id)
         self._emit(tree, r, f"round {r}/{s.rounds}: expanding node {node.id}")
@@ -189,15 +224,20 @@ class Search:
         train_scores = [b["score"] for b in store.get_batches(self.run_id, node.id) if b["split"] != "dev"]
         node.train_score = sum(train_scores) / len(train_scores)
         self._commit(node)
-        feedback = summarize(fb_batch, fb_outs, self.ctx.task_kind, max_tokens=s.feedback_chars // 4,
-                             successes_shown=s.successes_shown, seed=s.seed + r)
         child = next((n for n in tree.nodes.values() if n.round == r and n.id != 0), None)
         if child is None:
+            pre = (0, 0, 0)  # evolver calls and tokens spent before the edit (textgrad's critiques)
+            if s.rule == "textgrad":
+                feedback, pre = self._critiques(node, fb_batch, fb_outs, r)
+            else:
+                feedback = summarize(fb_batch, fb_outs, self.ctx.task_kind, max_tokens=s.feedback_chars // 4,
+                                     successes_shown=s.successes_shown, seed=s.seed + r)
             new, raw, error, attempts, p_tok, c_tok = self._expand(node, feedback, r)
             child = tree.add(Node(
                 id=tree.next_id(), parent=node.id, instructions=new or "", round=r,
                 status="pending" if new is not None else "failed", evolver_output=raw, feedback=feedback,
-                prompt_tokens=p_tok, completion_tokens=c_tok, attempts=attempts, error=error,
+                prompt_tokens=p_tok + pre[1], completion_tokens=c_tok + pre[2], attempts=attempts + pre[0],
+                error=error,
             ))
             self._commit(child)
             if new is None:
@@ -212,7 +252,8 @@ class Search:
             self._emit(tree, r, f"round {r}: child {child.id} no better than its parent on the batch; skipped dev",
                        child)
             return
-        child.dev_score, _ = self._score(child, self.ctx.dev, "dev", 0)
+        child.dev_score, outs = self._score(child, self.ctx.dev, "dev", 0)
+        child.dev_correct = tuple(o.correct for o in outs)
         child.status = "ok"
         self._commit(child)
         best = tree.winner()

@@ -7,15 +7,23 @@ selections made so far and visits(n) = 1 + the times n was selected (being score
 
 and the highest value is expanded; ties go to the older node. `best` is greedy on dev score, `chain`
 always expands the newest scored node (the linear chain the paper compares against).
+
+`pareto` is GEPA's rule: per dev problem, the nodes with the best outcome on it form that problem's front;
+nodes that are on no front once dominated nodes are removed are dropped, and a survivor is sampled with
+probability proportional to the number of fronts it is on (an RNG seeded by (seed, round)). It needs each
+node's per-problem dev outcomes (`Node.dev_correct`, loaded from the store's dev batches).
+`textgrad` is TextGrad's loop: a chain that reverts: it expands the newest node whose dev score did not drop
+below its parent's (so a child that made things worse is abandoned for the best so far on the chain).
 """
 
 from __future__ import annotations
 
 import math
+import random
 from dataclasses import dataclass, field
 from typing import Any
 
-RULES = ("ucb", "best", "chain")
+RULES = ("ucb", "best", "chain", "pareto", "textgrad")
 
 
 @dataclass
@@ -36,6 +44,7 @@ class Node:
     attempts: int = 0
     error: str | None = None
     selected: int = 0  # times expanded
+    dev_correct: tuple[bool, ...] | None = None  # per dev problem, in dev order (pareto); not a stored column
 
     @property
     def visits(self) -> int:
@@ -101,7 +110,8 @@ class Tree:
         n_sel = max(len(self.selections), 1)
         return (node.dev_score or 0.0) + c * math.sqrt(math.log(n_sel) / node.visits)
 
-    def select(self, rule: str, c: float = 2.0) -> Node:
+    def select(self, rule: str, c: float = 2.0, seed: int = 0) -> Node:
+        """The node to expand next; `seed` only matters for `pareto` (with the round it seeds the draw)."""
         cands = self.candidates()
         if not cands:
             raise ValueError("no scored node to expand")
@@ -111,7 +121,70 @@ class Tree:
             return max(cands, key=lambda n: (n.dev_score or 0.0, -n.id))
         if rule == "chain":
             return max(cands, key=lambda n: n.id)
+        if rule == "pareto":
+            return self._pareto_draw(seed)
+        if rule == "textgrad":
+            return max((n for n in cands if self.kept(n)), key=lambda n: n.id)
         raise ValueError(f"unknown selection rule {rule!r}; expected one of {', '.join(RULES)}")
+
+    # -- textgrad -----------------------------------------------------------------------------------
+    def kept(self, node: Node) -> bool:
+        """On the reverting chain: the root, or a scored node no worse on dev than a kept parent."""
+        if node.parent is None:
+            return node.selectable
+        parent = self.nodes.get(node.parent)
+        if parent is None or not node.selectable or not parent.selectable:
+            return False
+        return (node.dev_score or 0.0) >= (parent.dev_score or 0.0) and self.kept(parent)
+
+    # -- pareto (GEPA) ------------------------------------------------------------------------------
+    def pareto_fronts(self) -> list[set[int]]:
+        """Per dev problem, the ids of the nodes with the best outcome on it (all of them when none solve it)."""
+        cands = [n for n in self.candidates() if n.dev_correct is not None]
+        if not cands:
+            return []
+        width = min(len(n.dev_correct or ()) for n in cands)
+        fronts = []
+        for i in range(width):
+            best = max((n.dev_correct or ())[i] for n in cands)
+            fronts.append({n.id for n in cands if (n.dev_correct or ())[i] == best})
+        return fronts
+
+    def pareto_weights(self) -> dict[int, int]:
+        """Survivors → number of problem fronts they are on, after GEPA's removal of dominated nodes.
+
+        A node is dominated when every front it is on also holds another remaining node; the weakest
+        (lowest dev, then newest) are removed first, one at a time, as in GEPA's `remove_dominated_programs`.
+        """
+        fronts = self.pareto_fronts()
+        on_front = sorted({i for f in fronts for i in f},
+                          key=lambda i: (self.nodes[i].dev_score or 0.0, -i))
+        alive = set(on_front)
+        changed = True
+        while changed:
+            changed = False
+            for nid in on_front:
+                if nid in alive and all(len(f & alive) > 1 for f in fronts if nid in f):
+                    alive.discard(nid)
+                    changed = True
+                    break
+        weights: dict[int, int] = {}
+        for f in fronts:
+            for nid in f & alive:
+                weights[nid] = weights.get(nid, 0) + 1
+        return dict(sorted(weights.items()))
+
+    def pareto_rng(self, seed: int) -> random.Random:
+        """The draw for the next selection: seeded by (seed, round) so a resumed run draws the same."""
+        return random.Random(f"{seed}:{len(self.selections) + 1}:pareto")
+
+    def _pareto_draw(self, seed: int) -> Node:
+        weights = self.pareto_weights()
+        if not weights:  # no per-problem outcomes known: fall back to greedy
+            return self.select("best")
+        ids = list(weights)
+        chosen = self.pareto_rng(seed).choices(ids, weights=[weights[i] for i in ids], k=1)[0]
+        return self.nodes[chosen]
 
     def winner(self) -> Node:
         """Best dev score; ties go to shorter instructions, then the older node."""
