@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import importlib
+import importlib.util
 import json
 import os
 import signal
@@ -279,7 +281,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("evolve", help="evolve a prompt with tree-guided search")
     p.add_argument("prompt")
     p.add_argument("--rounds", type=int)
-    p.add_argument("--rule", choices=["ucb", "best", "chain"])
+    p.add_argument("--rule", choices=["ucb", "best", "chain", "pareto", "textgrad"])
     p.add_argument("--seed", type=int)
     p.add_argument("--batch-size", type=int)
     p.add_argument("--dev-size", type=int)
@@ -321,11 +323,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_demo)
 
     for extra in ("train", "bench"):
-        try:
-            mod = __import__(f"lse_engine.cli_{extra}", fromlist=["register"])
-        except ImportError:
-            continue
-        mod.register(sub)
+        if importlib.util.find_spec(f"lse_engine.cli_{extra}") is None:
+            continue  # a missing optional module; a broken one raises
+        importlib.import_module(f"lse_engine.cli_{extra}").register(sub)
     return ap
 
 

@@ -95,6 +95,10 @@ class TrainConfig:
     checkpoint_every: int = 4
     task_model: str = "self"  # self = the evolver's base with the adapter off; "model" = the [model] backend
     seed: int = 0
+    steps: int = 0  # rollout batches of `states` states; 0 = one pass over the training states
+    micro_batch: int = 2  # edits per forward pass (gradients accumulate over the batch)
+    max_grad_norm: float = 1.0  # 0 = no clipping
+    keep_checkpoints: int = 2
 
 
 @dataclass
@@ -172,7 +176,7 @@ def load_config(start: str | Path | None = None, overrides: dict[str, Any] | Non
     start_path = Path(start or Path.cwd()).resolve()
     source = find_config_file(start_path)
     root = source.parent if source else (start_path if start_path.is_dir() else start_path.parent)
-    evolver_given = False
+    evolver_keys: set[str] = set()  # [evolver] keys set explicitly; the others follow [model]
     cfg = Config(root=root, source=source)
     if source is not None:
         text = source.read_text(encoding="utf-8")
@@ -184,13 +188,13 @@ def load_config(start: str | Path | None = None, overrides: dict[str, Any] | Non
             raise FileFormatError(str(source), f"invalid TOML: {exc}", line, col, code="toml") from exc
         if source.name == "pyproject.toml":
             data = data.get("tool", {}).get("lse", {})
-        evolver_given = "evolver" in data
         _apply(cfg, data, source, text, "")
+        evolver_keys |= set(data.get("evolver") or {})
     if overrides:
-        evolver_given = evolver_given or "evolver" in overrides
         _apply(cfg, overrides, None, "", "")
-    if not evolver_given:
-        # The evolver defaults to the task model's weights, sampled more freely and at more length.
-        sampling = cfg.evolver.sampling
-        cfg.evolver = dataclasses.replace(cfg.model, sampling=sampling, adapter="")
+        evolver_keys |= set(overrides.get("evolver") or {})
+    # The evolver defaults to the task model's weights and backend, sampled more freely and at more length.
+    for f in dataclasses.fields(ModelConfig):
+        if f.name not in evolver_keys and f.name not in ("sampling", "adapter"):
+            setattr(cfg.evolver, f.name, getattr(cfg.model, f.name))
     return cfg

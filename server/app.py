@@ -36,6 +36,7 @@ class LseServer(LanguageServer):
     def __init__(self) -> None:
         super().__init__("lse-server", __version__, text_document_sync_kind=types.TextDocumentSyncKind.Incremental)
         self.settings: dict[str, Any] = {}
+        self.trusted = True  # an untrusted workspace (initializationOptions.trusted = false): no SQL, no models
         self.analyzer = Analyzer()
         self.jobs = JobManager(lambda job, msg: _on_job_line(self, job, msg), lambda job: _on_job_exit(self, job))
         self._debounce: dict[str, asyncio.Task] = {}
@@ -95,7 +96,9 @@ server = LseServer()
 # -- lifecycle ------------------------------------------------------------------------------------------
 @server.feature(types.INITIALIZE)
 def on_initialize(ls: LseServer, params: types.InitializeParams) -> None:
-    ls.settings = params.initialization_options or {}
+    opts = params.initialization_options if isinstance(params.initialization_options, dict) else {}
+    ls.settings = opts
+    ls.trusted = opts.get("trusted") is not False
 
 
 @server.feature(types.WORKSPACE_DID_CHANGE_CONFIGURATION)
@@ -127,7 +130,7 @@ async def publish(ls: LseServer, uri: str) -> None:
         suite, diags = ls.analyzer.suite_parse(text, path)
         ls._suites[uri] = (version if version is not None else hash(text), suite)
         ls.text_document_publish_diagnostics(types.PublishDiagnosticsParams(uri, diags, version))
-        if suite is not None and not any(d.code in ("yaml", "json", "binary") for d in diags):
+        if ls.trusted and suite is not None and not any(d.code in ("yaml", "json", "binary") for d in diags):
             loop = asyncio.get_running_loop()
             sql_diags = await loop.run_in_executor(ls.analyzer.pool, ls.analyzer.suite_sql, suite)
             current = ls.workspace.text_documents.get(uri)
@@ -251,7 +254,9 @@ async def hover(ls: LseServer, params: types.HoverParams) -> types.Hover | None:
     if problem is None:
         return None
     parts = [f"**{problem.id}** — {problem.question}"]
-    if suite.task == "text-to-sql" and suite.database is not None and suite.database.is_file():
+    if not ls.trusted:
+        parts.append("_untrusted workspace: gold SQL is not run_")
+    elif suite.task == "text-to-sql" and suite.database is not None and suite.database.is_file():
         checker = ls.analyzer.checker(suite.database)
         check = checker.cached(problem.gold)
         if check is None:
@@ -297,6 +302,8 @@ def _supports_lens_refresh(ls: LseServer) -> bool:
 
 
 async def start_job(ls: LseServer, kind: str, args: tuple[Any, ...]) -> dict[str, Any]:
+    if not ls.trusted:
+        raise ValueError("this workspace is not trusted: LSE runs no SQL and loads no model here")
     a = _arg(args)
     uri = a.get("uri")
     if not uri:
@@ -452,6 +459,7 @@ async def _on_job_exit(ls: LseServer, job: Job) -> None:
         payload.update(res.get("accuracy") or {})
     if job.kind == "evolve":
         payload["winner"] = res.get("winner")
+        payload["instructions"] = res.get("instructions")
     ls.protocol.notify(RUN_PROGRESS, payload)
     if error and error != "cancelled":
         ls.window_show_message(types.ShowMessageParams(types.MessageType.Error, f"LSE {job.kind} failed: {error}"))

@@ -1,33 +1,27 @@
-"""Client settings (initializationOptions / didChangeConfiguration) -> engine config overrides."""
+"""Client settings (initializationOptions / didChangeConfiguration) -> engine config overrides.
+
+Clients send the `lse.toml` sections with camelCase keys (as VS Code settings are spelled): `maxTokens`
+becomes `max_tokens`. Two keys differ in name: the model profile's `name` is the engine's `model`, and
+`timeoutSeconds` is `timeout_s`. Unknown keys reach the engine, which rejects them with a clear message.
+"""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
-# client key (camelCase, as in the VS Code extension) -> engine key (as in lse.toml)
-_KEYMAP = {
-    "name": "model",
-    "baseUrl": "base_url",
-    "apiKeyEnv": "api_key_env",
-    "batchSize": "batch_size",
-    "devSize": "dev_size",
-    "maxModelCalls": "max_model_calls",
-    "acceptanceGate": "acceptance_gate",
-    "timeoutSeconds": "timeout_s",
-    "rowCap": "row_cap",
-    "maxTokens": "max_tokens",
-}
+_RENAMED = {"name": "model", "timeoutSeconds": "timeout_s"}
 _SECTIONS = ("model", "evolver", "evolve", "sql", "train")
+
+
+def snake_key(key: str) -> str:
+    """`maxModelCalls` -> `max_model_calls`; snake_case keys pass through."""
+    return _RENAMED.get(key) or re.sub(r"(?<=[a-z0-9])([A-Z])", r"_\1", key).lower()
 
 
 def _convert(value: Any) -> Any:
     if isinstance(value, dict):
-        out = {}
-        for k, v in value.items():
-            if v is None or v == "":
-                continue
-            out[_KEYMAP.get(k, k)] = _convert(v)
-        return out
+        return {snake_key(k): _convert(v) for k, v in value.items() if v is not None and v != ""}
     return value
 
 

@@ -130,12 +130,12 @@ class Tree:
     # -- textgrad -----------------------------------------------------------------------------------
     def kept(self, node: Node) -> bool:
         """On the reverting chain: the root, or a scored node no worse on dev than a kept parent."""
-        if node.parent is None:
-            return node.selectable
-        parent = self.nodes.get(node.parent)
-        if parent is None or not node.selectable or not parent.selectable:
-            return False
-        return (node.dev_score or 0.0) >= (parent.dev_score or 0.0) and self.kept(parent)
+        while node.parent is not None:
+            parent = self.nodes.get(node.parent)
+            if parent is None or not node.selectable or (node.dev_score or 0.0) < (parent.dev_score or 0.0):
+                return False
+            node = parent
+        return node.selectable
 
     # -- pareto (GEPA) ------------------------------------------------------------------------------
     def pareto_fronts(self) -> list[set[int]]:

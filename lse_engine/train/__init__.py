@@ -1,0 +1,18 @@
+"""Training the evolver (`lse train`): harvest states from runs, delta-reward PPO-clip on a LoRA adapter.
+
+`train` and `TrainResult` are imported lazily so that importing this package does not load torch.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["TrainResult", "train"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in __all__:
+        from lse_engine.train import trainer
+
+        return getattr(trainer, name)
+    raise AttributeError(name)

@@ -1,0 +1,300 @@
+"""The bench protocol: per database, evolve the root prompt with every rule, seed and evolver, then test.
+
+Each (suite, evolver, rule, seed) is one evolve run in `<out>/.lse/lse.db` with a deterministic id
+(`bench-<suite>-<evolver>-<rule>-s<seed>-<digest of the settings>`), so re-running the same bench finds its
+runs: finished ones are read back, unfinished ones resume (`runner.evolve(ws, run_id=...)`). All runs get
+the same model-call budget (`evolve.max_model_calls`), charged as if each ran alone (see `workspace`).
+The root and each run's winner are then scored on the suite's test split (cached outcomes cost nothing).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from lse_engine.bench.curves import Curve, run_curve
+from lse_engine.bench.suites import (
+    PreparedSuites,
+    SplitSpec,
+    prepare,
+    root_instructions,
+    suite_name,
+    write_prompt,
+)
+from lse_engine.bench.workspace import BenchWorkspace, LLMFactory, LLMPool, model_identity, model_label
+from lse_engine.config import Config, ModelConfig
+from lse_engine.errors import LSEError
+from lse_engine.evolve.search import load_tree
+from lse_engine.evolve.tree import RULES, Tree
+from lse_engine.llm.base import CancelToken
+from lse_engine.progress import ProgressEvent
+from lse_engine.runner import evolve
+from lse_engine.store import Store
+from lse_engine.tasks.base import Problem
+
+DEFAULT_RULES = ("ucb", "chain", "best", "pareto")
+DEFAULT_BUDGET = 1000  # model calls per run when neither the command nor lse.toml sets one
+DEFAULT_ROUNDS = 1000  # a cap only: the call budget is what ends bench runs
+
+
+@dataclass
+class BenchSpec:
+    """What to bench: a benchmark's data, which databases, rules, seeds and evolvers; where to write."""
+
+    benchmark: str
+    data: Path
+    out: Path
+    names: list[str] | None = None  # databases (bird, spider) or subjects (mmlu-redux); None = all
+    rules: list[str] = field(default_factory=lambda: list(DEFAULT_RULES))
+    seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
+    evolvers: list[str] = field(default_factory=list)  # trained evolvers, each compared with the base
+    split: SplitSpec = field(default_factory=SplitSpec)
+    instructions: str | None = None  # root instructions (default: one per task kind)
+    source_split: str = "dev"
+
+
+@dataclass
+class RunResult:
+    suite: str
+    evolver: str
+    rule: str
+    seed: int
+    run_id: str
+    status: str  # done | budget | cancelled
+    rounds: int
+    calls: int
+    root_dev: float | None
+    winner: int
+    winner_dev: float | None
+    test_correct: int | None
+    test_n: int
+    curve: Curve = field(default_factory=list)
+    resumed: bool = False
+
+    @property
+    def winner_test(self) -> float | None:
+        return None if self.test_correct is None or not self.test_n else self.test_correct / self.test_n
+
+
+@dataclass
+class SuiteResult:
+    name: str
+    suite: str
+    n: dict[str, int]
+    root_dev: float | None = None
+    root_test_correct: int | None = None
+    runs: list[RunResult] = field(default_factory=list)
+
+    @property
+    def root_test(self) -> float | None:
+        n = self.n.get("test", 0)
+        return None if self.root_test_correct is None or not n else self.root_test_correct / n
+
+
+@dataclass
+class BenchResult:
+    benchmark: str
+    out: str
+    settings: dict[str, Any]
+    task_model: str
+    evolvers: dict[str, str]  # label → the evolver model
+    rules: list[str]
+    seeds: list[int]
+    suites: list[SuiteResult] = field(default_factory=list)
+    skipped: dict[str, str] = field(default_factory=dict)
+    status: str = "done"  # done | cancelled
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        for s_d, s in zip(d["suites"], self.suites):
+            s_d["root_test"] = s.root_test
+            for r_d, r in zip(s_d["runs"], s.runs):
+                r_d["winner_test"] = r.winner_test
+        return d
+
+
+class BenchProgress(Protocol):
+    """What the protocol reports while it works (the CLI draws progress bars from it)."""
+
+    def start(self, total_runs: int) -> None: ...
+
+    def run(self, label: str, budget: int) -> None: ...
+
+    def advance(self, calls: int, message: str) -> None: ...
+
+    def finish_run(self, label: str, summary: str) -> None: ...
+
+
+class NullProgress:
+    def start(self, total_runs: int) -> None:
+        pass
+
+    def run(self, label: str, budget: int) -> None:
+        pass
+
+    def advance(self, calls: int, message: str) -> None:
+        pass
+
+    def finish_run(self, label: str, summary: str) -> None:
+        pass
+
+
+def bench_config(config: Config, max_model_calls: int | None = None, rounds: int | None = None,
+                 task_model: str | None = None, **evolve: Any) -> Config:
+    """The settings every bench run shares: the call budget binds (rounds are only a cap)."""
+    cfg = dataclasses.replace(config)
+    budget = max_model_calls or config.evolve.max_model_calls or DEFAULT_BUDGET
+    given = {k: v for k, v in evolve.items() if v is not None}
+    cfg.evolve = dataclasses.replace(config.evolve, max_model_calls=budget, rounds=rounds or DEFAULT_ROUNDS,
+                                     max_wall_s=0.0, **given)
+    if task_model:  # the transfer experiment: the evolver stays as configured, the task model changes
+        cfg.model = dataclasses.replace(config.model, model=task_model)
+    return cfg
+
+
+def evolver_variants(config: Config, evolvers: Sequence[str]) -> list[tuple[str, ModelConfig]]:
+    """(label, evolver profile): the configured evolver alone, or its base plus each trained evolver."""
+    if not evolvers:
+        adapter = config.evolver.adapter
+        return [(Path(adapter).name if adapter else "base", config.evolver)]
+    base = dataclasses.replace(config.evolver, adapter="")
+    return [("base", base)] + [(Path(e).name or e, dataclasses.replace(config.evolver, adapter=e)) for e in evolvers]
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.]+", "_", text).strip("_") or "x"
+
+
+def bench_run_id(ws: BenchWorkspace, label: str, evolver: ModelConfig, rule: str, seed: int) -> str:
+    """The run's id: readable parts, then a digest of everything that must match for it to be reused."""
+    ev = {k: v for k, v in dataclasses.asdict(ws.config.evolve).items() if k not in ("rule", "seed")}
+    payload = [ws.suite.content_hash, ws.prompt.instructions, model_identity(ws.config.model),
+               model_identity(evolver), ev, dataclasses.asdict(ws.config.sql)]
+    digest = hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:10]
+    return f"bench-{_slug(suite_name(ws.suite.path))}-{_slug(label)}-{rule}-s{seed}-{digest}"
+
+
+def _test_score(ws: BenchWorkspace, instructions: str, test: Sequence[Problem]) -> int | None:
+    if not test:
+        return None
+    _, outs = ws.plain_scorer().score(instructions, test)
+    return sum(o.correct for o in outs)
+
+
+class Bench:
+    """Runs (or resumes) a bench; `run()` returns the results for the report."""
+
+    def __init__(self, spec: BenchSpec, config: Config, factory: LLMFactory | None = None,
+                 progress: BenchProgress | None = None, cancel: CancelToken | None = None) -> None:
+        unknown = [r for r in spec.rules if r not in RULES]
+        if unknown:
+            raise LSEError(f"unknown rule(s) {', '.join(unknown)}; expected some of {', '.join(RULES)}")
+        self.spec = spec
+        self.config = config
+        self.factory = factory
+        self.progress: BenchProgress = progress or NullProgress()
+        self.cancel = cancel or CancelToken()
+        self.variants = evolver_variants(config, spec.evolvers)
+
+    def run(self, prepared: PreparedSuites | None = None) -> BenchResult:
+        """Import (unless `prepared` suites are given), then run or resume every run and score the tests."""
+        spec, cfg = self.spec, self.config
+        if prepared is None:
+            prepared = prepare(spec.benchmark, spec.data, spec.out, spec.names, spec.split, spec.source_split)
+        result = BenchResult(
+            benchmark=spec.benchmark, out=str(spec.out), settings=self._settings(), rules=list(spec.rules),
+            task_model=model_label(cfg.model), seeds=list(spec.seeds),
+            evolvers={label: model_label(mc) for label, mc in self.variants}, skipped=dict(prepared.skipped),
+        )
+        self.progress.start(len(prepared.suites) * len(self.variants) * len(spec.rules) * len(spec.seeds))
+        store = Store(spec.out / ".lse" / "lse.db")
+        pool = LLMPool(cfg.root, self.factory)
+        try:
+            task_llm = pool.get(cfg.model)
+            for path in prepared.suites:
+                if self.cancel.cancelled:
+                    break
+                self._suite(path, store, pool, task_llm, result)
+        finally:
+            pool.close()
+            store.close()
+        if self.cancel.cancelled:
+            result.status = "cancelled"
+        return result
+
+    def _settings(self) -> dict[str, Any]:
+        s = self.spec
+        return {"data": str(s.data), "names": s.names, "split": dataclasses.asdict(s.split),
+                "evolve": dataclasses.asdict(self.config.evolve), "source_split": s.source_split}
+
+    def _suite(self, path: Path, store: Store, pool: LLMPool, task_llm, result: BenchResult) -> None:
+        from lse_engine.suite import load_suite
+
+        kind = load_suite(path).task
+        imported = self.spec.out / "imported" / path.name
+        instructions = self.spec.instructions or root_instructions(imported, kind)
+        prompt = write_prompt(self.spec.out / "prompts", path, instructions)
+        ws = BenchWorkspace(prompt, self.config, store, task_llm)
+        name = suite_name(path)
+        try:
+            parts = ws.splits()
+            sr = SuiteResult(name, str(path), {k: len(v) for k, v in parts.items()})
+            if not parts["train"] or not parts["dev"]:
+                result.skipped[name] = f"too few problems to split ({len(ws.suite.problems)})"
+                return
+            sr.root_test_correct = _test_score(ws, instructions, parts["test"])
+            result.suites.append(sr)
+            for label, evolver_cfg in self.variants:
+                evolver = pool.evolver_for(self.config.model, evolver_cfg)
+                for rule in self.spec.rules:
+                    for seed in self.spec.seeds:
+                        if self.cancel.cancelled:
+                            return
+                        ws.use(evolver_cfg, evolver, rule, seed, bench_run_id(ws, label, evolver_cfg, rule, seed))
+                        run = self._run(ws, name, label, rule, seed, parts["test"])
+                        sr.runs.append(run)
+                        sr.root_dev = run.root_dev if sr.root_dev is None else sr.root_dev
+        except LSEError as exc:
+            result.skipped[name] = str(exc)
+        finally:
+            ws.close()
+
+    def _run(self, ws: BenchWorkspace, name: str, label: str, rule: str, seed: int,
+             test: Sequence[Problem]) -> RunResult:
+        store, rid = ws.store, ws.run_id or ""
+        budget = ws.config.evolve.max_model_calls
+        title = f"{name} · {label} · {rule} · seed {seed}"
+        self.progress.run(title, budget)
+        existing = store.get_run(rid)
+        existing = existing if existing and existing["id"] == rid else None
+
+        def on_event(ev: ProgressEvent) -> None:
+            row = store.get_run(rid) or {}
+            self.progress.advance((row.get("task_calls") or 0) + (row.get("evolver_calls") or 0), ev.message)
+
+        if existing is not None and existing["status"] == "done":
+            tree: Tree = load_tree(store, rid)
+            status = "budget" if "budget" in (existing.get("message") or "") else "done"
+        else:
+            res = evolve(ws, run_id=rid if existing else None, new_run_id=rid, cancel=self.cancel, progress=on_event)
+            tree, status = res.tree, res.status
+        row = store.get_run(rid) or {}
+        winner = tree.winner()
+        calls = (row.get("task_calls") or 0) + (row.get("evolver_calls") or 0)
+        test_correct = _test_score(ws, winner.instructions, test) if status != "cancelled" else None
+        run = RunResult(
+            suite=name, evolver=label, rule=rule, seed=seed, run_id=rid, status=status, rounds=len(tree.selections),
+            calls=calls, root_dev=tree.root.dev_score if 0 in tree.nodes else None, winner=winner.id,
+            winner_dev=winner.dev_score, test_correct=test_correct, test_n=len(test),
+            curve=run_curve(store, rid), resumed=existing is not None and existing["status"] != "done",
+        )
+        test_txt = "—" if run.winner_test is None else f"{run.winner_test:.1%}"
+        self.progress.finish_run(title, f"{status}: winner #{winner.id}, dev {winner.dev_score or 0:.1%}, "
+                                        f"test {test_txt}, {calls} calls")
+        return run

@@ -1,0 +1,138 @@
+"""Test accuracy over seeds (mean ± std) and paired comparisons that say what is within noise.
+
+A comparison pairs two prompts seed by seed (same split, same budget, same seed): the differences d_s give
+mean Δ and stderr = std(d) / sqrt(n). |Δ| < 2·stderr is "within noise"; one seed gives no noise estimate.
+Overall accuracy pools every database's test problems (correct / total) per seed.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from lse_engine.bench.protocol import BenchResult, RunResult
+
+OVERALL = "overall"
+ROOT = ("", "root")
+
+
+@dataclass
+class Cell:
+    """Test accuracy of one prompt (root, or a rule's winner) on one database or overall, per seed."""
+
+    values: dict[int, float] = field(default_factory=dict)
+
+    @property
+    def n(self) -> int:
+        return len(self.values)
+
+    @property
+    def mean(self) -> float | None:
+        return sum(self.values.values()) / self.n if self.values else None
+
+    @property
+    def std(self) -> float | None:
+        return sample_std(list(self.values.values())) if self.values else None
+
+
+@dataclass
+class Comparison:
+    scope: str  # a database or "overall"
+    row: tuple[str, str]  # (evolver, rule)
+    against: tuple[str, str]  # (evolver, rule) or ROOT
+    diff: float
+    stderr: float | None
+    n: int
+    verdict: str
+
+
+@dataclass
+class Summary:
+    rows: list[tuple[str, str]]  # ROOT first, then (evolver, rule)
+    columns: list[str]  # databases, then "overall"
+    cells: dict[tuple[tuple[str, str], str], Cell]
+    comparisons: list[Comparison]
+
+
+def sample_std(xs: Sequence[float]) -> float:
+    if len(xs) < 2:
+        return 0.0
+    m = sum(xs) / len(xs)
+    return math.sqrt(sum((x - m) ** 2 for x in xs) / (len(xs) - 1))
+
+
+def verdict(diff: float, stderr: float | None, n: int) -> str:
+    if n < 2 or stderr is None:
+        return "one seed: no noise estimate"
+    if diff == 0:
+        return "no difference"
+    if abs(diff) < 2 * stderr:
+        return "within noise"
+    return "better, beyond noise" if diff > 0 else "worse, beyond noise"
+
+
+def paired(a: Cell, b: Cell) -> tuple[float, float | None, int] | None:
+    """Mean and stderr of a − b over the seeds both have; None when they share none."""
+    seeds = sorted(set(a.values) & set(b.values))
+    if not seeds:
+        return None
+    d = [a.values[s] - b.values[s] for s in seeds]
+    se = sample_std(d) / math.sqrt(len(d)) if len(d) > 1 else None
+    return sum(d) / len(d), se, len(d)
+
+
+def _overall(runs: Sequence[RunResult]) -> dict[int, float]:
+    totals: dict[int, list[int]] = {}
+    for r in runs:
+        if r.test_correct is not None and r.test_n:
+            t = totals.setdefault(r.seed, [0, 0])
+            t[0] += r.test_correct
+            t[1] += r.test_n
+    return {seed: c / n for seed, (c, n) in totals.items() if n}
+
+
+def summarize(result: BenchResult) -> Summary:
+    """Cells for every (prompt, database) and overall, and the comparisons the report states."""
+    variants = list(result.evolvers)
+    rows: list[tuple[str, str]] = [ROOT] + [(v, r) for v in variants for r in result.rules]
+    columns = [s.name for s in result.suites] + [OVERALL]
+    cells: dict[tuple[tuple[str, str], str], Cell] = {}
+    seeds = list(result.seeds)
+    root_c, root_n = 0, 0
+    for s in result.suites:
+        if s.root_test is not None:
+            cells[(ROOT, s.name)] = Cell({seed: s.root_test for seed in seeds})
+            root_c += s.root_test_correct or 0
+            root_n += s.n.get("test", 0)
+        for row in rows[1:]:
+            runs = [r for r in s.runs if (r.evolver, r.rule) == row and r.winner_test is not None]
+            cells[(row, s.name)] = Cell({r.seed: r.winner_test for r in runs if r.winner_test is not None})
+    if root_n:
+        cells[(ROOT, OVERALL)] = Cell({seed: root_c / root_n for seed in seeds})
+    for row in rows[1:]:
+        runs = [r for s in result.suites for r in s.runs if (r.evolver, r.rule) == row]
+        cells[(row, OVERALL)] = Cell(_overall(runs))
+    return Summary(rows, columns, cells, _comparisons(rows, columns, cells, result))
+
+
+def _comparisons(rows, columns, cells, result: BenchResult) -> list[Comparison]:
+    pairs: list[tuple[tuple[str, str], tuple[str, str]]] = []
+    for row in rows[1:]:
+        pairs.append((row, ROOT))
+        evolver, rule = row
+        if rule != "ucb" and "ucb" in result.rules:
+            pairs.append((row, (evolver, "ucb")))
+        base = next(iter(result.evolvers))
+        if evolver != base:
+            pairs.append((row, (base, rule)))
+    out = []
+    for scope in columns:
+        for row, against in pairs:
+            a, b = cells.get((row, scope)), cells.get((against, scope))
+            got = paired(a, b) if a and b else None
+            if got is None:
+                continue
+            diff, se, n = got  # against the root (constant over seeds) the noise is the winners' own
+            out.append(Comparison(scope, row, against, diff, se, n, verdict(diff, se, n)))
+    return out

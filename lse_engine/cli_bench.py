@@ -1,0 +1,150 @@
+"""`lse bench bird|spider|mmlu-redux`: the paper's protocol on a benchmark, with rich progress and a report."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from lse_engine.llm.base import CancelToken
+
+console = Console()
+
+
+class RichBenchProgress:
+    """Two bars: runs done, and the current run's model calls against its budget."""
+
+    def __init__(self, progress: Progress) -> None:
+        self.p = progress
+        self.runs = progress.add_task("runs", total=0)
+        self.calls = progress.add_task("", total=1, visible=False)
+
+    def start(self, total_runs: int) -> None:
+        self.p.update(self.runs, total=total_runs)
+
+    def run(self, label: str, budget: int) -> None:
+        self.p.update(self.calls, description=label, total=max(budget, 1), completed=0, visible=True)
+
+    def advance(self, calls: int, message: str) -> None:
+        self.p.update(self.calls, completed=calls)
+
+    def finish_run(self, label: str, summary: str) -> None:
+        self.p.advance(self.runs)
+        self.p.console.print(f"[green]✓[/] {label}: {summary}")
+
+
+def _seeds(text: str) -> list[int]:
+    """`3` means seeds 0, 1, 2; `0,5,7` lists them."""
+    parts = [int(x) for x in text.split(",") if x.strip()]
+    return list(range(parts[0])) if len(parts) == 1 else parts
+
+
+def _csv(text: str | None) -> list[str] | None:
+    return [x.strip() for x in text.split(",") if x.strip()] if text else None
+
+
+def _overrides(args: argparse.Namespace) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    if args.tiny:
+        tiny = {"backend": "transformers", "model": "tiny", "sampling": {"max_tokens": 48}}
+        out["model"] = tiny
+        out["evolver"] = {**tiny, "sampling": {"max_tokens": 96, "temperature": 0.7}}
+    for key in ("model", "backend", "base_url"):
+        if getattr(args, key):
+            out.setdefault("model", {})[key] = getattr(args, key)
+    return out
+
+
+def _instructions(path: str | None) -> str | None:
+    if not path:
+        return None
+    from lse_engine.suite import parse_prompt
+
+    text = Path(path).read_text(encoding="utf-8")
+    return parse_prompt(text, path)[0].instructions if text.startswith("---") else text.strip()
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from lse_engine.bench import report
+    from lse_engine.bench.protocol import Bench, BenchSpec, bench_config
+    from lse_engine.bench.suites import SplitSpec
+    from lse_engine.config import load_config
+
+    config = bench_config(
+        load_config(args.config or Path.cwd(), _overrides(args)), max_model_calls=args.max_model_calls,
+        rounds=args.rounds, task_model=args.task_model, batch_size=args.batch_size, dev_size=args.dev_size,
+    )
+    out = Path(args.out or f"bench-{args.benchmark}").resolve()
+    spec = BenchSpec(
+        benchmark=args.benchmark, data=Path(args.data).expanduser().resolve(), out=out, names=_csv(args.dbs),
+        rules=_csv(args.rules) or ["ucb", "chain", "best", "pareto"], seeds=_seeds(args.seeds),
+        evolvers=_csv(args.evolver) or [], instructions=_instructions(args.prompt), source_split=args.source_split,
+        split=SplitSpec(dev=args.dev, test=args.test, seed=args.split_seed, limit=args.limit),
+    )
+    if args.tiny:
+        console.print("[yellow]--tiny: a tiny random model; its scores mean nothing, it only shows the pipeline.[/]")
+    cancel = CancelToken()
+
+    def on_sigint(signum, frame):  # noqa: ARG001
+        if cancel.cancelled:
+            raise KeyboardInterrupt
+        console.print("[yellow]stopping after the current model call… re-run the same command to resume[/]")
+        cancel.cancel()
+
+    signal.signal(signal.SIGINT, on_sigint)
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=console, disable=args.quiet) as bar:
+        result = Bench(spec, config, progress=RichBenchProgress(bar), cancel=cancel).run()
+    summary = report.summarize(result)
+    console.print(report.table(result, summary))
+    for line in report.comparison_lines(result, summary):
+        console.print(f"  {line}")
+    for name, why in result.skipped.items():
+        console.print(f"[yellow]skipped[/] {name}: {why}")
+    paths = report.write(result, out)
+    console.print(f"report: {paths['markdown']}, {paths['json']}, {paths['plot']}  ·  runs in {out / '.lse' / 'lse.db'}")
+    if result.status == "cancelled":
+        console.print("[yellow]cancelled[/]: re-run the same command to continue the unfinished runs")
+        return 130
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add `lse bench` to the CLI."""
+    p = sub.add_parser("bench", help="benchmark evolution rules and evolvers on BIRD, Spider or MMLU-Redux",
+                       description="Per database: import its problems as a suite split train/dev/test, evolve the "
+                       "root prompt with each rule, seed and evolver under one model-call budget, and report test "
+                       "accuracy of the root and of each winner. Re-running the same command resumes.")
+    p.add_argument("benchmark", choices=["bird", "spider", "mmlu-redux"])
+    p.add_argument("--data", required=True, help="the benchmark's directory (BIRD/Spider dev set, MMLU-Redux CSVs "
+                                                 "or JSON/JSONL/parquet/arrow files)")
+    p.add_argument("--dbs", help="comma-separated databases (subjects for mmlu-redux); default: all")
+    p.add_argument("--rules", help="comma-separated selection rules (ucb, chain, best, pareto, textgrad); "
+                                   "default ucb,chain,best,pareto")
+    p.add_argument("--seeds", default="3", help="N (seeds 0..N-1) or a comma-separated list; default 3")
+    p.add_argument("--out", help="output directory: suites, run store, report (default ./bench-BENCHMARK)")
+    p.add_argument("--evolver", help="trained evolver(s) (names under .lse/evolvers/ or adapter paths), comma-"
+                                     "separated; each gets rows beside its base")
+    p.add_argument("--task-model", help="a different task model (the transfer experiment); the evolver is unchanged")
+    p.add_argument("--max-model-calls", type=int, help="budget per run (default: lse.toml's, else 1000)")
+    p.add_argument("--rounds", type=int, help="cap on rounds per run (default: the call budget decides)")
+    p.add_argument("--batch-size", type=int, help="feedback batch size (paper: 10)")
+    p.add_argument("--dev-size", type=int, help="dev problems used for selection (paper: 50)")
+    p.add_argument("--dev", type=float, default=0.3, help="dev fraction of each database (default 0.3)")
+    p.add_argument("--test", type=float, default=0.4, help="test fraction of each database (default 0.4)")
+    p.add_argument("--split-seed", type=int, default=0)
+    p.add_argument("--limit", type=int, default=0, help="at most this many problems per database (seeded subset)")
+    p.add_argument("--prompt", help="root instructions: a *.prompt.md or text file (default: one per task kind)")
+    p.add_argument("--source-split", default="dev", choices=["dev", "train", "test"],
+                   help="which question file of BIRD or Spider to read (default dev)")
+    p.add_argument("--config", help="lse.toml (or a directory) with model settings; default: the current one")
+    p.add_argument("--model", help="task and evolver model (HF id, local path, 'smollm2' or 'tiny')")
+    p.add_argument("--backend", choices=["auto", "transformers", "openai", "vllm"])
+    p.add_argument("--base-url", help="OpenAI-compatible endpoint (with --backend openai)")
+    p.add_argument("--tiny", action="store_true", help="a tiny random model (pipeline check; scores mean nothing)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=cmd_bench)

@@ -1,0 +1,209 @@
+"""Shared helpers for importers: the result type, text clean-up, and writing suites and prompt files."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tempfile
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from lse_engine.errors import FileFormatError, LSEError
+
+DEFAULT_SPLIT: dict[str, Any] = {"dev": 0.3, "seed": 0}
+SQL_INSTRUCTIONS = (
+    "Write one SQLite query that answers the question, using only the tables and columns in the schema.\n"
+    "Put the query inside <answer></answer> tags."
+)
+MC_INSTRUCTIONS = (
+    "Think about the question, then choose the single best option.\n"
+    "Put the letter of your answer inside <answer></answer> tags, e.g. <answer>B</answer>."
+)
+_PROBLEM_ORDER = ("id", "question", "evidence", "options", "gold", "difficulty", "split")
+_LEADING_TABS = re.compile(r"^\t+", re.MULTILINE)
+_SAFE_NAME = re.compile(r"[^A-Za-z0-9_.-]+")
+
+
+@dataclass
+class ImportResult:
+    """What an import wrote: suite paths, what it skipped and why, and how many problems it wrote."""
+
+    suites: list[Path] = field(default_factory=list)
+    skipped: dict[str, str] = field(default_factory=dict)
+    problems: int = 0
+    rows_skipped: int = 0  # single rows left out (e.g. an answer that cannot be read)
+
+
+def _tidy(s: str) -> str:
+    s = s.replace("\r\n", "\n").replace("\r", "\n")
+    if " \n" in s or "\t\n" in s:
+        s = "\n".join(line.rstrip() for line in s.split("\n"))
+    return s.strip()
+
+
+def clean_text(text: Any) -> str:
+    """Normalise newlines, drop trailing spaces on lines and blank edges (so YAML can use literal blocks).
+
+    Also drops stray byte-order marks and turns U+0085 (a Windows-1252 ellipsis decoded as Latin-1) into "…".
+    """
+    return _tidy(str(text).replace("\ufeff", "").replace("\x85", "…"))
+
+
+def clean_sql(sql: Any) -> str:
+    """Normalise newlines and line ends, turn leading tabs into spaces, drop one trailing semicolon."""
+    s = _tidy(str(sql))
+    if "\t" in s:
+        s = _LEADING_TABS.sub(lambda m: "    " * len(m.group(0)), s)
+    if s.endswith(";"):
+        s = s[:-1].rstrip()
+    return s
+
+
+def safe_name(name: str) -> str:
+    """A file-name-safe version of a database id or subject."""
+    return _SAFE_NAME.sub("_", name).strip("._") or "suite"
+
+
+def relative_path(target: Path, start_dir: Path) -> str:
+    """`target` relative to `start_dir` with forward slashes; absolute when no relative path exists."""
+    try:
+        return Path(os.path.relpath(target.resolve(), start_dir.resolve())).as_posix()
+    except ValueError:  # different drives on Windows
+        return target.resolve().as_posix()
+
+
+class _SuiteDumper(getattr(yaml, "CSafeDumper", yaml.SafeDumper)):  # type: ignore[misc]
+    """Safe YAML in block style; multi-line strings as literal blocks."""
+
+
+def _represent_str(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
+    style = "|" if "\n" in value else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+
+
+_SuiteDumper.add_representer(str, _represent_str)
+
+
+def _ordered(problem: dict[str, Any]) -> dict[str, Any]:
+    out = {k: problem[k] for k in _PROBLEM_ORDER if problem.get(k) not in (None, "")}
+    out.update((k, v) for k, v in problem.items() if k not in out and v not in (None, ""))
+    return out
+
+
+def suite_text(task: str, problems: Iterable[dict[str, Any]], database: str | None = None,
+               split: dict[str, Any] | None = None, comment: str = "") -> str:
+    """The YAML text of a suite: keys in the order task, database, split, problems."""
+    doc: dict[str, Any] = {"task": task}
+    if database is not None:
+        doc["database"] = database
+    doc["split"] = dict(split or DEFAULT_SPLIT)
+    doc["problems"] = [_ordered(p) for p in problems]
+    body = yaml.dump(doc, Dumper=_SuiteDumper, sort_keys=False, allow_unicode=True, default_flow_style=False,
+                     width=1_000_000)
+    head = "".join(f"# {line}\n" if line else "#\n" for line in comment.splitlines()) if comment else ""
+    return head + body
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write `text` to `path` through a temporary file in the same directory."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=str(path.parent))
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fh:
+            fh.write(text)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def write_suite(path: Path, task: str, problems: list[dict[str, Any]], database: str | None = None,
+                split: dict[str, Any] | None = None, comment: str = "") -> Path:
+    """Write a suite file (replacing an older import) and return its path."""
+    write_atomic(path, suite_text(task, problems, database, split, comment))
+    return path
+
+
+def write_prompt(path: Path, suite_file: Path, instructions: str) -> bool:
+    """Write a starting prompt file for `suite_file`; never overwrite one (it may hold evolved work)."""
+    if path.exists():
+        return False
+    ref = relative_path(suite_file, path.parent)
+    write_atomic(path, f"---\nsuite: {ref}\n---\n{instructions.strip()}\n")
+    return True
+
+
+def find_sqlite(db_root: Path, db_id: str) -> Path | None:
+    """`<db_root>/<db_id>/<db_id>.sqlite` (the BIRD and Spider layout), else the only `*.sqlite` there."""
+    folder = db_root / db_id
+    exact = folder / f"{db_id}.sqlite"
+    if exact.is_file():
+        return exact
+    found = sorted(folder.glob("*.sqlite")) if folder.is_dir() else []
+    return found[0] if len(found) == 1 else None
+
+
+def write_sql_suites(by_db: dict[str, list[dict[str, Any]]], db_root: Path, out_dir: str | os.PathLike[str],
+                     dbs: list[str] | None, source: str) -> ImportResult:
+    """One text-to-sql suite (and a starting prompt) per database; skip databases whose file is missing."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    result = ImportResult()
+    wanted = list(dict.fromkeys(dbs)) if dbs else sorted(by_db)
+    for db_id in wanted:
+        problems = by_db.get(db_id)
+        if not problems:
+            result.skipped[db_id] = f"no questions for this database in {source}"
+            continue
+        sqlite = find_sqlite(db_root, db_id)
+        if sqlite is None:
+            result.skipped[db_id] = (f"database file not found: {db_root / db_id / (db_id + '.sqlite')} "
+                                     f"({len(problems)} questions skipped)")
+            continue
+        name = safe_name(db_id)
+        suite_path = out / f"{name}.suite.yaml"
+        comment = f"Imported from {source}: database {db_id}, {len(problems)} questions."
+        write_suite(suite_path, "text-to-sql", problems, relative_path(sqlite, out), comment=comment)
+        write_prompt(out / f"{name}.prompt.md", suite_path, SQL_INSTRUCTIONS)
+        result.suites.append(suite_path)
+        result.problems += len(problems)
+    return result
+
+
+def load_json_list(path: Path) -> list[dict[str, Any]]:
+    """A JSON file holding a list of objects (as BIRD and Spider ship their questions)."""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            data = json.load(fh)
+    except json.JSONDecodeError as exc:
+        raise FileFormatError(str(path), f"invalid JSON: {exc.msg}", exc.lineno, exc.colno, code="json") from exc
+    if not isinstance(data, list):
+        raise FileFormatError(str(path), "expected a JSON list of questions", code="type")
+    return [d for d in data if isinstance(d, dict)]
+
+
+def find_file(data_dir: str | os.PathLike[str], names: Iterable[str], what: str) -> Path:
+    """The first of `names` under `data_dir` (or `data_dir` itself when it is a file); a clear error if none."""
+    root = Path(data_dir)
+    if root.is_file():
+        return root
+    if not root.is_dir():
+        raise LSEError(f"{what}: {root} is not a directory")
+    names = list(names)
+    for name in names:
+        if (root / name).is_file():
+            return root / name
+    raise LSEError(f"{what}: none of {', '.join(names)} found in {root}")
+
+
+def find_dir(root: Path, names: Iterable[str]) -> Path:
+    """The first existing directory of `names` under `root` (the first name when none exists)."""
+    names = list(names)
+    return next((root / n for n in names if (root / n).is_dir()), root / names[0])

