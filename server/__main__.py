@@ -22,10 +22,15 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     from lse_server.app import server
 
+    log = logging.getLogger("lse_server")
     if args.tcp:
         host, _, port = args.tcp.rpartition(":")
+        if not port.isdigit():
+            ap.error(f"--tcp wants HOST:PORT, got {args.tcp!r}")
+        log.info("lse-server %s listening on %s:%s", __version__, host or "127.0.0.1", port)
         server.start_tcp(host or "127.0.0.1", int(port))
     else:
+        log.info("lse-server %s on stdio", __version__)
         server.start_io()
     return 0
 

@@ -22,6 +22,7 @@ from pygls.uris import from_fs_path, to_fs_path
 
 from lse_engine import __version__
 from lse_engine.config import load_config
+from lse_engine.errors import LSEError
 from lse_engine.evolve.search import load_tree
 from lse_engine.store import Store, new_run_id
 from lse_engine.suite import parse_prompt, parse_suite
@@ -101,10 +102,24 @@ def on_initialize(ls: LseServer, params: types.InitializeParams) -> None:
     ls.trusted = opts.get("trusted") is not False
 
 
+def check_settings(ls: LseServer) -> None:
+    """Tell the user at once when the client's settings (or the workspace's lse.toml) are invalid."""
+    try:
+        load_config(ls.workspace.root_path or Path.cwd(), ls.overrides())
+    except LSEError as exc:
+        ls.window_show_message(types.ShowMessageParams(types.MessageType.Warning, f"LSE settings: {exc}"))
+
+
+@server.feature(types.INITIALIZED)
+def on_initialized(ls: LseServer, params: types.InitializedParams) -> None:
+    check_settings(ls)
+
+
 @server.feature(types.WORKSPACE_DID_CHANGE_CONFIGURATION)
 def on_config(ls: LseServer, params: types.DidChangeConfigurationParams) -> None:
     if isinstance(params.settings, dict) and params.settings:
         ls.settings = params.settings
+        check_settings(ls)
 
 
 @server.feature(types.SHUTDOWN)

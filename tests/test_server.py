@@ -312,3 +312,39 @@ async def test_prompt_without_suite_gets_a_diagnostic(client: LanguageClient) ->
     uri2 = open_doc(client, other, text="---\nsuite: missing.suite.yaml\n---\nhi\n", lang="markdown")
     diags2 = await wait_for(lambda: client.diagnostics.get(uri2), what="missing suite diagnostic")
     assert diags2[0].code == "missing-suite" and diags2[0].range.start.line == 1
+
+
+async def test_invalid_settings_are_reported_at_once(client: LanguageClient, stub) -> None:
+    bad = settings_for(stub)
+    bad["settings"]["evolve"]["roundz"] = 3
+    client.workspace_did_change_configuration(types.DidChangeConfigurationParams(settings=bad))
+    msg = await wait_for(lambda: next((m for m in client.messages if "roundz" in m.message), None),
+                         what="a settings warning")
+    assert msg.type == types.MessageType.Warning and "unknown key" in msg.message
+    client.workspace_did_change_configuration(types.DidChangeConfigurationParams(settings=settings_for(stub)))
+
+
+@pytest_lsp.fixture(config=ClientServerConfig(server_command=[sys.executable, "-m", "lse_server", "--stdio"]))
+async def untrusted(lsp_client: LanguageClient):
+    fix_code_action_parsing(lsp_client)
+    await lsp_client.initialize_session(types.InitializeParams(
+        capabilities=types.ClientCapabilities(), initialization_options={"trusted": False}))
+    yield
+    await lsp_client.shutdown_session()
+
+
+async def test_untrusted_workspace_runs_no_sql_and_no_model(untrusted: LanguageClient) -> None:
+    prompt = fresh_workspace("untrusted")
+    suite = prompt.parent / "broken.suite.yaml"
+    suite.write_text(BROKEN_SUITE)
+    uri = open_doc(untrusted, suite)
+    diags = await wait_for(lambda: untrusted.diagnostics.get(uri), what="parse diagnostics")
+    await asyncio.sleep(0.5)  # SQL checks, were they to run, would publish again by now
+    assert {d.code for d in untrusted.diagnostics[uri]} == {d.code for d in diags} == {"duplicate-id"}
+    line = BROKEN_SUITE.split("\n").index("    question: which row holds 1?")
+    hover = await untrusted.text_document_hover_async(types.HoverParams(types.TextDocumentIdentifier(uri),
+                                                                        types.Position(line, 6)))
+    assert "untrusted" in hover.contents.value and "gold result" not in hover.contents.value
+    with pytest.raises(JsonRpcException, match="not trusted"):
+        await untrusted.workspace_execute_command_async(
+            types.ExecuteCommandParams("lse.evaluate", [{"uri": prompt.as_uri()}]))
