@@ -80,12 +80,12 @@ def test_visits_and_ucb_order_follow_the_formula(skill_workspace: Path) -> None:
         existing = [n for n in tree.nodes.values() if n.round < r and n.status == "ok"]
         counts = {n.id: tree.selections[: r - 1].count(n.id) for n in existing}
         n_sel = max(r - 1, 1)
-        value = {n.id: n.dev_score + c * math.sqrt(math.log(n_sel) / (1 + counts[n.id])) for n in existing}
+        value = {n.id: n.dev_score + c * math.sqrt(math.log(n_sel) / max(1, counts[n.id])) for n in existing}
         best = max(value.values())
         expected = min(i for i, v in value.items() if v == best)
         assert chosen == expected, (r, value)
     for node in tree.nodes.values():
-        assert node.visits == 1 + tree.selections.count(node.id)
+        assert node.visits == tree.selections.count(node.id)
 
 
 def test_tree_unit_ucb_value() -> None:
@@ -94,7 +94,7 @@ def test_tree_unit_ucb_value() -> None:
     tree.add(Node(1, 0, "b", status="ok", dev_score=0.4, round=1))
     tree.record_selection(0)
     tree.record_selection(0)
-    assert tree.ucb_value(tree.nodes[0], 2.0) == pytest.approx(0.5 + 2 * math.sqrt(math.log(2) / 3))
+    assert tree.ucb_value(tree.nodes[0], 2.0) == pytest.approx(0.5 + 2 * math.sqrt(math.log(2) / 2))
     assert tree.ucb_value(tree.nodes[1], 2.0) == pytest.approx(0.4 + 2 * math.sqrt(math.log(2) / 1))
     assert tree.select("ucb", 2.0).id == 1
     assert tree.select("best").id == 0

@@ -1,11 +1,13 @@
 """The evolution tree and its selection rules.
 
-UCB, as in the reference: every scored node is a candidate, root included. With N the number of
-selections made so far and visits(n) = 1 + the times n was selected (being scored counts as one visit),
+UCB, as in the reference code (lse/core/tree.py): every scored node is a candidate, root included. With N
+the number of selections made so far and visits(n) the times n was selected,
 
-    ucb(n) = dev(n) + c * sqrt(ln(max(N, 1)) / visits(n))
+    ucb(n) = dev(n) + c * sqrt(ln(max(N, 1)) / max(visits(n), 1))
 
-and the highest value is expanded; ties go to the older node. `best` is greedy on dev score, `chain`
+and the highest value is expanded; ties go to the older node. A node expanded once keeps the bonus of a
+fresh child: with `1 + visits` instead, a new child always outranks an expanded node of equal score and
+the tree degenerates towards the chain (benchmarks/bench_landscape.py measures both). `best` is greedy on dev score, `chain`
 always expands the newest scored node (the linear chain the paper compares against).
 
 `pareto` is GEPA's rule: per dev problem, the nodes with the best outcome on it form that problem's front;
@@ -48,7 +50,7 @@ class Node:
 
     @property
     def visits(self) -> int:
-        return 1 + self.selected
+        return self.selected
 
     @property
     def selectable(self) -> bool:
@@ -108,7 +110,7 @@ class Tree:
 
     def ucb_value(self, node: Node, c: float) -> float:
         n_sel = max(len(self.selections), 1)
-        return (node.dev_score or 0.0) + c * math.sqrt(math.log(n_sel) / node.visits)
+        return (node.dev_score or 0.0) + c * math.sqrt(math.log(n_sel) / max(node.visits, 1))
 
     def select(self, rule: str, c: float = 2.0, seed: int = 0) -> Node:
         """The node to expand next; `seed` only matters for `pareto` (with the round it seeds the draw)."""
