@@ -122,8 +122,8 @@ async def run(quick: bool) -> dict:
                     types.TextDocumentItem(uri, "yaml", version, text)))
             else:
                 client.text_document_did_change(types.DidChangeTextDocumentParams(
-                    types.VersionedTextDocumentIdentifier(uri, version),
-                    [types.TextDocumentContentChangeWholeDocument(new_text)]))
+                    types.VersionedTextDocumentIdentifier(uri=uri, version=version),
+                    [types.TextDocumentContentChangeWholeDocument(text=new_text)]))
             # the second publish for a version carries the SQL checks
             while sum(1 for _, v in diag_events.get(uri, []) if v == version) < 2:
                 await asyncio.sleep(0.005)
@@ -133,7 +133,7 @@ async def run(quick: bool) -> dict:
         edited = text.replace("question 7 ", "question seven ", 1)
         warm = await diagnostics_time(2, edited)
         lines = edited.split("\n")
-        hover_lines = [i for i, s in enumerate(lines) if s.startswith("  - id: p")]
+        hover_lines = [i for i, s in enumerate(lines) if s.lstrip().startswith("- id: p")]
         rng = random.Random(1)
 
         async def hovers(n: int) -> list[float]:

@@ -316,7 +316,11 @@ def score_bird_pool(db: Path, preds: Sequence[str], golds: Sequence[str], worker
 # -- ours --------------------------------------------------------------------------------------------
 def score_ours(db: Path, problems: Sequence[Problem], completions: Sequence[str],
                workers: int | None = None) -> tuple[float, float, list[bool]]:
-    """Seconds for `score` on a fresh task (cold gold cache), then again on it (warm), and the verdicts."""
+    """Seconds for `score` on a fresh task (cold gold cache), then again on it (warm), and the verdicts.
+
+    Cold is cold throughout: the memo of sqlglot pre-parses is emptied first too."""
+    if hasattr(text_to_sql.check_query, "cache_clear"):
+        text_to_sql.check_query.cache_clear()
     task = SQLiteTask(db, timeout_s=TIMEOUT_S, workers=workers)
     try:
         t0 = time.perf_counter()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import re
@@ -47,8 +48,11 @@ def extract_sql(text: str) -> str | None:
     return candidate.strip() or None
 
 
+@functools.lru_cache(maxsize=8192)
 def check_query(sql: str) -> tuple[str, str] | None:
-    """Pre-parse with sqlglot: (error_kind, message) when `sql` is not exactly one read query."""
+    """Pre-parse with sqlglot: (error_kind, message) when `sql` is not exactly one read query.
+
+    Memoised: a model often writes the same SQL for a problem under many prompt versions."""
     try:
         statements = [s for s in sqlglot.parse(sql, read="sqlite") if s is not None]
     except sqlglot.errors.SqlglotError as exc:
