@@ -23,6 +23,7 @@ else:  # pragma: no cover
 DEFAULT_CPU_MODEL = "Qwen/Qwen2.5-Coder-0.5B-Instruct"
 DEFAULT_GPU_MODEL = "Qwen/Qwen3-4B-Instruct-2507"
 CONFIG_FILE = "lse.toml"
+MODEL_IDENTITY = ("backend", "model", "gguf_file", "base_url", "api_key_env")  # keys that pick the weights
 
 
 @dataclass
@@ -193,8 +194,11 @@ def load_config(start: str | Path | None = None, overrides: dict[str, Any] | Non
     if overrides:
         _apply(cfg, overrides, None, "", "")
         evolver_keys |= set(overrides.get("evolver") or {})
-    # The evolver defaults to the task model's weights and backend, sampled more freely and at more length.
+    # The evolver defaults to the task model's weights, sampled more freely and at more length. Naming any of
+    # its own weights (backend, model, ...) makes it a model of its own; runtime keys still follow [model].
+    own_weights = bool(evolver_keys & set(MODEL_IDENTITY))
     for f in dataclasses.fields(ModelConfig):
-        if f.name not in evolver_keys and f.name not in ("sampling", "adapter"):
+        inherit = f.name not in (*evolver_keys, "sampling", "adapter")
+        if inherit and not (own_weights and f.name in MODEL_IDENTITY):
             setattr(cfg.evolver, f.name, getattr(cfg.model, f.name))
     return cfg

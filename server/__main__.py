@@ -20,6 +20,10 @@ def main(argv: list[str] | None = None) -> int:
     handler = logging.FileHandler(args.log_file) if args.log_file else logging.StreamHandler(sys.stderr)
     logging.basicConfig(level=args.log_level.upper(), handlers=[handler],
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if logging.getLogger().level > logging.DEBUG:
+        # pygls logs every message it sends at INFO, payload and all: megabytes for a big suite's diagnostics,
+        # and a client that does not drain our stderr would stall the server. Its traffic is for --log-level DEBUG.
+        logging.getLogger("pygls").setLevel(logging.WARNING)
     from lse_server.app import server
 
     log = logging.getLogger("lse_server")

@@ -471,7 +471,8 @@ async def _on_job_exit(ls: LseServer, job: Job) -> None:
     payload = {"runId": job.run_id, "uri": job.uri, "kind": job.kind, "done": True, "message": summary,
                "error": error, "rootDev": res.get("rootDev"), "bestDev": res.get("winnerDev")}
     if job.kind == "evaluate":
-        payload.update(res.get("accuracy") or {})
+        acc = res.get("accuracy") or {}
+        payload.update(acc, rootDev=acc.get("dev"), bestDev=acc.get("dev"))
     if job.kind == "evolve":
         payload["winner"] = res.get("winner")
         payload["instructions"] = res.get("instructions")

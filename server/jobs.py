@@ -31,6 +31,7 @@ class Job:
     cancelled: bool = False
     last_event: dict[str, Any] = field(default_factory=dict)
     done: asyncio.Event = field(default_factory=asyncio.Event)
+    pump: asyncio.Task | None = None  # reads the worker's lines; held here because asyncio keeps tasks weakly
 
 
 LineHandler = Callable[[Job, dict[str, Any]], Awaitable[None]]
@@ -60,7 +61,7 @@ class JobManager:
             limit=16 * 1024 * 1024, env={**os.environ, "PYTHONUNBUFFERED": "1"},
         )
         self.jobs[job.run_id] = job
-        asyncio.get_running_loop().create_task(self._pump(job))
+        job.pump = asyncio.get_running_loop().create_task(self._pump(job))
         return job
 
     async def _pump(self, job: Job) -> None:

@@ -118,6 +118,20 @@ def test_prompt_without_suite_or_with_bad_front_matter(tmp_path: Path) -> None:
         load_prompt(_write(tmp_path / "b.prompt.md", "---\nsuite: missing.suite.yaml\n---\nx\n"))
 
 
+def test_evolver_follows_the_task_model_unless_it_names_its_own_weights(tmp_path: Path) -> None:
+    openai = "[model]\nbackend = 'openai'\nmodel = 'm'\nbase_url = 'http://h/v1'\ntimeout_s = 9.0\n"
+    _write(tmp_path / "lse.toml", openai + "[evolver.sampling]\nmax_tokens = 99\n")
+    ev = load_config(tmp_path).evolver
+    assert (ev.backend, ev.model, ev.base_url, ev.timeout_s) == ("openai", "m", "http://h/v1", 9.0)
+    assert ev.sampling.max_tokens == 99 and ev.sampling.temperature == 0.7
+    _write(tmp_path / "lse.toml", openai + "[evolver]\nbackend = 'transformers'\nmodel = '/w/tiny'\n")
+    ev = load_config(tmp_path).evolver
+    assert (ev.backend, ev.model, ev.base_url) == ("transformers", "/w/tiny", "")  # its own weights
+    assert ev.timeout_s == 9.0  # runtime keys still follow [model]
+    ev = load_config(tmp_path, {"evolver": {"adapter": "mine"}}).evolver
+    assert ev.model == "/w/tiny" and ev.adapter == "mine"
+
+
 def test_config_defaults_file_and_errors(tmp_path: Path) -> None:
     cfg = load_config(tmp_path)
     assert cfg.evolve.c == 2.0 and cfg.evolve.batch_size == 10 and cfg.evolve.dev_size == 50

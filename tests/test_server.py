@@ -348,3 +348,32 @@ async def test_untrusted_workspace_runs_no_sql_and_no_model(untrusted: LanguageC
     with pytest.raises(JsonRpcException, match="not trusted"):
         await untrusted.workspace_execute_command_async(
             types.ExecuteCommandParams("lse.evaluate", [{"uri": prompt.as_uri()}]))
+
+
+@pytest.mark.slow
+async def test_train_command_learns_from_the_prompts_runs(client: LanguageClient, stub, tiny_model_dir: str) -> None:
+    prompt = fresh_workspace("train")
+    uri = open_doc(client, prompt, lang="markdown")
+    first = await client.workspace_execute_command_async(types.ExecuteCommandParams("lse.evolve", [{"uri": uri}]))
+    await wait_for(lambda: any(p["runId"] == first["runId"] and p["done"] for p in client.run_progress),
+                   timeout=60, what="the evolve run that gives training states")
+    settings = settings_for(stub)
+    settings["settings"]["evolver"] = {"backend": "transformers", "name": tiny_model_dir,
+                                       "sampling": {"maxTokens": 16, "temperature": 1.0}}
+    settings["settings"]["train"] = {"name": "lsp-evolver", "steps": 1, "states": 1, "samples": 2, "epochs": 1,
+                                     "taskModel": "model"}
+    client.workspace_did_change_configuration(types.DidChangeConfigurationParams(settings=settings))
+    try:
+        result = await client.workspace_execute_command_async(types.ExecuteCommandParams("lse.train", [{"uri": uri}]))
+        run_id = result["runId"]
+        done = await wait_for(lambda: next((p for p in client.run_progress if p["runId"] == run_id and p["done"]),
+                                           None), timeout=240, what="training to finish")
+    finally:
+        client.workspace_did_change_configuration(types.DidChangeConfigurationParams(settings=settings_for(stub)))
+    assert done["error"] is None and "saved" in done["message"]
+    steps = [p for p in client.run_progress if p["runId"] == run_id and not p["done"] and p.get("rounds")]
+    assert steps and steps[-1]["rounds"] == 1
+    kinds = [type(v).__name__ for v in client.progress_reports[f"lse-{run_id}"]]
+    assert kinds[0] == "WorkDoneProgressBegin" and kinds[-1] == "WorkDoneProgressEnd"
+    adapter = prompt.parent / ".lse" / "evolvers" / "lsp-evolver"
+    assert (adapter / "adapter_model.safetensors").is_file() and (adapter / "lse_meta.json").is_file()

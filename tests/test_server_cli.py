@@ -6,7 +6,9 @@ import json
 import socket
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -28,10 +30,10 @@ def _free_port() -> int:
 
 
 class RawClient:
-    """Just enough JSON-RPC over a socket: Content-Length framing, requests matched by id."""
+    """Just enough JSON-RPC over a byte stream: Content-Length framing, requests matched by id."""
 
-    def __init__(self, sock: socket.socket) -> None:
-        self.sock = sock
+    def __init__(self, write: Callable[[bytes], Any], read: Callable[[], bytes]) -> None:
+        self.write, self.read = write, read
         self.buf = b""
         self.next_id = 0
         self.notifications: list[dict[str, Any]] = []
@@ -43,7 +45,7 @@ class RawClient:
             self.next_id += 1
             msg_id = msg["id"] = self.next_id
         body = json.dumps(msg).encode()
-        self.sock.sendall(b"Content-Length: %d\r\n\r\n" % len(body) + body)
+        self.write(b"Content-Length: %d\r\n\r\n" % len(body) + body)
         return msg_id
 
     def _read(self) -> dict[str, Any]:
@@ -57,7 +59,7 @@ class RawClient:
         return json.loads(rest[:length])
 
     def _recv(self) -> bytes:
-        data = self.sock.recv(65536)
+        data = self.read()
         if not data:
             raise ConnectionError("the server closed the connection")
         return data
@@ -95,7 +97,7 @@ def test_tcp_session_with_log_file(tmp_path: Path) -> None:
                 assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else ""
                 assert time.monotonic() < deadline, "the server never listened"
                 time.sleep(0.1)
-        client = RawClient(sock)
+        client = RawClient(sock.sendall, lambda: sock.recv(65536))
         init = client.request("initialize", {"processId": None, "rootUri": None, "capabilities": {}})
         caps = init["result"]["capabilities"]
         assert set(caps["executeCommandProvider"]["commands"]) >= {"lse.evaluate", "lse.evolve", "lse.cancel"}
@@ -118,3 +120,43 @@ def test_tcp_session_with_log_file(tmp_path: Path) -> None:
         if proc.poll() is None:
             proc.kill()
     assert f"lse-server {__version__} listening on 127.0.0.1:{port}" in log.read_text()
+
+
+def test_a_client_that_never_reads_stderr_does_not_stall_the_server(tmp_path: Path) -> None:
+    """Some clients pipe the server's stderr and never read it (pygls' own client does): the server must not
+    write so much there by default that the pipe fills and it blocks mid-session."""
+    import yaml
+
+    prompt = build_skill_workspace(tmp_path / "ws", n_problems=300)
+    suite = prompt.parent / "nums.suite.yaml"
+    text = suite.read_text()
+    hover_lines = [i for i, s in enumerate(text.split("\n")) if s.lstrip().startswith("- id:")]
+    assert len(hover_lines) == len(yaml.safe_load(text)["problems"])
+    proc = subprocess.Popen([*SERVER, "--stdio"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)  # stderr: never read
+    assert proc.stdin and proc.stdout
+
+    def write(data: bytes) -> None:
+        proc.stdin.write(data)
+        proc.stdin.flush()
+
+    client = RawClient(write, lambda: proc.stdout.read1(65536))
+    watchdog = threading.Timer(60, proc.kill)  # a stalled server fails the test instead of hanging it
+    watchdog.start()
+    try:
+        client.request("initialize", {"processId": None, "rootUri": None, "capabilities": {}})
+        client.send("initialized", {}, notify=True)
+        client.send("textDocument/didOpen", {"textDocument": {"uri": suite.as_uri(), "languageId": "yaml",
+                                                              "version": 1, "text": text}}, notify=True)
+        for round_ in range(3):  # ~900 hovers with gold results: far more than a pipe's 64 KiB if logged
+            for line in hover_lines:
+                reply = client.request("textDocument/hover", {"textDocument": {"uri": suite.as_uri()},
+                                                              "position": {"line": line, "character": 4}})
+                assert "gold result" in reply["result"]["contents"]["value"], (round_, line)
+        client.request("shutdown", None)
+        client.send("exit", None, notify=True)
+        assert proc.wait(timeout=30) == 0
+    finally:
+        watchdog.cancel()
+        if proc.poll() is None:
+            proc.kill()

@@ -1,18 +1,23 @@
 """Training the evolver (`lse train`): harvest states from runs, delta-reward PPO-clip on a LoRA adapter.
 
-`train` and `TrainResult` are imported lazily so that importing this package does not load torch.
+`train`, `TrainResult` and `run_from_worker` are imported lazily so that importing this package does not
+load torch.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["TrainResult", "train"]
+__all__ = ["TrainResult", "run_from_worker", "train"]
 
 
 def __getattr__(name: str) -> Any:
-    if name in __all__:
+    if name in ("TrainResult", "train"):
         from lse_engine.train import trainer
 
         return getattr(trainer, name)
+    if name == "run_from_worker":
+        from lse_engine.train.trainer import run_from_worker
+
+        return run_from_worker
     raise AttributeError(name)

@@ -238,3 +238,20 @@ def train(target: Workspace | str | Path, cfg: TrainConfig | None = None, *, res
     finally:
         env.close()
 
+
+
+def run_from_worker(prompt: str | Path, overrides: dict[str, Any] | None = None, *, run_id: str | None = None,
+                    cancel: CancelToken | None = None, progress: ProgressCallback = ignore_progress,
+                    resume: bool = False) -> dict[str, Any]:
+    """`train` for the language server's worker: learn from a prompt's runs; a JSON-able result.
+
+    No states to learn from is an error (the editor shows it), not an empty success.
+    """
+    ws = Workspace(prompt, overrides)
+    try:
+        result = train(ws, resume=resume, progress=progress, cancel=cancel)
+    finally:
+        ws.close()
+    if result.status == "no-states":
+        raise LSEError(result.message)
+    return {**result.to_dict(), "runId": run_id}
