@@ -7,4 +7,8 @@ cd "$(dirname "$0")/.."
 .venv/bin/python -m pytest -q -ra "$@"
 if [ -f vscode-client/package.json ] && command -v npm >/dev/null; then
   (cd vscode-client && npm ci --no-audit --no-fund && npm test)
+  # end to end in a real VS Code: code-server + Playwright + Debian's chromium (tools cached in .e2e-tools/)
+  if [ "${LSE_SKIP_E2E:-0}" != 1 ]; then
+    (cd vscode-client && bash scripts/setup-e2e.sh && npm run test:e2e)
+  fi
 fi
