@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import importlib
-import importlib.util
 import json
 import os
 import signal
@@ -55,22 +53,24 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
     return out
 
 
-def _install_sigint(cancel: CancelToken) -> None:
+def _install_sigint(cancel: CancelToken,
+                    message: str = "cancelling after the current model call… (Ctrl-C again to abort)") -> None:
+    """First Ctrl-C: cooperative cancellation (committed work is kept); the second aborts."""
     def handler(signum, frame):  # noqa: ARG001
         if cancel.cancelled:
             raise KeyboardInterrupt
-        err_console.print("[yellow]cancelling after the current model call… (Ctrl-C again to abort)[/]")
+        err_console.print(f"[yellow]{message}[/]")
         cancel.cancel()
 
     signal.signal(signal.SIGINT, handler)
 
 
 # -- eval ---------------------------------------------------------------------------------------------
-def cmd_eval(args: argparse.Namespace) -> int:
+def cmd_eval(args: argparse.Namespace, llms: dict[str, Any] | None = None) -> int:
     from lse_engine.runner import evaluate
     from lse_engine.workspace import Workspace
 
-    ws = Workspace(args.prompt, _overrides(args))
+    ws = Workspace(args.prompt, _overrides(args), llms=llms)
     cancel = CancelToken()
     _install_sigint(cancel)
     with console.status("loading model and scoring…"):
@@ -123,12 +123,12 @@ class EvolveView:
         return t
 
 
-def cmd_evolve(args: argparse.Namespace) -> int:
+def cmd_evolve(args: argparse.Namespace, llms: dict[str, Any] | None = None) -> int:
     from lse_engine.report import tree_text
     from lse_engine.runner import apply_winner, evolve
     from lse_engine.workspace import Workspace
 
-    ws = Workspace(args.prompt, _overrides(args))
+    ws = Workspace(args.prompt, _overrides(args), llms=llms)
     cancel = CancelToken()
     _install_sigint(cancel)
     view = EvolveView()
@@ -243,18 +243,35 @@ def demo_workspace(target: str | None) -> Path:
 def cmd_demo(args: argparse.Namespace) -> int:
     dest = demo_workspace(args.dir)
     prompt = str(dest / "shop.prompt.md")
+    console.print(f"[bold]demo workspace[/]: {dest}")
     if args.tiny:
         console.print("[yellow]--tiny: a tiny random model built on the fly; its scores mean nothing, it only "
                       "shows the pipeline working.[/]")
-    console.print(f"[bold]demo workspace[/]: {dest}")
+    else:
+        console.print(
+            "[yellow]The demo runs SmolLM2-135M-Instruct on the CPU: a real model, but a tiny one that is weak at "
+            "SQL, so expect scores near zero and small or no gains. It shows the method end to end: execution "
+            "scoring, feedback from failures, a tree of prompt versions, the winner picked on dev.[/]\n"
+            f"For real gains set [bold]\\[model][/] in {dest / 'lse.toml'} to a local model directory "
+            '([cyan]model = "/path/to/model"[/]) or an OpenAI-compatible server ([cyan]backend = "openai"[/], '
+            '[cyan]base_url = "http://127.0.0.1:8000/v1"[/]: vLLM, llama.cpp, Ollama).')
     ns = argparse.Namespace(prompt=prompt, splits="train,dev", quiet=args.quiet, json=None, tiny=args.tiny,
                             model=None, backend=None, base_url=None, evolver=None)
-    rc = cmd_eval(ns)
-    if rc or args.eval_only:
-        return rc
-    ns = argparse.Namespace(**vars(ns), resume=None, rounds=args.rounds, apply=False, rule=None, seed=None,
-                            batch_size=None, dev_size=None, max_model_calls=None, gate=False)
-    return cmd_evolve(ns)
+    from lse_engine.config import load_config
+    from lse_engine.workspace import build_llm
+
+    cfg = load_config(prompt, _overrides(ns))
+    with console.status("loading the model…"):
+        shared = {"model": build_llm(cfg.model, cfg.root)}  # loaded once for eval and evolve
+    try:
+        rc = cmd_eval(ns, shared)
+        if rc or args.eval_only:
+            return rc
+        ns = argparse.Namespace(**vars(ns), resume=None, rounds=args.rounds, apply=False, rule=None, seed=None,
+                                batch_size=None, dev_size=None, max_model_calls=None, gate=False)
+        return cmd_evolve(ns, shared)
+    finally:
+        shared["model"].close()
 
 
 # -- parser -------------------------------------------------------------------------------------------
@@ -322,10 +339,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_demo)
 
-    for extra in ("train", "bench"):
-        if importlib.util.find_spec(f"lse_engine.cli_{extra}") is None:
-            continue  # a missing optional module; a broken one raises
-        importlib.import_module(f"lse_engine.cli_{extra}").register(sub)
+    from lse_engine import cli_bench, cli_train  # they import this module's helpers
+
+    cli_train.register(sub)
+    cli_bench.register(sub)
     return ap
 
 

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import signal
 from pathlib import Path
 from typing import Any
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from lse_engine.cli import _install_sigint
 from lse_engine.llm.base import CancelToken
 
 console = Console()
@@ -88,14 +88,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if args.tiny:
         console.print("[yellow]--tiny: a tiny random model; its scores mean nothing, it only shows the pipeline.[/]")
     cancel = CancelToken()
-
-    def on_sigint(signum, frame):  # noqa: ARG001
-        if cancel.cancelled:
-            raise KeyboardInterrupt
-        console.print("[yellow]stopping after the current model call… re-run the same command to resume[/]")
-        cancel.cancel()
-
-    signal.signal(signal.SIGINT, on_sigint)
+    _install_sigint(cancel, "stopping after the current model call… re-run the same command to resume")
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, console=console, disable=args.quiet) as bar:
         result = Bench(spec, config, progress=RichBenchProgress(bar), cancel=cancel).run()

@@ -65,6 +65,9 @@ class EvolveConfig:
     seed: int = 0
     acceptance_gate: bool = False
     evolver_retries: int = 2
+    # begin the evolver's reply with <prompt> (small models that never write the tag); the reply is then the new
+    # prompt up to </prompt> or the token limit
+    evolver_prefill: bool = False
     max_prompt_chars: int = 6000
     feedback_chars: int = 6000
     successes_shown: int = 3

@@ -84,6 +84,7 @@ class Workspace:
         self.suite: Suite = load_suite(self.prompt.suite_path)
         self.config: Config = load_config(self.prompt_path, overrides)
         self._llms: dict[str, LLM] = dict(llms or {})
+        self._given = {id(v) for v in self._llms.values()}  # the caller's models: the caller closes them
 
     @cached_property
     def store(self) -> Store:
@@ -118,7 +119,8 @@ class Workspace:
     def close(self) -> None:
         if "task" in self.__dict__:
             self.task.close()
-        for llm in {id(v): v for v in self._llms.values()}.values():
-            llm.close()
+        for key, llm in {id(v): v for v in self._llms.values()}.items():
+            if key not in self._given:
+                llm.close()
         if "store" in self.__dict__:
             self.store.close()

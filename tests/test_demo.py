@@ -125,7 +125,7 @@ def test_prompt_and_settings(workspace: Path) -> None:
 
     cfg = load_config(workspace)
     assert cfg.model.model == "smollm2" and cfg.model.backend == "transformers"
-    assert (cfg.evolve.rounds, cfg.evolve.batch_size, cfg.evolve.rule) == (4, 10, "ucb")
+    assert (cfg.evolve.rounds, cfg.evolve.rule, cfg.evolve.evolver_prefill) == (3, "ucb", True)
 
 
 @pytest.mark.slow

@@ -56,3 +56,7 @@ def test_evolver_chat_and_reply_parsing() -> None:
     assert "empty" in parse_reply("<prompt>  </prompt>", 100)[1]
     assert "too long" in parse_reply("<prompt>" + "x" * 101 + "</prompt>", 100)[1]
     assert parse_reply("<prompt>unclosed", 100)[0] is None
+    # a prefilled reply: the open block is the whole new prompt
+    assert parse_reply("<prompt>\nNew rules.", 100, allow_unclosed=True) == ("New rules.", None)
+    assert parse_reply("<prompt>a</prompt> <prompt>b", 100, allow_unclosed=True) == ("a", None)
+    assert parse_reply("no tags", 100, allow_unclosed=True)[0] is None

@@ -49,6 +49,16 @@ def test_order_is_preserved_and_concurrency_is_bounded(srv: ScriptedOpenAIServer
         0.5, 0.9, 7, 11, ["</x>"])
 
 
+def test_a_prefilled_reply_asks_the_server_to_continue_it(srv: ScriptedOpenAIServer) -> None:
+    llm = OpenAICompatLLM("scripted", srv.base_url)
+    llm.generate([[{"role": "user", "content": "hi"}, {"role": "assistant", "content": "<prompt>"}],
+                  [{"role": "user", "content": "hi"}]], Sampling())
+    prefilled, plain = sorted(srv.requests[-2:], key=lambda b: len(b["messages"]), reverse=True)
+    assert prefilled["continue_final_message"] is True and prefilled["add_generation_prompt"] is False
+    assert "continue_final_message" not in plain and "add_generation_prompt" not in plain
+    llm.close()
+
+
 def test_usage_counts_tokens_and_model_id(srv: ScriptedOpenAIServer) -> None:
     llm = client(srv)
     [c] = llm.generate(chats(1), Sampling())

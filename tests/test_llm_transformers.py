@@ -79,6 +79,17 @@ def test_stop_strings_truncate(llm: TransformersLLM) -> None:
     assert cut_at_stop("abc", []) == ("abc", False)
 
 
+def test_prefill_continues_the_assistant_reply(llm: TransformersLLM) -> None:
+    chat = [{"role": "user", "content": "Write new instructions."}]
+    prefilled = [*chat, {"role": "assistant", "content": "<prompt>\nAlways"}]
+    plain_ids, prefill_ids = llm.render(chat), llm.render(prefilled)
+    assert prefill_ids[: len(plain_ids)] == plain_ids  # the same chat, then the reply's beginning
+    assert llm.tokenizer.decode(prefill_ids[len(plain_ids):]).strip() == "<prompt>\nAlways"
+    assert "<|im_end|>" not in llm.tokenizer.decode(prefill_ids[-3:])  # the reply is left open
+    out = llm.generate([prefilled], Sampling(max_tokens=6))[0]
+    assert out.prompt_tokens == len(prefill_ids) and out.completion_tokens > 0
+
+
 def test_model_id_and_factory_tiny(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("LSE_CACHE_DIR", str(tmp_path / "cache"))
     llm = make_llm("transformers", "tiny", batch_size=2)

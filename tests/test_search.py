@@ -181,3 +181,17 @@ def test_cancel_stops_promptly_and_resume_reaches_the_same_tree(tmp_path: Path) 
 def _problem(ws: Workspace, chat):
     q = question_of(chat)
     return next(p for p in ws.suite.problems if p.question == q)
+
+
+def test_evolver_prefill_starts_the_reply_at_the_prompt_tag(skill_workspace: Path) -> None:
+    """With evolver_prefill the evolver continues a reply begun with <prompt>; an unclosed block that ended on its
+    own is the new prompt, and the stored raw output includes the prefilled tag."""
+    def reply(chat) -> str:
+        assert chat[-1] == {"role": "assistant", "content": "<prompt>\n"}
+        return add_next_tag(current_of(chat[:-1]))  # no tags at all: the prefill supplied the opening one
+
+    ws, result, _, evo = run(skill_workspace, reply, {"evolve": {"rounds": 2, "evolver_prefill": True}})
+    children = [n for n in result.tree.nodes.values() if n.id != 0]
+    assert [n.status for n in children] == ["ok", "ok"]
+    assert children[0].instructions == "t0 t1" and children[0].evolver_output.startswith("<prompt>\n")
+    assert all(c[-1]["role"] == "assistant" for c in evo.calls)

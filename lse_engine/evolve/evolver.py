@@ -12,6 +12,8 @@ SYSTEM = (
     "breaking what works. Keep what is useful, be specific and concise."
 )
 _PROMPT_RE = re.compile(r"<prompt>(.*?)</prompt>", re.IGNORECASE | re.DOTALL)
+_OPEN_PROMPT_RE = re.compile(r"<prompt>(?!.*<prompt>)(.*)\Z", re.IGNORECASE | re.DOTALL)  # the last, unclosed
+PROMPT_PREFILL = "<prompt>\n"  # with `evolver_prefill`, the evolver's reply starts here
 
 TASK_HINTS = {
     "text-to-sql": "The model writes one SQLite query per question; the schema and question are given to it "
@@ -19,6 +21,11 @@ TASK_HINTS = {
     "multiple-choice": "The model answers multiple-choice questions with one letter; the instructions should be "
     "general strategies, not answers to these questions.",
 }
+
+
+def with_prefill(chat: Chat) -> Chat:
+    """The chat with the evolver's reply begun at `<prompt>` (for small models that never write the tag)."""
+    return [*chat, {"role": "assistant", "content": PROMPT_PREFILL}]
 
 
 def build_chat(instructions: str, feedback: str, task_kind: str) -> Chat:
@@ -41,9 +48,15 @@ def build_chat(instructions: str, feedback: str, task_kind: str) -> Chat:
     return [{"role": "system", "content": SYSTEM}, {"role": "user", "content": user}]
 
 
-def parse_reply(text: str, max_chars: int) -> tuple[str | None, str | None]:
-    """(instructions, None) when the reply holds usable instructions, else (None, why not)."""
+def parse_reply(text: str, max_chars: int, allow_unclosed: bool = False) -> tuple[str | None, str | None]:
+    """(instructions, None) when the reply holds usable instructions, else (None, why not).
+
+    The last `<prompt>…</prompt>` block wins. With `allow_unclosed` (a reply prefilled with `<prompt>`), a final
+    block without its closing tag counts as complete.
+    """
     found = _PROMPT_RE.findall(text or "")
+    if not found and allow_unclosed:
+        found = _OPEN_PROMPT_RE.findall(text or "")
     if not found:
         return None, "no <prompt>…</prompt> block in the evolver's reply"
     new = found[-1].strip()

@@ -136,6 +136,9 @@ class Search:
         """Ask the evolver for new instructions: (instructions or None, raw reply, error, attempts, tokens in/out)."""
         build = evolver_prompt.build_textgrad_chat if self.s.rule == "textgrad" else evolver_prompt.build_chat
         chat = build(node.instructions, feedback, self.ctx.task_kind)
+        prefix = evolver_prompt.PROMPT_PREFILL if self.s.evolver_prefill else ""
+        if prefix:
+            chat = evolver_prompt.with_prefill(chat)
         raw, error, p_tok, c_tok = "", None, 0, 0
         attempts = 0
         for attempt in range(1 + max(0, self.s.evolver_retries)):
@@ -148,8 +151,9 @@ class Search:
             p_tok += comp.prompt_tokens
             c_tok += comp.completion_tokens
             self.ctx.store.add_usage(self.run_id, evolver_calls=1, tokens=comp.prompt_tokens + comp.completion_tokens)
-            raw = comp.text
-            new, error = evolver_prompt.parse_reply(raw, self.s.max_prompt_chars)
+            raw = prefix + comp.text
+            # prefilled, the reply is the new prompt by construction, up to </prompt> or the token limit
+            new, error = evolver_prompt.parse_reply(raw, self.s.max_prompt_chars, allow_unclosed=bool(prefix))
             if new is not None:
                 return new, raw, None, attempts, p_tok, c_tok
         return None, raw, error, attempts, p_tok, c_tok

@@ -9,6 +9,13 @@ from typing import Protocol, runtime_checkable
 
 Message = dict[str, str]  # {"role": "system"|"user"|"assistant", "content": str}
 Chat = list[Message]
+# A chat that ends with an assistant message is a *prefill*: the model continues that message, and the
+# completion holds only the continuation. Every backend honours it (`continues_reply`).
+
+
+def continues_reply(chat: Chat) -> bool:
+    """True when the chat asks the model to continue its own (prefilled) reply."""
+    return bool(chat) and chat[-1].get("role") == "assistant"
 
 
 @dataclass(frozen=True)

