@@ -164,19 +164,24 @@ def _store_for(path: str | None):
 
 
 def cmd_runs(args: argparse.Namespace) -> int:
-    store = _store_for(args.workspace)
-    prompt = str(Path(args.prompt).resolve()) if args.prompt else None
-    table = Table(title=f"runs in {store.path}")
-    for col in ("run", "kind", "status", "prompt", "rule", "root dev", "best dev", "winner", "calls", "started"):
-        table.add_column(col)
     import datetime as dt
 
+    from rich import box
+
+    store = _store_for(args.workspace)
+    prompt = str(Path(args.prompt).resolve()) if args.prompt else None
+    table = Table(title=f"runs in {store.path}", box=box.SIMPLE_HEAD, padding=(0, 1))
+    for col in ("run", "kind", "status"):
+        table.add_column(col, no_wrap=True)
+    table.add_column("prompt", overflow="ellipsis", no_wrap=True, max_width=20)
+    for col in ("dev root → best", "calls", "started"):
+        table.add_column(col, no_wrap=True)
     for r in store.list_runs(prompt, limit=args.limit):
-        table.add_row(r["id"], r["kind"], r["status"], os.path.relpath(r["prompt"]) if r["prompt"] else "",
-                      r.get("rule") or "", _pct(r.get("root_dev")), _pct(r.get("best_dev")),
-                      str(r.get("winner") if r.get("winner") is not None else ""),
+        kind = f"{r['kind']} {r['rule']}" if r.get("rule") and r["kind"] == "evolve" else r["kind"]
+        table.add_row(r["id"], kind, r["status"], Path(r["prompt"]).name if r["prompt"] else "",
+                      f"{_pct(r.get('root_dev'))} → {_pct(r.get('best_dev'))}",
                       str((r.get("task_calls") or 0) + (r.get("evolver_calls") or 0)),
-                      dt.datetime.fromtimestamp(r["created"]).strftime("%Y-%m-%d %H:%M"))
+                      dt.datetime.fromtimestamp(r["created"]).strftime("%m-%d %H:%M"))
     console.print(table)
     return 0
 
