@@ -328,6 +328,12 @@ def test_cli_train_tiny(tmp_path: Path, tiny_model_dir: str, monkeypatch: pytest
     out = tmp_path / "ws" / ".lse" / "evolvers" / "cli-evolver"
     assert (out / "adapter_model.safetensors").is_file() and (out / "lse_meta.json").is_file()
     assert main(["train", str(prompt), "--workspace", str(tmp_path / "ws")]) == 2  # both: refused
+    # the trained evolver, by name, drives an evolution
+    assert main(["evolve", str(prompt), "--tiny", "--evolver", "cli-evolver", "--rounds", "1", "--batch-size", "3",
+                 "--dev-size", "4"]) == 0
+    store = Workspace(prompt).store
+    run = store.list_runs(str(prompt.resolve()), limit=1)[0]
+    assert run["evolver_id"].endswith(f":{out}") and run["evolver_calls"] >= 1
 
 
 def test_trl_scale_out_uses_raw_delta_rewards_as_advantages(runs_dir: Path, tiny_model_dir: str) -> None:
