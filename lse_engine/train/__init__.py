@@ -12,12 +12,8 @@ __all__ = ["TrainResult", "run_from_worker", "train"]
 
 
 def __getattr__(name: str) -> Any:
-    if name in ("TrainResult", "train"):
+    if name in __all__:
         from lse_engine.train import trainer
 
         return getattr(trainer, name)
-    if name == "run_from_worker":
-        from lse_engine.train.trainer import run_from_worker
-
-        return run_from_worker
     raise AttributeError(name)
