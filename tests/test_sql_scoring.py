@@ -133,11 +133,66 @@ def test_extract_sql_prefers_answer_tag_then_fence() -> None:
     assert extract_sql("<answer>   </answer>") is None
 
 
-def test_check_query() -> None:
-    assert check_query("SELECT 1") is None
-    assert check_query("WITH a AS (SELECT 1) SELECT * FROM a") is None
-    assert check_query("SELECT 1 UNION SELECT 2;") is None
-    assert check_query("SELECT 1; SELECT 2")[0] == "not_a_query"
+@pytest.mark.parametrize("sql", [
+    "SELECT 1",
+    "select 1 union select 2;",
+    "WITH a AS (SELECT 1) SELECT * FROM a",
+    "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c LIMIT 3) SELECT x FROM c",
+    "(SELECT 1) UNION (SELECT 2)",
+    "-- the answer\nSELECT 1 /* ; */; -- done",
+    "SELECT 'a; DROP TABLE person' AS s;  ",
+    "SELECT replace(name, 'p', 'q') FROM person",
+])
+def test_check_query_accepts_one_read_query(sql: str) -> None:
+    assert check_query(sql) is None
+
+
+@pytest.mark.parametrize(("sql", "kind", "says"), [
+    ("SELECT 1; SELECT 2", "not_a_query", "exactly one statement, got 2"),
+    ("SELECT 1; DROP TABLE person", "not_a_query", "got 2"),
+    (";", "not_a_query", "got 0"),
+    ("WITH a AS (SELECT 1) DELETE FROM person", "not_a_query", "DELETE"),
+    ("WITH a AS (SELECT 1) INSERT INTO person (name) SELECT * FROM a", "not_a_query", "INSERT"),
+    ("REPLACE INTO person (id) VALUES (1)", "not_a_query", "REPLACE"),
+    ("VALUES (1)", "not_a_query", "VALUES"),
+    ("EXPLAIN SELECT 1", "not_a_query", "EXPLAIN"),
+    ("PRAGMA query_only = OFF", "not_a_query", "PRAGMA"),
+    ("WITH a AS (SELECT 1)", "syntax", "no statement"),
+    ("SELEC name FROM person", "syntax", "SELEC"),
+    ("SELECT 'unterminated", "syntax", "tokeniz"),
+])
+def test_check_query_refuses_with_a_reason(sql: str, kind: str, says: str) -> None:
+    found = check_query(sql)
+    assert found is not None and found[0] == kind and says in found[1], found
+
+
+def test_light_problems_stay_in_one_thread_and_heavy_ones_use_the_pool(db: Path) -> None:
+    light = [Problem(f"l{i}", "?", f"SELECT name FROM person WHERE id = {i}") for i in range(1, 41)]
+    heavy_sql = "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c LIMIT 300000) SELECT count(*) FROM c"
+    heavy = [Problem(f"h{i}", "?", heavy_sql) for i in range(6)]
+    task = SQLiteTask(db, workers=2)
+    try:
+        outs = task.score(light, [f"<answer>{p.gold}</answer>" for p in light])
+        assert all(o.correct for o in outs) and task._pool is None  # threads would cost more than the queries
+        outs = task.score(heavy, [f"<answer>{heavy_sql}</answer>"] * len(heavy))
+        assert all(o.correct for o in outs) and task._pool is not None  # SQLite runs without the GIL: threads pay
+        assert [o.problem_id for o in outs] == [p.id for p in heavy]  # in order all the same
+    finally:
+        task.close()
+    one = SQLiteTask(db, workers=1)
+    try:
+        one.score(heavy, [f"<answer>{heavy_sql}</answer>"] * len(heavy))
+        assert one._pool is None
+    finally:
+        one.close()
+
+
+def test_text_that_is_not_utf8_is_decoded_leniently_and_the_connection_recovers(task: SQLiteTask) -> None:
+    bad = task.db.execute("SELECT name FROM person WHERE id = 1000")
+    assert bad.ok and bad.rows[0][0].endswith("A") and "\ufffd" in bad.rows[0][0]
+    good = task.db.execute("SELECT name FROM person WHERE id = 1")
+    assert good.ok and good.rows == [("p1",)]
+    assert task.db._guarded().conn.text_factory is str  # back to decoding in C
 
 
 def test_schema_has_create_statements_and_example_values(db: Path) -> None:

@@ -8,6 +8,7 @@ SQLite's progress handler (no process per query) and a row cap.
 
 from __future__ import annotations
 
+import math
 import os
 import sqlite3
 import threading
@@ -63,7 +64,7 @@ def open_readonly(path: str | os.PathLike[str]) -> sqlite3.Connection:
         raise FileNotFoundError(f"database not found: {p}")
     uri = f"file:{quote(str(p.resolve()))}?mode=ro"
     conn = sqlite3.connect(uri, uri=True, check_same_thread=False, isolation_level=None)
-    conn.text_factory = _decode_text
+    conn.text_factory = _decode_text  # text that is not UTF-8 never raises
     conn.execute("PRAGMA query_only = ON")
     if hasattr(conn, "setlimit"):
         conn.setlimit(sqlite3.SQLITE_LIMIT_ATTACHED, 0)
@@ -83,6 +84,23 @@ def classify_error(message: str) -> str:
     return "runtime"
 
 
+class _Guarded:
+    """One thread's read-only connection and the deadline its progress handler enforces (installed once)."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+        self.deadline = math.inf
+        self.timed_out = False
+        conn.text_factory = str  # decoding in C; `ReadOnlyDatabase.execute` falls back to `_decode_text`
+        conn.set_progress_handler(self._past_deadline, _PROGRESS_EVERY)
+
+    def _past_deadline(self) -> int:
+        if time.perf_counter() > self.deadline:
+            self.timed_out = True
+            return 1
+        return 0
+
+
 class ReadOnlyDatabase:
     """Thread-safe executor over one database file: one read-only connection per thread."""
 
@@ -93,51 +111,41 @@ class ReadOnlyDatabase:
         self._local = threading.local()
         self._all: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
-        open_readonly(self.path).close()  # fail early on a missing or unreadable file
+        self._guarded(open_readonly(self.path))  # fails early on a missing or unreadable file
 
-    def _conn(self) -> sqlite3.Connection:
-        conn = getattr(self._local, "conn", None)
-        if conn is None:
-            conn = open_readonly(self.path)
-            self._local.conn = conn
+    def _guarded(self, conn: sqlite3.Connection | None = None) -> _Guarded:
+        guarded = getattr(self._local, "guarded", None)
+        if guarded is None:
+            guarded = self._local.guarded = _Guarded(conn or open_readonly(self.path))
             with self._lock:
-                self._all.append(conn)
-        return conn
+                self._all.append(guarded.conn)
+        return guarded
 
     def execute(self, sql: str, timeout_s: float | None = None, row_cap: int | None = None) -> ExecResult:
         """Run one query under the deadline and row cap; never raises for SQL problems."""
-        conn = self._conn()
+        guarded = self._guarded()
+        conn = guarded.conn
         limit = self.timeout_s if timeout_s is None else timeout_s
         cap = self.row_cap if row_cap is None else row_cap
         start = time.perf_counter()
-        deadline = start + limit
-        timed_out = False
-
-        def check() -> int:
-            nonlocal timed_out
-            if time.perf_counter() > deadline:
-                timed_out = True
-                return 1
-            return 0
-
-        conn.set_progress_handler(check, _PROGRESS_EVERY)
-        cur = None
+        guarded.deadline, guarded.timed_out = start + limit, False
         try:
-            cur = conn.execute(sql)
-            rows: list[tuple] = []
-            while True:
-                chunk = cur.fetchmany(1000)
-                if not chunk:
-                    break
-                rows.extend(chunk)
-                if len(rows) > cap:
-                    return ExecResult(
-                        None, "too_many_rows", f"more than {cap} rows", time.perf_counter() - start
-                    )
+            try:
+                rows = self._fetch(conn, sql, cap)
+            except sqlite3.OperationalError as exc:
+                if "could not decode" not in str(exc).lower():
+                    raise
+                conn.text_factory = _decode_text  # text that is not UTF-8: decode it leniently, in Python
+                try:
+                    rows = self._fetch(conn, sql, cap)
+                finally:
+                    conn.text_factory = str
+            if rows is None:
+                return ExecResult(None, "too_many_rows", f"more than {cap} rows", time.perf_counter() - start)
             return ExecResult(rows, seconds=time.perf_counter() - start)
         except sqlite3.Error as exc:
             elapsed = time.perf_counter() - start
-            if timed_out:
+            if guarded.timed_out:
                 return ExecResult(None, "timeout", f"timed out after {limit:g} s", elapsed)
             msg = str(exc) or type(exc).__name__
             if "not authorized" in msg.lower():
@@ -146,12 +154,20 @@ class ReadOnlyDatabase:
         except (MemoryError, OverflowError, ValueError) as exc:
             return ExecResult(None, "runtime", f"{type(exc).__name__}: {exc}", time.perf_counter() - start)
         finally:
-            if cur is not None:
-                try:
-                    cur.close()
-                except sqlite3.Error:
-                    pass
-            conn.set_progress_handler(None, 0)
+            guarded.deadline = math.inf
+
+    @staticmethod
+    def _fetch(conn: sqlite3.Connection, sql: str, cap: int) -> list[tuple] | None:
+        """All rows of `sql`, or None when there are more than `cap`."""
+        cur = conn.execute(sql)
+        try:
+            rows = cur.fetchmany(cap + 1)
+        finally:
+            try:
+                cur.close()
+            except sqlite3.Error:
+                pass
+        return None if len(rows) > cap else rows
 
     def close(self) -> None:
         with self._lock:

@@ -7,12 +7,15 @@ import logging
 import os
 import re
 import threading
+import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import NamedTuple
 
 import sqlglot
-from sqlglot import exp
+from sqlglot.dialects.dialect import Dialect
+from sqlglot.tokens import Token, Tokenizer, TokenType
 
 from lse_engine.llm.base import Chat
 from lse_engine.tasks.base import Outcome, Problem
@@ -25,6 +28,12 @@ _ANSWER_RE = re.compile(r"<answer>(.*?)(?:</answer>|$)", re.IGNORECASE | re.DOTA
 _FENCE_RE = re.compile(r"```(?:[a-zA-Z]*)\n?(.*?)```", re.DOTALL)
 _PREVIEW_ROWS = 5
 _PREVIEW_CHARS = 400
+PARALLEL_FROM_S = 0.001  # seconds of scoring per problem from which a thread pool beats one thread
+_SQLITE = Dialect.get_or_raise("sqlite")
+_LEXERS = threading.local()
+_MAIN_STATEMENTS = {TokenType.SELECT, TokenType.VALUES, TokenType.INSERT, TokenType.UPDATE, TokenType.DELETE,
+                    TokenType.REPLACE, TokenType.MERGE}
+_NOT_A_KEYWORD = {TokenType.VAR, TokenType.IDENTIFIER, TokenType.NUMBER, TokenType.STRING}
 
 
 def extract_sql(text: str) -> str | None:
@@ -39,7 +48,7 @@ def extract_sql(text: str) -> str | None:
         if not fences:
             return None
         candidate = fences[-1]
-    fenced = _FENCE_RE.findall(candidate)
+    fenced = _FENCE_RE.findall(candidate) if "```" in candidate else None
     if fenced:
         candidate = fenced[-1]
     candidate = candidate.strip()
@@ -50,20 +59,63 @@ def extract_sql(text: str) -> str | None:
 
 @functools.lru_cache(maxsize=8192)
 def check_query(sql: str) -> tuple[str, str] | None:
-    """Pre-parse with sqlglot: (error_kind, message) when `sql` is not exactly one read query.
+    """Check with sqlglot's SQLite lexer: (error_kind, message) when `sql` is not exactly one read query.
 
+    Tokens settle both questions exactly (statements are split at top-level `;` tokens, as sqlglot's
+    parser splits them; the kind is the leading keyword, or for WITH the first keyword after the CTEs),
+    at a quarter of a full parse's cost, which would exceed SQLite's time to run a typical query. Any
+    other syntax error is SQLite's to report: it prepares a statement before running any of it.
     Memoised: a model often writes the same SQL for a problem under many prompt versions."""
     try:
-        statements = [s for s in sqlglot.parse(sql, read="sqlite") if s is not None]
+        tokens = _lexer().tokenize(sql)
     except sqlglot.errors.SqlglotError as exc:
         return "syntax", str(exc).splitlines()[0][:300]
     except (RecursionError, ValueError) as exc:  # pathological input
-        return "syntax", f"{type(exc).__name__}: could not parse"
+        return "syntax", f"{type(exc).__name__}: could not tokenize"
+    statements: list[list[Token]] = [tokens]
+    if ";" in sql:
+        statements = [[]]
+        for token in tokens:
+            if token.token_type is TokenType.SEMICOLON:
+                statements.append([])
+            else:
+                statements[-1].append(token)
+    statements = [s for s in statements if s]
     if len(statements) != 1:
         return "not_a_query", f"expected exactly one statement, got {len(statements)}"
-    stmt = statements[0]
-    if not isinstance(stmt, exp.Query):
-        return "not_a_query", f"only read queries are allowed, got {stmt.key.upper()}"
+    head = _statement_head(statements[0])
+    if head is None:
+        return "syntax", "WITH and no statement after its common table expressions"
+    if head.token_type is TokenType.SELECT:
+        return None
+    if head.token_type in _NOT_A_KEYWORD:
+        return "syntax", f"near {head.text!r}: a query starts with SELECT or WITH"
+    return "not_a_query", f"only read queries are allowed, got {head.text.split()[0].upper()}"
+
+
+def _lexer() -> Tokenizer:
+    """This thread's SQLite tokenizer (a tokenizer keeps state while it runs; building one costs a third of a run)."""
+    lexer = getattr(_LEXERS, "lexer", None)
+    if lexer is None:
+        lexer = _LEXERS.lexer = _SQLITE.tokenizer()
+    return lexer
+
+
+def _statement_head(tokens: list[Token]) -> Token | None:
+    """The keyword that decides a statement's kind: the first one, past opening parentheses and CTEs."""
+    i = 0
+    while i < len(tokens) - 1 and tokens[i].token_type is TokenType.L_PAREN:
+        i += 1
+    if tokens[i].token_type is not TokenType.WITH:
+        return tokens[i]
+    depth = 0
+    for token in tokens[i + 1:]:
+        if token.token_type is TokenType.L_PAREN:
+            depth += 1
+        elif token.token_type is TokenType.R_PAREN:
+            depth -= 1
+        elif depth == 0 and token.token_type in _MAIN_STATEMENTS:
+            return token
     return None
 
 
@@ -76,9 +128,9 @@ def preview_rows(rows: Sequence[tuple] | None, limit: int = _PREVIEW_ROWS) -> st
     """A short text rendering of the first rows of a result."""
     if rows is None:
         return ""
-    shown = [repr(tuple(r)) for r in rows[:limit]]
+    shown = repr(list(rows[:limit]))[1:-1]  # "(1, 'a'), (2, 'b')": each row's repr, comma-separated
     more = f" … ({len(rows)} rows)" if len(rows) > limit else f" ({len(rows)} rows)"
-    text = ", ".join(shown) + more
+    text = shown + more
     return text if len(text) <= _PREVIEW_CHARS else text[:_PREVIEW_CHARS] + "…"
 
 
@@ -146,6 +198,14 @@ def render_user_message(schema: str, problem: Problem, instructions: str) -> str
     return "\n".join(parts)
 
 
+class _Gold(NamedTuple):
+    """A gold query's result with what scoring needs of it, made once: its preview and its set of rows."""
+
+    result: ExecResult
+    preview: str
+    rows: frozenset[tuple] | None
+
+
 class SQLiteTask:
     """Text-to-SQL against one SQLite database, scored by execution with BIRD's set comparison."""
 
@@ -164,9 +224,10 @@ class SQLiteTask:
         self.example_values = example_values
         self.workers = workers or max(1, min(4, os.cpu_count() or 1))
         self._schema: str | None = None
-        self._gold: dict[str, ExecResult] = {}
+        self._gold: dict[str, _Gold] = {}
         self._gold_lock = threading.Lock()
         self._pool: ThreadPoolExecutor | None = None
+        self._seconds_per_problem: float | None = None  # moving average over problems scored in this thread
 
     def fingerprint(self) -> str:
         st = self.database.stat()
@@ -186,19 +247,21 @@ class SQLiteTask:
 
     def gold_result(self, problem: Problem) -> ExecResult:
         """The gold query's result, computed once per gold SQL text."""
-        key = problem.gold
-        cached = self._gold.get(key)
+        return self._gold_entry(problem.gold).result
+
+    def _gold_entry(self, sql: str) -> _Gold:
+        cached = self._gold.get(sql)
         if cached is not None:
             return cached
-        result = self.db.execute(problem.gold)
+        result = self.db.execute(sql)
+        entry = _Gold(result, preview_rows(result.rows) if result.ok else f"gold failed: {result.error}",
+                      frozenset(result.rows) if result.rows is not None else None)
         with self._gold_lock:
-            self._gold.setdefault(key, result)
-        return result
+            return self._gold.setdefault(sql, entry)
 
     def _score_one(self, problem: Problem, completion: str) -> Outcome:
-        gold = self.gold_result(problem)
-        out = Outcome(problem_id=problem.id, correct=False, completion=completion)
-        out.expected_preview = preview_rows(gold.rows) if gold.ok else f"gold failed: {gold.error}"
+        gold = self._gold_entry(problem.gold)
+        out = Outcome(problem_id=problem.id, correct=False, completion=completion, expected_preview=gold.preview)
         sql = extract_sql(completion)
         out.answer = sql
         if not sql:
@@ -209,26 +272,43 @@ class SQLiteTask:
             out.error_kind, out.error = problem_found
             return out
         pred = self.db.execute(sql)
-        if not pred.ok:
+        if pred.rows is None:
             out.error_kind, out.error = pred.error_kind, pred.error
             return out
         out.result_preview = preview_rows(pred.rows)
-        if not gold.ok:
-            out.error_kind, out.error = "runtime", f"gold query failed: {gold.error}"
+        if gold.rows is None:
+            out.error_kind, out.error = "runtime", f"gold query failed: {gold.result.error}"
             return out
-        out.correct = results_match(pred.rows or [], gold.rows or [])
+        out.correct = set(pred.rows) == gold.rows  # BIRD's rule, as `results_match`, with the gold set made once
         if not out.correct:
             out.error_kind, out.error = "wrong_result", "result differs from the expected result"
         return out
 
     def score(self, problems: Sequence[Problem], completions: Sequence[str]) -> list[Outcome]:
+        """Score in order; threads take over once problems are known to cost enough SQL time to pay for them.
+
+        SQLite releases the GIL while it runs a query, so threads help with heavy queries; with light ones
+        the GIL hand-offs cost more than the queries. Each call scores its first problem in this thread,
+        timing it, and keeps a moving average of those times across calls."""
         if len(problems) != len(completions):
             raise ValueError("one completion per problem expected")
-        if len(problems) <= 1 or self.workers == 1:
-            return [self._score_one(p, c) for p, c in zip(problems, completions)]
-        if self._pool is None:
-            self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="lse-sql")
-        return list(self._pool.map(self._score_one, problems, completions))
+        outcomes: list[Outcome] = []
+        i = 0
+        while i < len(problems) and (i == 0 or not self._threads_pay()):
+            start = time.perf_counter()
+            outcomes.append(self._score_one(problems[i], completions[i]))
+            elapsed = time.perf_counter() - start
+            self._seconds_per_problem = elapsed if self._seconds_per_problem is None else (
+                0.7 * self._seconds_per_problem + 0.3 * elapsed)
+            i += 1
+        if i < len(problems):
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="lse-sql")
+            outcomes.extend(self._pool.map(self._score_one, problems[i:], completions[i:]))
+        return outcomes
+
+    def _threads_pay(self) -> bool:
+        return self.workers > 1 and (self._seconds_per_problem or 0.0) >= PARALLEL_FROM_S
 
     def close(self) -> None:
         if self._pool is not None:
