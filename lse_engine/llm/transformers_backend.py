@@ -6,7 +6,9 @@ Importing this module is cheap: torch and transformers are imported when a model
 from __future__ import annotations
 
 import contextlib
+import functools
 import gc
+import importlib
 import importlib.util
 import os
 import threading
@@ -33,9 +35,19 @@ def _quiet_loading() -> Iterator[None]:
 
     was_on = hf_logging.is_progress_bar_enabled()
     hf_logging.disable_progress_bar()
+    # the GGUF loader calls tqdm itself, ignoring the switch above: hand it a silent one while we load
+    try:
+        gguf_utils: Any = importlib.import_module("transformers.modeling_gguf_pytorch_utils")
+    except ImportError:
+        gguf_utils = None
+    gguf_tqdm = getattr(gguf_utils, "tqdm", None)
+    if gguf_tqdm is not None:
+        gguf_utils.tqdm = functools.partial(gguf_tqdm, disable=True)
     try:
         yield
     finally:
+        if gguf_tqdm is not None:
+            gguf_utils.tqdm = gguf_tqdm
         if was_on:
             hf_logging.enable_progress_bar()
 
