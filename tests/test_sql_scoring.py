@@ -172,7 +172,8 @@ def test_light_problems_stay_in_one_thread_and_heavy_ones_use_the_pool(db: Path)
     heavy = [Problem(f"h{i}", "?", heavy_sql) for i in range(6)]
     task = SQLiteTask(db, workers=2)
     try:
-        outs = task.score(light, [f"<answer>{p.gold}</answer>" for p in light])
+        one_heavy = [*light[:20], Problem("h", "?", heavy_sql), *light[20:]]  # one slow problem among light ones
+        outs = task.score(one_heavy, [f"<answer>{p.gold}</answer>" for p in one_heavy])
         assert all(o.correct for o in outs) and task._pool is None  # threads would cost more than the queries
         outs = task.score(heavy, [f"<answer>{heavy_sql}</answer>"] * len(heavy))
         assert all(o.correct for o in outs) and task._pool is not None  # SQLite runs without the GIL: threads pay

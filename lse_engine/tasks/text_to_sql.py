@@ -8,6 +8,7 @@ import os
 import re
 import threading
 import time
+from collections import deque
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -227,7 +228,7 @@ class SQLiteTask:
         self._gold: dict[str, _Gold] = {}
         self._gold_lock = threading.Lock()
         self._pool: ThreadPoolExecutor | None = None
-        self._seconds_per_problem: float | None = None  # moving average over problems scored in this thread
+        self._recent_seconds: deque[float] = deque(maxlen=5)  # the last problems scored in this thread
 
     def fingerprint(self) -> str:
         st = self.database.stat()
@@ -289,7 +290,8 @@ class SQLiteTask:
 
         SQLite releases the GIL while it runs a query, so threads help with heavy queries; with light ones
         the GIL hand-offs cost more than the queries. Each call scores its first problem in this thread,
-        timing it, and keeps a moving average of those times across calls."""
+        timing it; threads start once the median of the last few such times is high enough (a median, so that
+        one stalled query does not start them)."""
         if len(problems) != len(completions):
             raise ValueError("one completion per problem expected")
         outcomes: list[Outcome] = []
@@ -297,9 +299,7 @@ class SQLiteTask:
         while i < len(problems) and (i == 0 or not self._threads_pay()):
             start = time.perf_counter()
             outcomes.append(self._score_one(problems[i], completions[i]))
-            elapsed = time.perf_counter() - start
-            self._seconds_per_problem = elapsed if self._seconds_per_problem is None else (
-                0.7 * self._seconds_per_problem + 0.3 * elapsed)
+            self._recent_seconds.append(time.perf_counter() - start)
             i += 1
         if i < len(problems):
             if self._pool is None:
@@ -308,7 +308,8 @@ class SQLiteTask:
         return outcomes
 
     def _threads_pay(self) -> bool:
-        return self.workers > 1 and (self._seconds_per_problem or 0.0) >= PARALLEL_FROM_S
+        recent = self._recent_seconds
+        return self.workers > 1 and len(recent) >= 3 and sorted(recent)[len(recent) // 2] >= PARALLEL_FROM_S
 
     def close(self) -> None:
         if self._pool is not None:
