@@ -90,9 +90,11 @@ def test_prefill_continues_the_assistant_reply(llm: TransformersLLM) -> None:
     assert out.prompt_tokens == len(prefill_ids) and out.completion_tokens > 0
 
 
-def test_model_id_and_factory_tiny(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_model_id_and_factory_tiny(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                   capfd: pytest.CaptureFixture[str]) -> None:
     monkeypatch.setenv("LSE_CACHE_DIR", str(tmp_path / "cache"))
     llm = make_llm("transformers", "tiny", batch_size=2)
+    assert "Writing model shards" not in capfd.readouterr().err  # building it saves quietly
     assert llm.model_id == f"transformers:{tmp_path / 'cache' / 'tiny-model'}::"
     assert len(llm.generate(CHATS[:2], Sampling(max_tokens=3))) == 2
     llm.close()

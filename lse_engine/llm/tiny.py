@@ -11,6 +11,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from lse_engine.llm.transformers_backend import quiet_progress_bars
+
 SPECIAL_TOKENS = ("<pad>", "<s>", "<|im_start|>", "<|im_end|>")
 CHAT_TEMPLATE = (
     "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
@@ -71,7 +73,8 @@ def _build(out: Path, seed: int) -> None:
     model = LlamaForCausalLM(config).to(torch.float32)
     model.generation_config = GenerationConfig(pad_token_id=config.pad_token_id, bos_token_id=config.bos_token_id,
                                                eos_token_id=config.eos_token_id)
-    model.save_pretrained(out)
+    with quiet_progress_bars():
+        model.save_pretrained(out)
     tokenizer.save_pretrained(out)
 
 

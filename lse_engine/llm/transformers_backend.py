@@ -29,8 +29,8 @@ HOW_TO_CONFIGURE = (
 
 
 @contextlib.contextmanager
-def _quiet_loading() -> Iterator[None]:
-    """No transformers progress bars while loading (GGUF de-quantisation, shards): callers show their own."""
+def quiet_progress_bars() -> Iterator[None]:
+    """No transformers progress bars while loading or saving (GGUF de-quantisation, shards): callers show their own."""
     from transformers.utils import logging as hf_logging
 
     was_on = hf_logging.is_progress_bar_enabled()
@@ -182,7 +182,7 @@ class TransformersLLM:
         self.device = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
         self.dtype = _torch_dtype(dtype, self.device)
         self._lock = threading.Lock()
-        with _quiet_loading():
+        with quiet_progress_bars():
             self.tokenizer = self._load_tokenizer(local_files_only)
             self.model = self._load_model(local_files_only)
         if self.adapter:

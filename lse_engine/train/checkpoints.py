@@ -12,6 +12,8 @@ from typing import Any
 
 import torch
 
+from lse_engine.llm.transformers_backend import quiet_progress_bars
+
 STATE_FILE = "trainer_state.pt"
 
 
@@ -38,7 +40,8 @@ def save_checkpoint(out: Path, step: int, model: Any, optimizer: torch.optim.Opt
     """Save the adapter and trainer state after `step`; keep only the newest `keep` checkpoints."""
     path = checkpoints_dir(out) / f"step-{step:06d}"
     path.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(str(path))
+    with quiet_progress_bars():
+        model.save_pretrained(str(path))
     torch.save({"step": step, "optimizer": optimizer.state_dict(), "rng": rng_state(), **extra},
                path / STATE_FILE)
     for old in all_checkpoints(out)[:-max(1, keep)]:

@@ -15,6 +15,7 @@ from typing import Any
 import torch
 
 from lse_engine.llm.base import Chat, Sampling
+from lse_engine.llm.transformers_backend import quiet_progress_bars
 
 Pair = tuple[list[int], list[int]]  # (prompt ids, completion ids)
 
@@ -107,7 +108,8 @@ class Policy:
         return picked - torch.logsumexp(logits, dim=-1), mask[:, p_len:].float()
 
     def save(self, path: str | Path) -> None:
-        self.model.save_pretrained(str(path))
+        with quiet_progress_bars():
+            self.model.save_pretrained(str(path))
 
 
 def ppo_loss(logps: torch.Tensor, old_logps: torch.Tensor, adv: torch.Tensor, mask: torch.Tensor,
