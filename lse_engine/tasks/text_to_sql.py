@@ -9,7 +9,7 @@ import re
 import threading
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import NamedTuple
@@ -120,9 +120,11 @@ def _statement_head(tokens: list[Token]) -> Token | None:
     return None
 
 
-def results_match(predicted: Sequence[tuple], gold: Sequence[tuple]) -> bool:
-    """BIRD's rule: the sets of rows are equal (order and duplicates ignored, Python equality)."""
-    return set(predicted) == set(gold)
+def results_match(predicted: Iterable[tuple], gold: Iterable[tuple]) -> bool:
+    """BIRD's rule: the sets of rows are equal (order and duplicates ignored, Python equality).
+
+    `gold` may already be a set, as `SQLiteTask` keeps each gold query's rows: it is not copied then."""
+    return set(predicted) == (gold if isinstance(gold, (set, frozenset)) else set(gold))
 
 
 def preview_rows(rows: Sequence[tuple] | None, limit: int = _PREVIEW_ROWS) -> str:
@@ -280,7 +282,7 @@ class SQLiteTask:
         if gold.rows is None:
             out.error_kind, out.error = "runtime", f"gold query failed: {gold.result.error}"
             return out
-        out.correct = set(pred.rows) == gold.rows  # BIRD's rule, as `results_match`, with the gold set made once
+        out.correct = results_match(pred.rows, gold.rows)
         if not out.correct:
             out.error_kind, out.error = "wrong_result", "result differs from the expected result"
         return out
