@@ -575,21 +575,23 @@ def main() -> int:
         build_s = time.perf_counter() - t0
         overhead = process_overhead_ms(db)
         cores = effective_cpus()
+        candidates: list[tuple[str, str, Callable[[], list[Item] | None], int]] = [
+            ("spider", "Spider dev: real databases and gold SQL, two predictions a question",
+             lambda: spider_items(SPIDER)[:n if args.quick else None] if (SPIDER / "dev.json").is_file() else None, 1000),
+            ("light", "stress: index lookups, lighter than Spider (~0.03 ms a query)",
+             lambda: shop_items(db, n, light_templates, seed=5), 1000),
+            ("mixed", "stress: BIRD-like scans, joins, aggregates (~4 ms a query)",
+             lambda: shop_items(db, n, mixed_templates, seed=6), 400),
+        ]
         workloads = []
-        if args.k not in "spider":
-            pass
-        elif (SPIDER / "dev.json").is_file():
-            items = spider_items(SPIDER)
-            workloads.append(run_workload("spider", "Spider dev: real databases and gold SQL, two predictions a question",
-                                          items[:n] if args.quick else items, reps, 1000))
-        else:
-            print(f"spider workload skipped: Spider dev is not at {SPIDER} (shared data; absent in a user's clone)")
-        if args.k in "light":
-            workloads.append(run_workload("light", "stress: index lookups, lighter than Spider (~0.03 ms a query)",
-                                          shop_items(db, n, light_templates, seed=5), reps, 1000))
-        if args.k in "mixed":
-            workloads.append(run_workload("mixed", "stress: BIRD-like scans, joins, aggregates (~4 ms a query)",
-                                          shop_items(db, n, mixed_templates, seed=6), reps, 400))
+        for name, about, make_items, breakdown_n in candidates:
+            if args.k not in name:
+                continue
+            items = make_items()
+            if items is None:
+                print(f"{name} workload skipped: Spider dev is not at {SPIDER} (shared data; absent in a user's clone)")
+                continue
+            workloads.append(run_workload(name, about, items, reps, breakdown_n))
     print(f"SQL scoring; shop database of {sum(sizes.values()):,} rows {sizes} (built in {build_s:.1f} s); "
           f"{os.cpu_count()} CPUs ({cores:.1f} usable when measured); timeout {TIMEOUT_S:g} s; one process per query "
           f"costs {overhead:.2f} ms on `SELECT 1` (fork)")
