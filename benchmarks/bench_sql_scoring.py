@@ -561,7 +561,8 @@ def report(res: dict[str, Any]) -> None:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    ap.add_argument("--quick", action="store_true", help="one repetition, 150 queries per shop workload; spider stays whole (a slice of it is too small to judge)")
+    ap.add_argument("--quick", action="store_true",
+                    help="one repetition, 150 queries per shop workload; spider stays whole (a slice is too small to judge)")
     ap.add_argument("--strict", action="store_true", help="exit 1 when a target is missed on the headline workload")
     ap.add_argument("-n", type=int, default=None, help="predicted queries per shop workload (default 1000; 150 quick)")
     ap.add_argument("-k", default="", metavar="SUBSTRING", help="only the workloads whose name contains this")
