@@ -7,9 +7,9 @@ from dataclasses import dataclass, field
 
 from lse_engine.errors import Cancelled, LSEError
 from lse_engine.evolve.search import Search, SearchContext, SearchResult
+from lse_engine.files.prompt_file import PromptFile, load_prompt, write_instructions
 from lse_engine.llm.base import CancelToken
 from lse_engine.progress import ProgressCallback, ProgressEvent, ignore_progress
-from lse_engine.suite import PromptFile, load_prompt, write_instructions
 from lse_engine.tasks.base import Outcome, Problem
 from lse_engine.workspace import Workspace, sampling_of
 

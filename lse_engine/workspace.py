@@ -8,10 +8,10 @@ from pathlib import Path
 from typing import Any
 
 from lse_engine.config import DEFAULT_CPU_MODEL, DEFAULT_GPU_MODEL, Config, ModelConfig, load_config
+from lse_engine.files import PromptFile, Suite, load_prompt, load_suite
 from lse_engine.llm.base import LLM, CancelToken, Sampling
 from lse_engine.scoring import Scorer
 from lse_engine.store import Store
-from lse_engine.suite import PromptFile, Suite, load_prompt, load_suite
 from lse_engine.tasks import Task, make_task
 
 
@@ -77,9 +77,10 @@ class Workspace:
     """Loads lazily: parsing files is cheap, models and databases are opened on first use."""
 
     def __init__(self, prompt_path: str | Path, overrides: dict[str, Any] | None = None,
-                 llms: dict[str, LLM] | None = None) -> None:
+                 llms: dict[str, LLM] | None = None, text: str | None = None) -> None:
+        """`text`: the prompt file's content as the user sees it (an editor's unsaved buffer); default: the file."""
         self.prompt_path = Path(prompt_path).resolve()
-        self.prompt: PromptFile = load_prompt(self.prompt_path)
+        self.prompt: PromptFile = load_prompt(self.prompt_path, text)
         assert self.prompt.suite_path is not None
         self.suite: Suite = load_suite(self.prompt.suite_path)
         self.config: Config = load_config(self.prompt_path, overrides)

@@ -24,8 +24,8 @@ from lse_engine import __version__
 from lse_engine.config import load_config
 from lse_engine.errors import LSEError
 from lse_engine.evolve.search import load_tree
+from lse_engine.files import parse_prompt, parse_suite
 from lse_engine.store import Store, new_run_id
-from lse_engine.suite import parse_prompt, parse_suite
 
 log = logging.getLogger("lse_server")
 DEBOUNCE_S = 0.25

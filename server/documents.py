@@ -8,7 +8,7 @@ from pathlib import Path
 
 from lsprotocol import types
 
-from lse_engine.suite import Issue, Span, Suite, parse_prompt, parse_suite
+from lse_engine.files import Issue, Span, Suite, parse_prompt, parse_suite
 from lse_engine.tasks.sql_checks import GoldChecker
 
 MAX_CHARS = 5_000_000

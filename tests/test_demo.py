@@ -14,7 +14,7 @@ import pytest
 import yaml
 from lse_examples.shop import build_db
 
-from lse_engine.suite import load_prompt, load_suite
+from lse_engine.files import load_prompt, load_suite
 
 SHOP = Path(build_db.__file__).resolve().parent
 

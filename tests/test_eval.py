@@ -5,8 +5,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from lse_engine.files import load_prompt
 from lse_engine.runner import apply_winner, evaluate, evolve
-from lse_engine.suite import load_prompt
 from lse_engine.workspace import Workspace
 from tests.scripted import ScriptedLLM, current_of
 from tests.test_search import skill_task_reply

@@ -9,7 +9,8 @@ import pytest
 
 from lse_engine.config import load_config
 from lse_engine.errors import FileFormatError
-from lse_engine.suite import load_prompt, load_suite, parse_prompt, parse_suite, write_instructions
+from lse_engine.files import load_prompt, load_suite, parse_prompt, parse_suite
+from lse_engine.files.prompt_file import write_instructions
 
 
 def _db(tmp_path: Path) -> None:

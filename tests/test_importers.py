@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 import yaml
 
+from lse_engine.files import load_prompt, load_suite
+from lse_engine.files.suite_file import suite_text, write_suite
 from lse_engine.importers import ImportResult, import_bird, import_mmlu_redux, import_spider
 from lse_engine.importers.mmlu_redux import answer_index, parse_choices
-from lse_engine.importers.write import suite_text, write_suite
-from lse_engine.suite import load_prompt, load_suite
 
 
 def make_db(path: Path, table: str = "t") -> Path:

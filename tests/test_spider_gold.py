@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from lse_engine.files import load_suite
 from lse_engine.importers import import_spider
-from lse_engine.suite import load_suite
 from lse_engine.tasks.base import Problem
 
 SPIDER = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "spider-dev"

@@ -234,7 +234,7 @@ class Bench:
                 "evolve": dataclasses.asdict(self.config.evolve), "source_split": s.source_split}
 
     def _suite(self, path: Path, store: Store, pool: LLMPool, task_llm, result: BenchResult) -> None:
-        from lse_engine.suite import load_suite
+        from lse_engine.files import load_suite
 
         kind = load_suite(path).task
         imported = self.spec.out / "imported" / path.name

@@ -9,7 +9,6 @@ prompt file per suite (`<out>/prompts/<name>.prompt.md`) holds the root instruct
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -19,6 +18,7 @@ from typing import Any
 import yaml
 
 from lse_engine.errors import LSEError
+from lse_engine.files.prompt_file import write_new_prompt
 
 BENCHMARKS = ("bird", "spider", "mmlu-redux")
 DEFAULT_INSTRUCTIONS = {
@@ -72,7 +72,7 @@ def run_importer(benchmark: str, data: Path, dest: Path, names: Sequence[str] | 
 
 def root_instructions(imported: Path, kind: str) -> str:
     """The importer's starting prompt for a suite (`<name>.prompt.md` beside it), else a default per task kind."""
-    from lse_engine.suite import parse_prompt
+    from lse_engine.files import parse_prompt
 
     prompt = imported.parent / f"{suite_name(imported)}.prompt.md"
     if prompt.is_file():
@@ -124,12 +124,8 @@ def rewrite_suite(src: Path, dest: Path, split: SplitSpec) -> Path:
 
 def write_prompt(prompts_dir: Path, suite: Path, instructions: str) -> Path:
     """A prompt file pointing at `suite` with the root instructions; rewritten only when it changes."""
-    prompts_dir.mkdir(parents=True, exist_ok=True)
     path = prompts_dir / f"{suite_name(suite)}.prompt.md"
-    ref = json.dumps(os.path.relpath(suite, prompts_dir))
-    text = f"---\nsuite: {ref}\n---\n{instructions.strip()}\n"
-    if not path.exists() or path.read_text(encoding="utf-8") != text:
-        path.write_text(text, encoding="utf-8")
+    write_new_prompt(path, suite, instructions, overwrite=True)
     return path
 
 

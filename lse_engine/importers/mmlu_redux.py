@@ -22,13 +22,13 @@ from pathlib import Path
 from typing import Any
 
 from lse_engine.errors import LSEError
+from lse_engine.files.suite_file import write_suite
 from lse_engine.importers.write import (
     MC_INSTRUCTIONS,
     ImportResult,
     clean_text,
     safe_name,
     write_prompt,
-    write_suite,
 )
 
 LETTERS = "ABCDEFGHIJ"

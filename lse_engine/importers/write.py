@@ -5,17 +5,15 @@ from __future__ import annotations
 import json
 import os
 import re
-import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from lse_engine.errors import FileFormatError, LSEError
+from lse_engine.files.prompt_file import write_new_prompt
+from lse_engine.files.suite_file import write_suite
 
-DEFAULT_SPLIT: dict[str, Any] = {"dev": 0.3, "seed": 0}
 SQL_INSTRUCTIONS = (
     "Write one SQLite query that answers the question, using only the tables and columns in the schema.\n"
     "Put the query inside <answer></answer> tags."
@@ -24,7 +22,6 @@ MC_INSTRUCTIONS = (
     "Think about the question, then choose the single best option.\n"
     "Put the letter of your answer inside <answer></answer> tags, e.g. <answer>B</answer>."
 )
-_PROBLEM_ORDER = ("id", "question", "evidence", "options", "gold", "difficulty", "split")
 _LEADING_TABS = re.compile(r"^\t+", re.MULTILINE)
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9_.-]+")
 
@@ -77,67 +74,9 @@ def relative_path(target: Path, start_dir: Path) -> str:
         return target.resolve().as_posix()
 
 
-class _SuiteDumper(getattr(yaml, "CSafeDumper", yaml.SafeDumper)):  # type: ignore[misc]
-    """Safe YAML in block style; multi-line strings as literal blocks."""
-
-
-def _represent_str(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
-    style = "|" if "\n" in value else None
-    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
-
-
-_SuiteDumper.add_representer(str, _represent_str)
-
-
-def _ordered(problem: dict[str, Any]) -> dict[str, Any]:
-    out = {k: problem[k] for k in _PROBLEM_ORDER if problem.get(k) not in (None, "")}
-    out.update((k, v) for k, v in problem.items() if k not in out and v not in (None, ""))
-    return out
-
-
-def suite_text(task: str, problems: Iterable[dict[str, Any]], database: str | None = None,
-               split: dict[str, Any] | None = None, comment: str = "") -> str:
-    """The YAML text of a suite: keys in the order task, database, split, problems."""
-    doc: dict[str, Any] = {"task": task}
-    if database is not None:
-        doc["database"] = database
-    doc["split"] = dict(split or DEFAULT_SPLIT)
-    doc["problems"] = [_ordered(p) for p in problems]
-    body = yaml.dump(doc, Dumper=_SuiteDumper, sort_keys=False, allow_unicode=True, default_flow_style=False,
-                     width=1_000_000)
-    head = "".join(f"# {line}\n" if line else "#\n" for line in comment.splitlines()) if comment else ""
-    return head + body
-
-
-def write_atomic(path: Path, text: str) -> None:
-    """Write `text` to `path` through a temporary file in the same directory."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=str(path.parent))
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fh:
-            fh.write(text)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def write_suite(path: Path, task: str, problems: list[dict[str, Any]], database: str | None = None,
-                split: dict[str, Any] | None = None, comment: str = "") -> Path:
-    """Write a suite file (replacing an older import) and return its path."""
-    write_atomic(path, suite_text(task, problems, database, split, comment))
-    return path
-
-
 def write_prompt(path: Path, suite_file: Path, instructions: str) -> bool:
     """Write a starting prompt file for `suite_file`; never overwrite one (it may hold evolved work)."""
-    if path.exists():
-        return False
-    ref = relative_path(suite_file, path.parent)
-    write_atomic(path, f"---\nsuite: {ref}\n---\n{instructions.strip()}\n")
-    return True
+    return write_new_prompt(path, suite_file, instructions)
 
 
 def find_sqlite(db_root: Path, db_id: str) -> Path | None:

@@ -14,10 +14,10 @@ from typing import Any
 
 from lse_engine.config import Config, load_config
 from lse_engine.errors import LSEError
+from lse_engine.files import Suite, load_suite
 from lse_engine.llm.base import LLM, CancelToken, Chat, Completion, Sampling
 from lse_engine.scoring import Scorer
 from lse_engine.store import Store
-from lse_engine.suite import Suite, load_suite
 from lse_engine.tasks import Task, make_task
 from lse_engine.tasks.base import Problem
 from lse_engine.train.states import State

@@ -11,7 +11,7 @@ from rich.live import Live
 from rich.progress_bar import ProgressBar
 from rich.table import Table
 
-from lse_engine.cli import _install_sigint, _overrides, console, err_console
+from lse_engine.cli.common import console, err_console, install_sigint, overrides_from
 from lse_engine.errors import LSEError
 from lse_engine.llm.base import CancelToken
 from lse_engine.progress import ProgressEvent
@@ -73,7 +73,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     if bool(args.prompt) == bool(args.workspace):
         raise LSEError("give a prompt file (its runs) or --workspace DIR (all runs in its store), not both")
-    overrides = _overrides(args)
+    overrides = overrides_from(args)
     changes = {k: getattr(args, k) for k in TRAIN_KEYS if getattr(args, k, None) is not None}
     if changes:
         overrides["train"] = changes
@@ -82,7 +82,7 @@ def cmd_train(args: argparse.Namespace) -> int:
                           "mean nothing.[/]")
     target: Workspace | Path = Workspace(args.prompt, overrides) if args.prompt else Path(args.workspace)
     cancel = CancelToken()
-    _install_sigint(cancel)
+    install_sigint(cancel)
     view = TrainView()
     try:
         with Live(view, console=console, refresh_per_second=4, transient=False):

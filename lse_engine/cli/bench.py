@@ -4,15 +4,11 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any
 
-from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from lse_engine.cli import _install_sigint
+from lse_engine.cli.common import TINY_NOTE, add_model_args, console, install_sigint, model_overrides
 from lse_engine.llm.base import CancelToken
-
-console = Console()
 
 
 class RichBenchProgress:
@@ -47,22 +43,10 @@ def _csv(text: str | None) -> list[str] | None:
     return [x.strip() for x in text.split(",") if x.strip()] if text else None
 
 
-def _overrides(args: argparse.Namespace) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    if args.tiny:
-        tiny = {"backend": "transformers", "model": "tiny", "sampling": {"max_tokens": 48}}
-        out["model"] = tiny
-        out["evolver"] = {**tiny, "sampling": {"max_tokens": 96, "temperature": 0.7}}
-    for key in ("model", "backend", "base_url"):
-        if getattr(args, key):
-            out.setdefault("model", {})[key] = getattr(args, key)
-    return out
-
-
 def _instructions(path: str | None) -> str | None:
     if not path:
         return None
-    from lse_engine.suite import parse_prompt
+    from lse_engine.files import parse_prompt
 
     text = Path(path).read_text(encoding="utf-8")
     return parse_prompt(text, path)[0].instructions if text.startswith("---") else text.strip()
@@ -75,7 +59,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from lse_engine.config import load_config
 
     config = bench_config(
-        load_config(args.config or Path.cwd(), _overrides(args)), max_model_calls=args.max_model_calls,
+        load_config(args.config or Path.cwd(), model_overrides(args)), max_model_calls=args.max_model_calls,
         rounds=args.rounds, task_model=args.task_model, batch_size=args.batch_size, dev_size=args.dev_size,
     )
     out = Path(args.out or f"bench-{args.benchmark}").resolve()
@@ -86,9 +70,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
         split=SplitSpec(dev=args.dev, test=args.test, seed=args.split_seed, limit=args.limit),
     )
     if args.tiny:
-        console.print("[yellow]--tiny: a tiny random model; its scores mean nothing, it only shows the pipeline.[/]")
+        console.print(f"[yellow]--tiny: {TINY_NOTE}.[/]")
     cancel = CancelToken()
-    _install_sigint(cancel, "stopping after the current model call… re-run the same command to resume")
+    install_sigint(cancel, "stopping after the current model call… re-run the same command to resume")
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, console=console, disable=args.quiet) as bar:
         result = Bench(spec, config, progress=RichBenchProgress(bar), cancel=cancel).run()
@@ -135,9 +119,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--source-split", default="dev", choices=["dev", "train", "test"],
                    help="which question file of BIRD or Spider to read (default dev)")
     p.add_argument("--config", help="lse.toml (or a directory) with model settings; default: the current one")
-    p.add_argument("--model", help="task and evolver model (HF id, local path, 'smollm2' or 'tiny')")
-    p.add_argument("--backend", choices=["auto", "transformers", "openai", "vllm"])
-    p.add_argument("--base-url", help="OpenAI-compatible endpoint (with --backend openai)")
-    p.add_argument("--tiny", action="store_true", help="a tiny random model (pipeline check; scores mean nothing)")
+    add_model_args(p, "task and evolver model")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_bench)

@@ -1,0 +1,40 @@
+"""`lse`: the engine from the command line. One module per subcommand; `common` holds what they share."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from lse_engine import __version__
+from lse_engine.cli import bench, demo, evolve, imports, runs, train
+from lse_engine.cli import eval as eval_
+from lse_engine.cli.common import console, err_console
+from lse_engine.errors import LSEError
+
+__all__ = ["build_parser", "console", "main"]
+SUBCOMMANDS = (eval_, evolve, runs, imports, demo, train, bench)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="lse", description="Prompts that improve themselves from their own failures.")
+    ap.add_argument("--version", action="version", version=f"lse {__version__}")
+    sub = ap.add_subparsers(dest="command", required=True)
+    for module in SUBCOMMANDS:
+        module.register(sub)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args) or 0
+    except LSEError as exc:
+        err_console.print(f"[red]error:[/] {exc}")
+        return 2
+    except KeyboardInterrupt:
+        err_console.print("[red]aborted[/]")
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,70 @@
+"""What every `lse` subcommand shares: the consoles, Ctrl-C handling, model flags and settings overrides."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+from typing import Any
+
+from rich.console import Console
+
+from lse_engine.llm.base import CancelToken
+
+console = Console(stderr=False)
+err_console = Console(stderr=True)
+TINY_NOTE = "a tiny random model built on the fly; its scores mean nothing, it only shows the pipeline working"
+
+
+def pct(x: float | None) -> str:
+    return "—" if x is None else f"{x:.1%}"
+
+
+def add_model_args(p: argparse.ArgumentParser, what: str = "task model") -> None:
+    """--model, --backend, --base-url and --tiny: the flags that pick the model, the same on every subcommand."""
+    p.add_argument("--model", help=f"{what}: a name from `lse models list`, an HF id, a local directory or a "
+                                   ".gguf file; overrides lse.toml")
+    p.add_argument("--backend", choices=["auto", "transformers", "openai", "vllm"])
+    p.add_argument("--base-url", help="OpenAI-compatible endpoint (with --backend openai)")
+    p.add_argument("--tiny", action="store_true", help=f"use {TINY_NOTE}")
+
+
+def model_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """Settings overrides from the model flags (`add_model_args`); absent flags change nothing."""
+    out: dict[str, Any] = {}
+    if getattr(args, "tiny", False):
+        tiny = {"backend": "transformers", "model": "tiny", "sampling": {"max_tokens": 48}}
+        out["model"] = tiny
+        out["evolver"] = {**tiny, "sampling": {"max_tokens": 96, "temperature": 0.7}}
+    for key in ("model", "backend", "base_url"):
+        if getattr(args, key, None):
+            out.setdefault("model", {})[key] = getattr(args, key)
+    return out
+
+
+def overrides_from(args: argparse.Namespace) -> dict[str, Any]:
+    """Settings overrides from the model flags, `--evolver` and the `[evolve]` flags a subcommand has."""
+    out = model_overrides(args)
+    if getattr(args, "evolver", None):
+        out.setdefault("evolver", {})["adapter"] = args.evolver
+    ev: dict[str, Any] = {}
+    for key in ("rule", "seed", "batch_size", "dev_size", "max_model_calls"):
+        val = getattr(args, key, None)
+        if val is not None:
+            ev[key] = val
+    if getattr(args, "gate", False):
+        ev["acceptance_gate"] = True
+    if ev:
+        out["evolve"] = ev
+    return out
+
+
+def install_sigint(cancel: CancelToken,
+                   message: str = "cancelling after the current model call… (Ctrl-C again to abort)") -> None:
+    """First Ctrl-C: cooperative cancellation (committed work is kept); the second aborts."""
+    def handler(signum: int, frame: Any) -> None:  # noqa: ARG001
+        if cancel.cancelled:
+            raise KeyboardInterrupt
+        err_console.print(f"[yellow]{message}[/]")
+        cancel.cancel()
+
+    signal.signal(signal.SIGINT, handler)

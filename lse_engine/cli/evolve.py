@@ -1,0 +1,91 @@
+"""`lse evolve PROMPT`: tree-guided evolution with a live view; prints the tree and (with --apply) writes the winner."""
+
+from __future__ import annotations
+
+import argparse
+
+from rich.live import Live
+from rich.table import Table
+
+from lse_engine.cli.common import add_model_args, console, install_sigint, overrides_from, pct
+from lse_engine.evolve.tree import RULES
+from lse_engine.llm.base import CancelToken
+from lse_engine.progress import ProgressEvent
+from lse_engine.workspace import Workspace
+
+
+class EvolveView:
+    """Rich live view: round, nodes, best dev so far, the last few messages."""
+
+    def __init__(self) -> None:
+        self.last: ProgressEvent | None = None
+        self.lines: list[str] = []
+
+    def __call__(self, ev: ProgressEvent) -> None:
+        self.last = ev
+        self.lines = (self.lines + [ev.message])[-8:]
+
+    def __rich__(self) -> Table:
+        t = Table.grid(padding=(0, 1))
+        ev = self.last
+        if ev is None:
+            t.add_row("[dim]loading models…[/]")
+            return t
+        t.add_row(f"[bold]run[/] {ev.run_id}  [bold]round[/] {ev.round}/{ev.rounds}  "
+                  f"[bold]nodes[/] {ev.extra.get('nodes', '?')}  [bold]root dev[/] {pct(ev.root_dev)}  "
+                  f"[bold]best dev[/] {pct(ev.best_dev)}")
+        for line in self.lines:
+            t.add_row(f"[dim]{line}[/]")
+        return t
+
+
+def run_evolve(ws: Workspace, resume: str | None = None, rounds: int | None = None, apply: bool = False) -> int:
+    """Evolve (or resume) the workspace's prompt, print the tree and the winner; the exit code."""
+    from lse_engine.report import tree_text
+    from lse_engine.runner import apply_winner, evolve
+
+    cancel = CancelToken()
+    install_sigint(cancel)
+    view = EvolveView()
+    with Live(view, console=console, refresh_per_second=4, transient=False):
+        result = evolve(ws, run_id=resume, rounds=rounds, cancel=cancel, progress=view)
+    console.print(tree_text(result.tree, f"run {result.run_id}"))
+    w = result.winner
+    console.print(f"[bold]dev[/]: root {pct(result.root_dev)} → winner #{w.id} {pct(w.dev_score)}  ({result.status})")
+    if result.status == "cancelled":
+        console.print(f"resume with: lse evolve {ws.prompt_path} --resume {result.run_id}")
+    if apply:
+        run = ws.store.get_run(result.run_id) or {}
+        if w.id == 0:
+            console.print("the root is still the best: nothing to apply")
+        else:
+            apply_winner(ws.prompt, run, w.instructions)
+            console.print(f"[green]applied[/] winner #{w.id} to {ws.prompt_path}")
+    elif w.id != 0:
+        console.print(f"winning instructions (apply with --apply):\n[cyan]{w.instructions}[/]")
+    return 0 if result.status != "cancelled" else 130
+
+
+def cmd_evolve(args: argparse.Namespace) -> int:
+    ws = Workspace(args.prompt, overrides_from(args))
+    try:
+        return run_evolve(ws, args.resume, args.rounds, args.apply)
+    finally:
+        ws.close()
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("evolve", help="evolve a prompt with tree-guided search")
+    p.add_argument("prompt")
+    p.add_argument("--rounds", type=int)
+    p.add_argument("--rule", choices=RULES)
+    p.add_argument("--seed", type=int)
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--dev-size", type=int)
+    p.add_argument("--max-model-calls", type=int)
+    p.add_argument("--gate", action="store_true", help="acceptance gate: skip dev for children no better on the batch")
+    p.add_argument("--resume", metavar="RUN", help="continue an interrupted run")
+    p.add_argument("--apply", action="store_true", help="write the winner into the prompt file")
+    p.add_argument("--evolver", help="a trained evolver (name under .lse/evolvers/) or adapter path")
+    add_model_args(p)
+    p.set_defaults(func=cmd_evolve)

@@ -1,0 +1,149 @@
+"""Prompt files (`*.prompt.md`): front matter naming a suite, then the instructions being evolved.
+
+This module holds the one rule for where the instructions sit in a prompt file (`instructions_range`,
+`replace_instructions`): the CLI, the server's edits, the importers and bench all use it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from lse_engine.errors import FileFormatError
+from lse_engine.files.atomic import write_text_atomic
+from lse_engine.files.issues import Issue, Span
+from lse_engine.files.yaml_tree import LOADER, mapping_items, span_of, value_of
+
+PROMPT_KEYS = {"suite", "name", "description"}
+
+
+@dataclass
+class PromptFile:
+    path: Path
+    instructions: str
+    suite_ref: str | None
+    front_matter: dict[str, Any]
+    body_line: int  # 0-based line where the instructions start
+    text: str
+    suite_span: Span = field(default_factory=Span)
+
+    @property
+    def suite_path(self) -> Path | None:
+        return (self.path.parent / self.suite_ref).resolve() if self.suite_ref else None
+
+    @property
+    def sha(self) -> str:
+        return hashlib.sha256(self.text.encode()).hexdigest()
+
+
+def parse_prompt(text: str, path: str | Path) -> tuple[PromptFile, list[Issue]]:
+    """Split a prompt file into front matter and instructions; check the front matter."""
+    path = Path(path)
+    issues: list[Issue] = []
+    lines = text.split("\n")
+    front: dict[str, Any] = {}
+    body_line = 0
+    suite_span = Span()
+    if lines and lines[0].strip() == "---":
+        end = next((i for i in range(1, len(lines)) if lines[i].strip() in ("---", "...")), None)
+        if end is None:
+            issues.append(Issue("front matter is not closed by a `---` line", Span(0, 0, 0, 3), "front-matter"))
+        else:
+            fm_text = "\n".join(lines[1:end])
+            try:
+                node = yaml.compose(fm_text, Loader=LOADER)
+            except yaml.MarkedYAMLError as exc:
+                mark = exc.problem_mark
+                ln = (mark.line + 1) if mark else 1
+                issues.append(Issue(f"invalid front matter: {exc.problem}", Span(ln, 0, ln, len(lines[ln]) if ln < len(lines) else 0),
+                                    "front-matter"))
+                node = None
+            if node is not None and not isinstance(node, yaml.MappingNode):
+                issues.append(Issue("front matter must be `key: value` lines", Span(1, 0, end, 0), "front-matter"))
+            elif node is not None:
+                for k, v in mapping_items(node):
+                    ks = span_of(k)
+                    ks = Span(ks.line + 1, ks.col, ks.end_line + 1, ks.end_col)
+                    if k.value not in PROMPT_KEYS:
+                        issues.append(Issue(f"unknown front matter key {k.value!r}", ks, "unknown-key", "warning"))
+                    front[k.value] = value_of(v)
+                    if k.value == "suite":
+                        vs = span_of(v)
+                        suite_span = Span(vs.line + 1, vs.col, vs.end_line + 1, vs.end_col)
+            body_line = end + 1
+    instructions = "\n".join(lines[body_line:]).strip("\n")
+    suite_ref = front.get("suite")
+    if suite_ref is not None and not isinstance(suite_ref, str):
+        issues.append(Issue("`suite` must be a path", suite_span, "type"))
+        suite_ref = None
+    prompt = PromptFile(path, instructions, suite_ref, front, body_line, text, suite_span)
+    if suite_ref is None and not any(i.code == "front-matter" for i in issues):
+        issues.append(Issue("no `suite:` in the front matter: add `---\\nsuite: my.suite.yaml\\n---` at the top",
+                            Span(0, 0, 0, len(lines[0]) if lines else 0), "missing-suite"))
+    elif suite_ref is not None and prompt.suite_path and not prompt.suite_path.is_file():
+        issues.append(Issue(f"suite not found: {prompt.suite_path}", suite_span, "missing-suite"))
+    if not instructions.strip():
+        issues.append(Issue("the prompt has no instructions after the front matter", Span(body_line, 0, body_line, 0),
+                            "empty", "warning"))
+    return prompt, issues
+
+
+def load_prompt(path: str | Path, text: str | None = None) -> PromptFile:
+    """Load a prompt file (or parse `text`, an editor's unsaved buffer, as if it were that file); raise
+    FileFormatError when it has no usable suite reference."""
+    path = Path(path)
+    if text is None:
+        try:
+            text = path.read_text(encoding="utf-8")
+        except FileNotFoundError as exc:
+            raise FileFormatError(str(path), "prompt file not found", code="missing-prompt") from exc
+    prompt, issues = parse_prompt(text, path)
+    errors = [i for i in issues if i.severity == "error"]
+    if errors:
+        raise errors[0].to_error(path)
+    return prompt
+
+
+def instructions_range(prompt: PromptFile) -> Span:
+    """Where the instructions sit: from the line after the front matter to the end of the file (0-based)."""
+    lines = prompt.text.split("\n")
+    return Span(prompt.body_line, 0, len(lines) - 1, len(lines[-1]))
+
+
+def replace_instructions(prompt: PromptFile, instructions: str) -> str:
+    """The prompt file's text with its instructions replaced and the front matter kept byte for byte."""
+    lines = prompt.text.split("\n")
+    head = "\n".join(lines[: prompt.body_line])
+    body = instructions.strip("\n") + "\n"
+    return (head + "\n" + body) if prompt.body_line else body
+
+
+def prompt_text(suite_ref: str, instructions: str) -> str:
+    """The text of a new prompt file for a suite (`suite_ref` relative to the prompt file)."""
+    ref = suite_ref if all(c not in suite_ref for c in ":#'\"{}[]&*!|>%@`") else json.dumps(suite_ref)
+    return f"---\nsuite: {ref}\n---\n{instructions.strip()}\n"
+
+
+def write_new_prompt(path: Path, suite_file: Path, instructions: str, overwrite: bool = False) -> bool:
+    """Write a prompt file for `suite_file`. An existing file is kept unless `overwrite` (it may hold evolved
+    work); returns whether the file was written."""
+    text = prompt_text(Path(os.path.relpath(suite_file.resolve(), path.parent.resolve())).as_posix(), instructions)
+    if path.exists() and (not overwrite or path.read_text(encoding="utf-8") == text):
+        return False
+    write_text_atomic(path, text)
+    return True
+
+
+def write_instructions(prompt: PromptFile, instructions: str) -> None:
+    """Atomically replace the instructions on disk; refuse when the file changed since it was read."""
+    current = prompt.path.read_text(encoding="utf-8")
+    if hashlib.sha256(current.encode()).hexdigest() != prompt.sha:
+        raise FileFormatError(str(prompt.path), "the file changed on disk since the run started; not overwriting it",
+                              code="changed")
+    write_text_atomic(prompt.path, replace_instructions(prompt, instructions), os.stat(prompt.path).st_mode & 0o777)
