@@ -17,6 +17,11 @@ class ProgressEvent:
     best_dev: float | None = None
     root_dev: float | None = None
     node: dict[str, Any] | None = None
+    # the step under way and how far it is: "scoring dev" 12/40 problems, seconds left (None: unknown yet)
+    step: str = ""
+    step_done: int = 0
+    step_total: int = 0
+    eta_s: float | None = None
     done: bool = False
     error: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)

@@ -1,0 +1,15 @@
+"""Named bundles of settings. `paper` is the protocol of arXiv 2603.18620 and its reference code; see
+docs/fidelity.md for what each key changes and why the everyday defaults differ."""
+
+from __future__ import annotations
+
+from typing import Any
+
+PAPER: dict[str, Any] = {
+    "model": {"sampling": {"temperature": 0.7, "top_p": 0.8, "max_tokens": 4096, "samples": 8}},
+    "evolver": {"sampling": {"temperature": 0.7, "top_p": 0.8, "max_tokens": 4096}},
+    "evolve": {"rule": "ucb", "c": 2.0, "rounds": 25, "batch_size": 10, "dev_size": 50},
+    "sql": {"timeout_s": 30.0, "gold_timeout_s": 30.0},
+    "train": {"reward_on": "holdout", "advantage": "delta", "rollout_temperature": 1.0},
+}
+PRESETS: dict[str, dict[str, Any]] = {"paper": PAPER}
