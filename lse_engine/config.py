@@ -31,6 +31,7 @@ class SamplingConfig:
     max_tokens: int = 384
     temperature: float = 0.0
     top_p: float = 1.0
+    samples: int = 1  # completions per problem when scoring (the paper: 8 at temperature 0.7)
 
 
 @dataclass
@@ -63,14 +64,17 @@ class EvolveConfig:
     max_tokens: int = 0
     max_wall_s: float = 0.0
     seed: int = 0
+    # score a child on the feedback batch first and keep it only if it beats its parent there (GEPA's rule)
     acceptance_gate: bool = False
-    evolver_retries: int = 2
+    evolver_retries: int = 2  # more attempts when a reply has no usable or no new instructions
+    candidates: int = 1  # edits proposed per round; with more than one, the best on the feedback batch is kept
     # begin the evolver's reply with <prompt> (small models that never write the tag); the reply is then the new
     # prompt up to </prompt> or the token limit
     evolver_prefill: bool = False
-    max_prompt_chars: int = 6000
-    feedback_chars: int = 6000
-    successes_shown: int = 3
+    max_prompt_chars: int = 8000
+    feedback_chars: int = 0  # 0 = every problem with its full response (the paper); else a budget in characters
+    show_schema: bool = True  # the evolver sees the database schema in the agent prompt (off: it is left out)
+    heldout_size: int = 0  # > 0: also score parent and child on a held-out train batch (a cheap reward signal)
 
 
 @dataclass
@@ -82,27 +86,39 @@ class SQLConfig:
 
 @dataclass
 class TrainConfig:
+    """`lse train` (docs/training.md): the reference's schedule by default, on-policy over data epochs."""
+
     name: str = "evolver"
+    method: str = "lora"  # lora | full (full fine-tuning, as the reference)
+    reward_on: str = "holdout"  # holdout: the run's fixed dev holdout, k samples (paper) | batch: the round's H (cheap)
     advantage: str = "delta"  # delta | grpo
     reward: str = "delta"  # delta | post
     invalid_reward: float = -1.0
-    states: int = 32
-    samples: int = 4
-    epochs: int = 4
+    noop_reward: str = "invalid"  # invalid (as the search: a no-op edit is invalid) | zero
+    states: int = 32  # states per rollout batch
+    samples: int = 4  # edits per state (G)
+    data_epochs: int = 4  # passes over the training states
+    ppo_epochs: int = 1  # PPO passes per rollout batch (1 = on-policy, the reference)
+    epochs: int = 0  # removed: meant PPO passes; see data_epochs / ppo_epochs (a set value is an error)
+    loss_agg: str = "token-mean"  # token-mean (the reference) | seq-mean
+    rollout_temperature: float = 1.0  # sampling temperature of training rollouts (the reference's 1.0)
+    rollout_max_tokens: int = 16384  # longest rollout reply (the reference's response length)
     learning_rate: float = 1e-5
     clip: float = 0.2
     lora_r: int = 16
     lora_alpha: int = 32
     lora_dropout: float = 0.05
     min_failures: int = 1
-    eval_fraction: float = 0.25
+    eval_fraction: float = 0.25  # fraction of runs (or suites) held out as the dev set that picks the checkpoint
+    holdout_by: str = "run"  # run | suite (dev states from databases never trained on)
+    eval_states: int = 32  # dev states each checkpoint is evaluated on (0 = all)
     checkpoint_every: int = 4
     task_model: str = "self"  # self = the evolver's base with the adapter off; "model" = the [model] backend
     seed: int = 0
-    steps: int = 0  # rollout batches of `states` states; 0 = one pass over the training states
+    steps: int = 0  # rollout batches; 0 = data_epochs passes over the training states
     micro_batch: int = 2  # edits per forward pass (gradients accumulate over the batch)
     max_grad_norm: float = 1.0  # 0 = no clipping
-    keep_checkpoints: int = 2
+    keep_checkpoints: int = 2  # the newest kept besides the best on dev
 
 
 @dataclass
@@ -114,6 +130,7 @@ class Config:
     evolve: EvolveConfig = field(default_factory=EvolveConfig)
     sql: SQLConfig = field(default_factory=SQLConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    models: dict[str, Any] = field(default_factory=dict)  # [models.NAME] tables, checked by lse_engine.models
     root: Path = field(default_factory=Path.cwd)
     source: Path | None = None  # the file the settings came from
 

@@ -3,15 +3,21 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from lse_engine.config import EvolveConfig
 from lse_engine.errors import Cancelled, LSEError
-from lse_engine.evolve.search import Search, SearchContext, SearchResult
+from lse_engine.evolve.context import SearchContext
+from lse_engine.evolve.search import Search, SearchResult
 from lse_engine.files.prompt_file import PromptFile, load_prompt, write_instructions
 from lse_engine.llm.base import CancelToken
 from lse_engine.progress import ProgressCallback, ProgressEvent, ignore_progress
+from lse_engine.scoring import Scorer
 from lse_engine.tasks.base import Outcome, Problem
 from lse_engine.workspace import Workspace, sampling_of
+
+EVOLVER_STOP = ("</prompt>",)
 
 
 @dataclass
@@ -24,37 +30,57 @@ class EvalReport:
     status: str = "done"
 
 
+def scorer_for(ws: Workspace, cancel: CancelToken | None, run_id: str) -> Scorer:
+    """The workspace's scorer, charging model calls and tokens to `run_id`."""
+    return ws.scorer(cancel, on_usage=lambda n, t: ws.store.add_usage(run_id, task_calls=n, tokens=t))
+
+
+def _step_events(scorer: Scorer, progress: ProgressCallback, run_id: str, kind: str, step: str, i: int,
+                 n: int) -> None:
+    scorer.on_progress = lambda done, total, eta: progress(ProgressEvent(
+        run_id, kind, f"{step} {done}/{total}", round=i, rounds=n, step=step, step_done=done, step_total=total,
+        eta_s=eta))
+
+
 def evaluate(ws: Workspace, splits: tuple[str, ...] = ("train", "dev"), cancel: CancelToken | None = None,
              progress: ProgressCallback = ignore_progress, run_id: str | None = None) -> EvalReport:
-    """Score the prompt's instructions on the given splits; every outcome lands in the run store."""
+    """Score the prompt's instructions on the given splits; every outcome lands in the run store.
+
+    The model loads only if some outcome is not cached yet; a cancelled evaluation reports what it scored."""
     store = ws.store
-    run_id = store.create_run("evaluate", str(ws.prompt_path), str(ws.suite.path), run_id=run_id, prompt_sha=ws.prompt.sha,
-                              root_instructions=ws.prompt.instructions, model_id=ws.task_llm().model_id,
-                              config=ws.config.to_dict())
+    run_id = store.create_run("evaluate", str(ws.prompt_path), str(ws.suite.path), run_id=run_id,
+                              prompt_sha=ws.prompt.sha, root_instructions=ws.prompt.instructions,
+                              model_id=ws.task_llm().model_id, config=ws.config.to_dict())
     store.add_node(run_id, {"id": 0, "parent": None, "instructions": ws.prompt.instructions, "round": 0,
                             "status": "ok"})
-    scorer = ws.scorer(cancel, on_usage=lambda n, t: store.add_usage(run_id, task_calls=n, tokens=t))
+    scorer = scorer_for(ws, cancel, run_id)
     parts = ws.splits()
+    chosen = [s for s in splits if parts.get(s)]
     report = EvalReport(run_id, {})
     try:
-        for i, split in enumerate(s for s in splits if parts.get(s)):
+        for i, split in enumerate(chosen):
             problems = parts[split]
-            progress(ProgressEvent(run_id, "evaluate", f"scoring {len(problems)} {split} problems", round=i,
-                                   rounds=len(splits)))
+            step = f"scoring {split}"
+            progress(ProgressEvent(run_id, "evaluate", f"{step}: {len(problems)} problems", round=i,
+                                   rounds=len(chosen), step=step, step_total=len(problems) * scorer.samples))
+            _step_events(scorer, progress, run_id, "evaluate", step, i, len(chosen))
             keys, outs = scorer.score(ws.prompt.instructions, problems)
-            score = store.add_batch(run_id, 0, split, 0, [p.id for p in problems], keys, outs)
-            report.accuracy[split] = score
-            report.rows[split] = list(zip(problems, outs))
+            ids = [p.id for p in problems for _ in range(scorer.samples)]
+            report.accuracy[split] = store.add_batch(run_id, 0, split, 0, ids, keys, outs)
+            report.rows[split] = list(zip((p for p in problems for _ in range(scorer.samples)), outs))
     except Cancelled:
-        store.update_run(run_id, status="cancelled", message="cancelled")
         report.status = "cancelled"
-        progress(ProgressEvent(run_id, "evaluate", "cancelled", done=True, error="cancelled"))
-        return report
     except BaseException as exc:
         store.update_run(run_id, status="failed", message=f"{type(exc).__name__}: {exc}")
         raise
-    report.calls = scorer.usage.calls
-    report.cached = sum(len(v) for v in report.rows.values()) - report.calls
+    finally:
+        report.calls = scorer.usage.calls
+        report.cached = sum(len(v) for v in report.rows.values()) - report.calls
+    if report.status == "cancelled":
+        msg = f"cancelled after {report.calls} model calls (kept in the store)"
+        store.update_run(run_id, status="cancelled", message=msg, result=report.accuracy)
+        progress(ProgressEvent(run_id, "evaluate", msg, done=True, error="cancelled", extra=report.accuracy))
+        return report
     dev = report.accuracy.get("dev")
     store.update_run(run_id, status="done", root_dev=dev, best_dev=dev, winner=0, result=report.accuracy)
     store.update_node(run_id, 0, dev_score=dev, train_score=report.accuracy.get("train"))
@@ -63,53 +89,74 @@ def evaluate(ws: Workspace, splits: tuple[str, ...] = ("train", "dev"), cancel: 
     return report
 
 
-def start_evolve(ws: Workspace, rounds: int | None = None, run_id: str | None = None) -> str:
-    """Create a run record for an evolution of the workspace's prompt; returns its id."""
-    settings = ws.config.evolve if rounds is None else dataclasses.replace(ws.config.evolve, rounds=rounds)
-    ws.config.evolve = settings
-    return ws.store.create_run(
-        "evolve", str(ws.prompt_path), str(ws.suite.path), run_id=run_id, rule=settings.rule, seed=settings.seed,
-        prompt_sha=ws.prompt.sha, root_instructions=ws.prompt.instructions, model_id=ws.task_llm().model_id,
-        evolver_id=ws.evolver_llm().model_id, config=ws.config.to_dict(),
+def search_context(ws: Workspace, run_id: str, settings: EvolveConfig, cancel: CancelToken,
+                   progress: ProgressCallback) -> SearchContext:
+    """The search's context for a workspace's prompt."""
+    parts = ws.splits()
+    return SearchContext(
+        store=ws.store, scorer=scorer_for(ws, cancel, run_id), evolver=ws.evolver_llm(),
+        evolver_sampling=dataclasses.replace(sampling_of(ws.config.evolver), stop=EVOLVER_STOP),
+        task=ws.task, train=parts["train"], dev=parts["dev"][: settings.dev_size], settings=settings,
+        cancel=cancel, progress=progress,
     )
 
 
 def evolve(ws: Workspace, run_id: str | None = None, rounds: int | None = None, cancel: CancelToken | None = None,
            progress: ProgressCallback = ignore_progress, new_run_id: str | None = None) -> SearchResult:
-    """Run (or resume, given `run_id`) tree-guided evolution of the workspace's prompt."""
+    """Run (or resume, given `run_id`) tree-guided evolution of the workspace's prompt.
+
+    The settings are the workspace's (a resumed run: the ones it started with); `rounds` overrides their
+    count. When the suite has a test split, the root and the winner are scored on it at the end."""
     store = ws.store
+    settings = ws.config.evolve
     if run_id is None:
-        run_id = start_evolve(ws, rounds, run_id=new_run_id)
+        if rounds is not None:
+            settings = dataclasses.replace(settings, rounds=rounds)
+        config = {**ws.config.to_dict(), "evolve": dataclasses.asdict(settings)}
+        run_id = store.create_run(
+            "evolve", str(ws.prompt_path), str(ws.suite.path), run_id=new_run_id, rule=settings.rule,
+            seed=settings.seed, prompt_sha=ws.prompt.sha, root_instructions=ws.prompt.instructions,
+            model_id=ws.task_llm().model_id, evolver_id=ws.evolver_llm().model_id, config=config)
         root_instructions = ws.prompt.instructions
     else:
         run = store.get_run(run_id)
         if run is None or run["kind"] != "evolve":
             raise LSEError(f"no evolve run {run_id!r} in {store.path}")
         run_id = run["id"]
-        cfg = run.get("config") or {}
-        saved = cfg.get("evolve") if isinstance(cfg, dict) else None
+        saved = (run.get("config") or {}).get("evolve") if isinstance(run.get("config"), dict) else None
+        known = {f.name for f in dataclasses.fields(EvolveConfig)}
         if saved:
-            ws.config.evolve = dataclasses.replace(ws.config.evolve, **saved)
+            settings = dataclasses.replace(settings, **{k: v for k, v in saved.items() if k in known})
         if rounds is not None:
-            ws.config.evolve = dataclasses.replace(ws.config.evolve, rounds=rounds)
+            settings = dataclasses.replace(settings, rounds=rounds)
         root_instructions = run["root_instructions"]
         store.update_run(run_id, status="running", message="resumed")
     cancel = cancel or CancelToken()
-    parts = ws.splits()
-    settings = ws.config.evolve
-    ctx = SearchContext(
-        store=store,
-        scorer=ws.scorer(cancel, on_usage=lambda n, t: store.add_usage(run_id, task_calls=n, tokens=t)),
-        evolver=ws.evolver_llm(),
-        evolver_sampling=sampling_of(ws.config.evolver),
-        train=parts["train"],
-        dev=parts["dev"][: settings.dev_size],
-        settings=settings,
-        task_kind=ws.suite.task,
-        cancel=cancel,
-        progress=progress,
-    )
-    return Search(run_id, ctx).run(root_instructions)
+    ctx = search_context(ws, run_id, settings, cancel, progress)
+    result = Search(run_id, ctx).run(root_instructions)
+    test = ws.splits().get("test") or []
+    if test and result.status != "cancelled":
+        result.root_test, result.winner_test = test_scores(ctx.scorer, result, test, progress)
+        run = store.get_run(run_id) or {}
+        summary = dict(run.get("result") or {}, root_test=result.root_test, winner_test=result.winner_test)
+        store.update_run(run_id, result=summary)
+    return result
+
+
+def test_scores(scorer: Scorer, result: SearchResult, test: Sequence[Problem],
+                progress: ProgressCallback = ignore_progress) -> tuple[float | None, float | None]:
+    """The root's and the winner's accuracy on the test split (problems the search never saw)."""
+    scores = []
+    for label, node in (("root", result.tree.root), ("winner", result.winner)):
+        _step_events(scorer, progress, result.run_id, "evolve", f"scoring the {label} on test", 0, 0)
+        try:
+            _, outs = scorer.score(node.instructions, test)
+        except Cancelled:
+            return None, None
+        finally:
+            scorer.on_progress = None
+        scores.append(sum(o.correct for o in outs) / len(outs) if outs else None)
+    return scores[0], scores[1]
 
 
 def apply_winner(prompt: PromptFile, run: dict, instructions: str) -> None:

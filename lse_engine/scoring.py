@@ -2,12 +2,17 @@
 
 Everything that scores a prompt (eval, the tree, training rewards, bench) goes through `Scorer.score`, so
 prompts are placed and limited identically everywhere, and an outcome already stored is never recomputed.
+Each problem gets `samples` completions (the paper averages 8 at temperature 0.7 on its holdout); the sample
+index is part of each outcome's cache key, beside the model, the decoding settings, the environment, the
+rendered chat and the gold answer.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -16,6 +21,8 @@ from lse_engine.llm.base import LLM, CancelToken, Sampling
 from lse_engine.store import Store
 from lse_engine.tasks.base import Outcome, Problem, Task
 
+ProgressFn = Callable[[int, int, float | None], None]  # (generated, to generate, seconds left or None)
+
 
 @dataclass
 class Usage:
@@ -23,7 +30,6 @@ class Usage:
 
     calls: int = 0
     tokens: int = 0
-    sql_executions: int = 0
 
 
 class Scorer:
@@ -38,45 +44,61 @@ class Scorer:
         cancel: CancelToken | None = None,
         chunk_size: int = 16,
         on_usage: Callable[[int, int], None] | None = None,
+        samples: int = 1,
+        stop: Sequence[str] = ("</answer>",),
     ) -> None:
         self.task = task
         self.llm = llm
         self.store = store
-        self.sampling = sampling
+        self.sampling = dataclasses.replace(sampling, stop=tuple(stop)) if stop else sampling
         self.cancel = cancel or CancelToken()
         self.chunk_size = max(1, chunk_size)
         self.on_usage = on_usage
+        self.on_progress: ProgressFn | None = None
+        self.samples = max(1, samples)
         self.usage = Usage()
         self._memo: dict[str, Outcome] = {}
         self._env = task.fingerprint()
 
-    def key(self, instructions: str, problem: Problem) -> str:
+    def key(self, instructions: str, problem: Problem, sample: int = 0) -> str:
         chat = self.task.render(instructions, problem)
         payload = json.dumps(
-            [self.llm.model_id, self.sampling.key(), self._env, chat, problem.gold, problem.options],
+            [self.llm.model_id, self.sampling.key(), self._env, chat, problem.gold, problem.options, sample],
             sort_keys=True,
         )
         return hashlib.sha256(payload.encode()).hexdigest()
 
+    def keys(self, instructions: str, problems: Sequence[Problem]) -> list[str]:
+        """The cache keys `score` would use: problem-major, `samples` per problem."""
+        return [self.key(instructions, p, j) for p in problems for j in range(self.samples)]
+
+    def cached(self, instructions: str, problems: Sequence[Problem]) -> bool:
+        """True when every outcome is already known (scoring would generate nothing)."""
+        keys = [k for k in self.keys(instructions, problems) if k not in self._memo]
+        return not keys or (self.store is not None and len(self.store.get_outcomes(keys)) == len(set(keys)))
+
     def score(self, instructions: str, problems: Sequence[Problem]) -> tuple[list[str], list[Outcome]]:
-        """Outcome keys and outcomes for `problems`, generating only what is not cached.
+        """Outcome keys and outcomes (problem-major, `samples` per problem), generating only what is not cached.
 
         Generation runs in chunks; each chunk's outcomes are committed before the next starts, and
         cancellation is checked between chunks (so it stops within one model call).
         """
-        keys = [self.key(instructions, p) for p in problems]
+        jobs = [(self.key(instructions, p, j), p) for p in problems for j in range(self.samples)]
+        keys = [k for k, _ in jobs]
         found = {k: self._memo[k] for k in keys if k in self._memo}
         missing_keys = [k for k in dict.fromkeys(keys) if k not in found]
         if missing_keys and self.store is not None:
             found.update(self.store.get_outcomes(missing_keys))
-        todo = [(k, p) for k, p in zip(keys, problems) if k not in found]
-        todo = list({k: (k, p) for k, p in todo}.values())  # a problem listed twice is generated once
+        todo = list({k: (k, p) for k, p in jobs if k not in found}.values())  # a repeat is generated once
+        started = time.monotonic()
+        if todo and self.on_progress:
+            self.on_progress(0, len(todo), None)
         for i in range(0, len(todo), self.chunk_size):
             if self.cancel.cancelled:
                 raise Cancelled("cancelled")
             chunk = todo[i : i + self.chunk_size]
             chats = [self.task.render(instructions, p) for _, p in chunk]
-            completions = self.llm.generate(chats, self.sampling)
+            completions = self.llm.generate(chats, self._sampling_for(chunk[0][0]))
             outcomes = self.task.score([p for _, p in chunk], [c.text for c in completions])
             tokens = 0
             for out, comp in zip(outcomes, completions):
@@ -89,10 +111,19 @@ class Scorer:
             found.update(pairs)
             self.usage.calls += len(chunk)
             self.usage.tokens += tokens
-            self.usage.sql_executions += len(chunk)
             if self.on_usage:
                 self.on_usage(len(chunk), tokens)
+            if self.on_progress:
+                done = i + len(chunk)
+                rate = (time.monotonic() - started) / done
+                self.on_progress(done, len(todo), rate * (len(todo) - done))
         return keys, [found[k] for k in keys]
+
+    def _sampling_for(self, first_key: str) -> Sampling:
+        """Sampled decoding gets a seed derived from the chunk's first outcome key: the same call draws the same."""
+        if self.sampling.temperature <= 0 or self.sampling.seed is not None:
+            return self.sampling
+        return dataclasses.replace(self.sampling, seed=int(first_key[:12], 16))
 
 
 def accuracy(outcomes: Sequence[Outcome]) -> float:

@@ -17,12 +17,13 @@ import uuid
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import sqlite_utils
 
 from lse_engine.tasks.base import Outcome
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 
 class Store:
@@ -33,7 +34,8 @@ class Store:
         if readonly:
             if not self.path.exists():
                 raise FileNotFoundError(self.path)
-            conn = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, check_same_thread=False)
+            # the path percent-encoded: a folder named `ws#1` or `ws?x` must not end the URI early
+            conn = sqlite3.connect(f"file:{quote(str(self.path))}?mode=ro", uri=True, check_same_thread=False)
         else:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             gitignore = self.path.parent / ".gitignore"
@@ -84,12 +86,27 @@ class Store:
                 },
                 pk=("run_id", "node_id", "split", "round"),
             )
+        if "attempts" not in self.db.table_names():  # every evolver reply, usable or not
+            t("attempts").create(
+                {"run_id": str, "round": int, "attempt": int, "node_id": int, "raw": str, "instructions": str,
+                 "verdict": str, "error": str, "prompt_tokens": int, "completion_tokens": int,
+                 "batch_score": float, "created": float},
+                pk=("run_id", "round", "attempt"),
+            )
+        self._add_missing_columns("nodes", {"evolver_chat": str})
         if "states" not in self.db.table_names():
             t("states").create(
                 {"id": str, "run_id": str, "node_id": int, "data": str, "created": float}, pk="id"
             )
         self.db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         self.db.conn.commit()
+
+    def _add_missing_columns(self, table: str, columns: dict[str, type]) -> None:
+        """Columns added after a store was created (an older store gains them empty)."""
+        have = set(self.db[table].columns_dict)
+        for name, kind in columns.items():
+            if name not in have:
+                self.db[table].add_column(name, kind)
 
     # -- outcomes cache -------------------------------------------------------------------------
     def get_outcomes(self, keys: Sequence[str]) -> dict[str, Outcome]:
@@ -180,6 +197,18 @@ class Store:
 
     def get_nodes(self, run_id: str) -> list[dict[str, Any]]:
         return list(self.db.query("SELECT * FROM nodes WHERE run_id = ? ORDER BY id", [run_id]))
+
+    def add_attempt(self, run_id: str, round_: int, attempt: int, **fields: Any) -> None:
+        """Record one evolver reply (re-recording the same attempt after a resume replaces it)."""
+        row = {"run_id": run_id, "round": round_, "attempt": attempt, "created": time.time(), **fields}
+        with self.db.conn:
+            self.db["attempts"].upsert(row, pk=("run_id", "round", "attempt"))
+
+    def get_attempts(self, run_id: str, round_: int | None = None) -> list[dict[str, Any]]:
+        if round_ is None:
+            return list(self.db.query("SELECT * FROM attempts WHERE run_id = ? ORDER BY round, attempt", [run_id]))
+        return list(self.db.query("SELECT * FROM attempts WHERE run_id = ? AND round = ? ORDER BY attempt",
+                                  [run_id, round_]))
 
     def add_selection(self, run_id: str, round_: int, node_id: int) -> None:
         with self.db.conn:

@@ -35,15 +35,19 @@ class ScriptedLLM:
             n = self.generate_calls
         if self.on_call:
             self.on_call(n)
-        return [Completion(self.reply(c), prompt_tokens=10, completion_tokens=5) for c in chats]
+        return [Completion(self._reply(c, sampling), prompt_tokens=10, completion_tokens=5) for c in chats]
+
+    def _reply(self, chat: Chat, sampling: Sampling) -> str:
+        """A reply function marked `takes_sampling` also gets the decoding settings (its seed varies retries)."""
+        return self.reply(chat, sampling) if getattr(self.reply, "takes_sampling", False) else self.reply(chat)
 
     def close(self) -> None:
         pass
 
 
 def instructions_of(chat: Chat) -> str:
-    """The instructions block of a task chat (after the 'Instructions:' line)."""
-    return chat[-1]["content"].split("Instructions:\n", 1)[-1]
+    """The instructions of a task chat: the end of its system message, after the '**Instructions**' line."""
+    return chat[0]["content"].split("**Instructions**\n", 1)[-1]
 
 
 def current_of(evolver_chat: Chat) -> str:
@@ -52,5 +56,5 @@ def current_of(evolver_chat: Chat) -> str:
 
 
 def question_of(chat: Chat) -> str:
-    m = re.search(r"^Question: (.*)$", chat[-1]["content"], re.MULTILINE)
+    m = re.search(r"^Question:\n(.*)$", chat[-1]["content"], re.MULTILINE)
     return m.group(1) if m else ""

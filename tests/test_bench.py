@@ -73,9 +73,23 @@ def build_spider(root: Path, dbs: tuple[str, ...] = ("gamma", "delta"), per_db: 
 
 
 # -- scripted models ---------------------------------------------------------------------------------------
+def sampled_adder(chat, sampling) -> str:
+    """Adds one missing tag, chosen by the sampling seed: a retry (a new seed) proposes another edit, as a
+    sampled model would, and the same seed always gives the same edit."""
+    if "<critique>" in chat[-1]["content"]:
+        return "<critique>add the missing tag</critique>"
+    current = current_of(chat)
+    have = set(current.split())
+    missing = [f"t{i}" for i in range(4) if f"t{i}" not in have] or [f"x{sampling.seed}"]
+    return f"<prompt>{current} {missing[(sampling.seed or 0) % len(missing)]}</prompt>"
+
+
+sampled_adder.takes_sampling = True  # type: ignore[attr-defined]
+
+
 def scripted_models(evolver_reply=None, trained_reply=None):
     task = ScriptedLLM(skill_task_reply, "task")
-    evo = ScriptedLLM(evolver_reply or (lambda chat: _edit_or_critique(chat, add_next_tag)), "evolver")
+    evo = ScriptedLLM(evolver_reply or sampled_adder, "evolver")
     trained = ScriptedLLM(trained_reply or (lambda chat: _edit_or_critique(chat, add_next_tag)), "trained")
 
     def factory(mc):
@@ -103,7 +117,7 @@ def _config(tmp: Path, budget: int = 150, **kw):
 
 def _essence(result) -> list:
     return [(r.suite, r.evolver, r.rule, r.seed, r.run_id, r.status, r.rounds, r.calls, r.winner, r.winner_dev,
-             r.test_correct, r.curve) for s in result.suites for r in s.runs]
+             r.winner_test, r.curve) for s in result.suites for r in s.runs]
 
 
 # -- the protocol --------------------------------------------------------------------------------------------

@@ -115,7 +115,11 @@ def test_acceptance_gate_skips_dev_for_children_no_better(skill_workspace: Path)
     ws, result, task, _ = run(skill_workspace, lambda chat: f"<prompt>{current_of(chat)} BROKEN</prompt>",
                               {"evolve": {"rounds": 3, "acceptance_gate": True}})
     children = [n for n in result.tree.nodes.values() if n.id != 0]
-    assert children and all(n.status == "rejected" and n.dev_score is None for n in children)
+    # round 1's edit is rejected on the batch; rounds 2 and 3 expand the root again and get the same edit back,
+    # which is no edit at all: never scored
+    assert [n.status for n in children] == ["rejected", "noop", "noop"]
+    assert all(n.dev_score is None for n in children)
+    assert [b["node_id"] for b in ws.store.get_batches(result.run_id) if b["split"] == "feedback" and b["node_id"]] == [1]
     dev_batches = [b for b in ws.store.get_batches(result.run_id) if b["split"] == "dev"]
     assert [b["node_id"] for b in dev_batches] == [0]
 

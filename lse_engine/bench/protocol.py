@@ -2,8 +2,8 @@
 
 Each (suite, evolver, rule, seed) is one evolve run in `<out>/.lse/lse.db` with a deterministic id
 (`bench-<suite>-<evolver>-<rule>-s<seed>-<digest of the settings>`), so re-running the same bench finds its
-runs: finished ones are read back, unfinished ones resume (`runner.evolve(ws, run_id=...)`). All runs get
-the same model-call budget (`evolve.max_model_calls`), charged as if each ran alone (see `workspace`).
+runs: finished ones are read back, unfinished ones resume (the search continues from the store). All runs get
+the same model-call budget (`evolve.max_model_calls`), charged as if each ran alone (see `runs`).
 The root and each run's winner are then scored on the suite's test split (cached outcomes cost nothing).
 """
 
@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from lse_engine.bench.curves import Curve, run_curve
+from lse_engine.bench.runs import SuiteRuns, model_label
 from lse_engine.bench.suites import (
     PreparedSuites,
     SplitSpec,
@@ -27,14 +28,13 @@ from lse_engine.bench.suites import (
     suite_name,
     write_prompt,
 )
-from lse_engine.bench.workspace import BenchWorkspace, LLMFactory, LLMPool, model_identity, model_label
 from lse_engine.config import Config, ModelConfig
 from lse_engine.errors import LSEError
-from lse_engine.evolve.search import load_tree
+from lse_engine.evolve.search import Search, load_tree
 from lse_engine.evolve.tree import RULES, Tree
 from lse_engine.llm.base import CancelToken
+from lse_engine.llm.pool import LLMFactory, ModelPool, model_identity
 from lse_engine.progress import ProgressEvent
-from lse_engine.runner import evolve
 from lse_engine.store import Store
 from lse_engine.tasks.base import Problem
 
@@ -72,14 +72,10 @@ class RunResult:
     root_dev: float | None
     winner: int
     winner_dev: float | None
-    test_correct: int | None
+    winner_test: float | None  # accuracy on the test split (the mean over samples), None when not scored
     test_n: int
     curve: Curve = field(default_factory=list)
     resumed: bool = False
-
-    @property
-    def winner_test(self) -> float | None:
-        return None if self.test_correct is None or not self.test_n else self.test_correct / self.test_n
 
 
 @dataclass
@@ -88,13 +84,8 @@ class SuiteResult:
     suite: str
     n: dict[str, int]
     root_dev: float | None = None
-    root_test_correct: int | None = None
+    root_test: float | None = None
     runs: list[RunResult] = field(default_factory=list)
-
-    @property
-    def root_test(self) -> float | None:
-        n = self.n.get("test", 0)
-        return None if self.root_test_correct is None or not n else self.root_test_correct / n
 
 
 @dataclass
@@ -111,12 +102,7 @@ class BenchResult:
     status: str = "done"  # done | cancelled
 
     def to_dict(self) -> dict[str, Any]:
-        d = dataclasses.asdict(self)
-        for s_d, s in zip(d["suites"], self.suites):
-            s_d["root_test"] = s.root_test
-            for r_d, r in zip(s_d["runs"], s.runs):
-                r_d["winner_test"] = r.winner_test
-        return d
+        return dataclasses.asdict(self)
 
 
 class BenchProgress(Protocol):
@@ -171,20 +157,23 @@ def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.]+", "_", text).strip("_") or "x"
 
 
-def bench_run_id(ws: BenchWorkspace, label: str, evolver: ModelConfig, rule: str, seed: int) -> str:
+def bench_run_id(runs: SuiteRuns, instructions: str, label: str, evolver: ModelConfig, rule: str, seed: int) -> str:
     """The run's id: readable parts, then a digest of everything that must match for it to be reused."""
-    ev = {k: v for k, v in dataclasses.asdict(ws.config.evolve).items() if k not in ("rule", "seed")}
-    payload = [ws.suite.content_hash, ws.prompt.instructions, model_identity(ws.config.model),
-               model_identity(evolver), ev, dataclasses.asdict(ws.config.sql)]
+    cfg = runs.config
+    ev = {k: v for k, v in dataclasses.asdict(cfg.evolve).items() if k not in ("rule", "seed")}
+    payload = [runs.suite.content_hash, instructions, model_identity(cfg.model, cfg.root),
+               dataclasses.asdict(cfg.model.sampling), model_identity(evolver, cfg.root),
+               dataclasses.asdict(evolver.sampling), ev, dataclasses.asdict(cfg.sql)]
     digest = hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:10]
-    return f"bench-{_slug(suite_name(ws.suite.path))}-{_slug(label)}-{rule}-s{seed}-{digest}"
+    return f"bench-{_slug(suite_name(runs.suite.path))}-{_slug(label)}-{rule}-s{seed}-{digest}"
 
 
-def _test_score(ws: BenchWorkspace, instructions: str, test: Sequence[Problem]) -> int | None:
+def _test_score(runs: SuiteRuns, instructions: str, test: Sequence[Problem]) -> float | None:
+    """Accuracy on the test split (the mean over samples when there are several)."""
     if not test:
         return None
-    _, outs = ws.plain_scorer().score(instructions, test)
-    return sum(o.correct for o in outs)
+    _, outs = runs.scorer().score(instructions, test)
+    return sum(o.correct for o in outs) / len(outs)
 
 
 class Bench:
@@ -214,13 +203,12 @@ class Bench:
         )
         self.progress.start(len(prepared.suites) * len(self.variants) * len(spec.rules) * len(spec.seeds))
         store = Store(spec.out / ".lse" / "lse.db")
-        pool = LLMPool(cfg.root, self.factory)
+        pool = ModelPool(cfg.root, self.factory)
         try:
-            task_llm = pool.get(cfg.model)
             for path in prepared.suites:
                 if self.cancel.cancelled:
                     break
-                self._suite(path, store, pool, task_llm, result)
+                self._suite(path, store, pool, result)
         finally:
             pool.close()
             store.close()
@@ -233,42 +221,39 @@ class Bench:
         return {"data": str(s.data), "names": s.names, "split": dataclasses.asdict(s.split),
                 "evolve": dataclasses.asdict(self.config.evolve), "source_split": s.source_split}
 
-    def _suite(self, path: Path, store: Store, pool: LLMPool, task_llm, result: BenchResult) -> None:
-        from lse_engine.files import load_suite
-
-        kind = load_suite(path).task
+    def _suite(self, path: Path, store: Store, pool: ModelPool, result: BenchResult) -> None:
+        runs = SuiteRuns(path, self.config, store, pool)
+        kind = runs.suite.task
         imported = self.spec.out / "imported" / path.name
         instructions = self.spec.instructions or root_instructions(imported, kind)
-        prompt = write_prompt(self.spec.out / "prompts", path, instructions)
-        ws = BenchWorkspace(prompt, self.config, store, task_llm)
+        write_prompt(self.spec.out / "prompts", path, instructions)  # the root, for people to open and evolve
         name = suite_name(path)
         try:
-            parts = ws.splits()
+            parts = runs.splits()
             sr = SuiteResult(name, str(path), {k: len(v) for k, v in parts.items()})
             if not parts["train"] or not parts["dev"]:
-                result.skipped[name] = f"too few problems to split ({len(ws.suite.problems)})"
+                result.skipped[name] = f"too few problems to split ({len(runs.suite.problems)})"
                 return
-            sr.root_test_correct = _test_score(ws, instructions, parts["test"])
+            sr.root_test = _test_score(runs, instructions, parts["test"])
             result.suites.append(sr)
             for label, evolver_cfg in self.variants:
-                evolver = pool.evolver_for(self.config.model, evolver_cfg)
                 for rule in self.spec.rules:
                     for seed in self.spec.seeds:
                         if self.cancel.cancelled:
                             return
-                        ws.use(evolver_cfg, evolver, rule, seed, bench_run_id(ws, label, evolver_cfg, rule, seed))
-                        run = self._run(ws, name, label, rule, seed, parts["test"])
+                        rid = bench_run_id(runs, instructions, label, evolver_cfg, rule, seed)
+                        run = self._run(runs, instructions, rid, name, label, evolver_cfg, rule, seed, parts["test"])
                         sr.runs.append(run)
                         sr.root_dev = run.root_dev if sr.root_dev is None else sr.root_dev
         except LSEError as exc:
             result.skipped[name] = str(exc)
         finally:
-            ws.close()
+            runs.close()
 
-    def _run(self, ws: BenchWorkspace, name: str, label: str, rule: str, seed: int,
-             test: Sequence[Problem]) -> RunResult:
-        store, rid = ws.store, ws.run_id or ""
-        budget = ws.config.evolve.max_model_calls
+    def _run(self, runs: SuiteRuns, instructions: str, rid: str, name: str, label: str, evolver: ModelConfig,
+             rule: str, seed: int, test: Sequence[Problem]) -> RunResult:
+        store = runs.store
+        budget = runs.config.evolve.max_model_calls
         title = f"{name} · {label} · {rule} · seed {seed}"
         self.progress.run(title, budget)
         existing = store.get_run(rid)
@@ -282,16 +267,26 @@ class Bench:
             tree: Tree = load_tree(store, rid)
             status = "budget" if "budget" in (existing.get("message") or "") else "done"
         else:
-            res = evolve(ws, run_id=rid if existing else None, new_run_id=rid, cancel=self.cancel, progress=on_event)
+            ctx = runs.context(rid, evolver, rule, seed, self.cancel, on_event)
+            if existing is None:
+                cfg = runs.config
+                store.create_run("evolve", str(self.spec.out / "prompts" / f"{name}.prompt.md"), str(runs.suite.path),
+                                 run_id=rid, rule=rule, seed=seed, root_instructions=instructions,
+                                 model_id=ctx.scorer.llm.model_id, evolver_id=ctx.evolver.model_id,
+                                 config={**cfg.to_dict(), "evolve": dataclasses.asdict(ctx.settings),
+                                         "evolver": dataclasses.asdict(evolver)})
+            else:
+                store.update_run(rid, status="running", message="resumed")
+            res = Search(rid, ctx).run(instructions)
             tree, status = res.tree, res.status
         row = store.get_run(rid) or {}
         winner = tree.winner()
         calls = (row.get("task_calls") or 0) + (row.get("evolver_calls") or 0)
-        test_correct = _test_score(ws, winner.instructions, test) if status != "cancelled" else None
+        winner_test = _test_score(runs, winner.instructions, test) if status != "cancelled" else None
         run = RunResult(
             suite=name, evolver=label, rule=rule, seed=seed, run_id=rid, status=status, rounds=len(tree.selections),
             calls=calls, root_dev=tree.root.dev_score if 0 in tree.nodes else None, winner=winner.id,
-            winner_dev=winner.dev_score, test_correct=test_correct, test_n=len(test),
+            winner_dev=winner.dev_score, winner_test=winner_test, test_n=len(test),
             curve=run_curve(store, rid), resumed=existing is not None and existing["status"] != "done",
         )
         test_txt = "—" if run.winner_test is None else f"{run.winner_test:.1%}"

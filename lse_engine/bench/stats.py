@@ -82,14 +82,13 @@ def paired(a: Cell, b: Cell) -> tuple[float, float | None, int] | None:
     return sum(d) / len(d), se, len(d)
 
 
-def _overall(runs: Sequence[RunResult]) -> dict[int, float]:
-    totals: dict[int, list[int]] = {}
+def _overall(runs: Sequence[RunResult], databases: int) -> dict[int, float]:
+    """Per seed, the macro-average over databases (the paper's): only seeds with every database scored."""
+    by_seed: dict[int, list[float]] = {}
     for r in runs:
-        if r.test_correct is not None and r.test_n:
-            t = totals.setdefault(r.seed, [0, 0])
-            t[0] += r.test_correct
-            t[1] += r.test_n
-    return {seed: c / n for seed, (c, n) in totals.items() if n}
+        if r.winner_test is not None:
+            by_seed.setdefault(r.seed, []).append(r.winner_test)
+    return {seed: sum(v) / len(v) for seed, v in by_seed.items() if len(v) == databases}
 
 
 def summarize(result: BenchResult) -> Summary:
@@ -99,20 +98,20 @@ def summarize(result: BenchResult) -> Summary:
     columns = [s.name for s in result.suites] + [OVERALL]
     cells: dict[tuple[tuple[str, str], str], Cell] = {}
     seeds = list(result.seeds)
-    root_c, root_n = 0, 0
+    roots = []
     for s in result.suites:
         if s.root_test is not None:
             cells[(ROOT, s.name)] = Cell({seed: s.root_test for seed in seeds})
-            root_c += s.root_test_correct or 0
-            root_n += s.n.get("test", 0)
+            roots.append(s.root_test)
         for row in rows[1:]:
             runs = [r for r in s.runs if (r.evolver, r.rule) == row and r.winner_test is not None]
             cells[(row, s.name)] = Cell({r.seed: r.winner_test for r in runs if r.winner_test is not None})
-    if root_n:
-        cells[(ROOT, OVERALL)] = Cell({seed: root_c / root_n for seed in seeds})
+    scored = [s for s in result.suites if s.root_test is not None]
+    if roots and len(roots) == len(result.suites):
+        cells[(ROOT, OVERALL)] = Cell({seed: sum(roots) / len(roots) for seed in seeds})
     for row in rows[1:]:
-        runs = [r for s in result.suites for r in s.runs if (r.evolver, r.rule) == row]
-        cells[(row, OVERALL)] = Cell(_overall(runs))
+        runs = [r for s in scored for r in s.runs if (r.evolver, r.rule) == row]
+        cells[(row, OVERALL)] = Cell(_overall(runs, len(scored)))
     return Summary(rows, columns, cells, _comparisons(rows, columns, cells, result))
 
 

@@ -1,85 +1,85 @@
-"""The feedback summary the evolver reads: failures first, a balanced sample of successes, bounded size."""
+"""The evaluation summary the evolver reads, in the reference's form (lse/agents/bird_agent.py
+`build_evolve_prompt`): every problem of the batch, right and wrong, with the question (and evidence or
+choices), the model's answer, the ground truth, whether it was correct, the error, and the model's full
+response. For SQL we also show the executed result and the expected one, which the reference leaves out.
+
+With k samples per problem, a problem's accuracy is the mean over its samples and the first sample's
+response is shown. `max_chars` (0 = no limit, the paper's behaviour) bounds the summary: full responses are
+clipped evenly first, then problems are left out from the end, successes before failures.
+"""
 
 from __future__ import annotations
 
-import random
-from collections import Counter
 from collections.abc import Sequence
 
 from lse_engine.tasks.base import Outcome, Problem
 
-ERROR_LABELS = {
-    "no_answer": "no answer",
-    "not_a_query": "not a single read query",
-    "syntax": "syntax error",
-    "no_such_table": "no such table",
-    "no_such_column": "no such column",
-    "timeout": "timeout",
-    "too_many_rows": "too many rows",
-    "runtime": "execution error",
-    "wrong_result": "wrong result",
-}
-CHARS_PER_TOKEN = 4  # the budget is in tokens, approximated from characters
+SEPARATOR = "\n" + "=" * 50 + "\n"
+ERROR_CHARS = 500  # the reference clips error messages at 500 characters
 
 
 def _clip(text: str | None, limit: int) -> str:
     text = (text or "").strip()
-    return text if len(text) <= limit else text[: limit - 15] + " …[truncated]"
+    return text if limit <= 0 or len(text) <= limit else text[: max(0, limit - 15)] + " …[truncated]"
 
 
-def _entry(problem: Problem, outcome: Outcome, task_kind: str) -> str:
-    verdict = "RIGHT" if outcome.correct else f"WRONG ({ERROR_LABELS.get(outcome.error_kind or '', outcome.error_kind)})"
-    lines = [f"### {problem.id}: {verdict}", f"Question: {problem.question}"]
+def problem_entry(index: int, problem: Problem, outcomes: Sequence[Outcome], task_kind: str,
+                  response_chars: int = 0) -> str:
+    """One problem of the summary; `outcomes` are its samples (the first one's response is shown)."""
+    first = outcomes[0]
+    accuracy = sum(o.correct for o in outcomes) / len(outcomes)
+    lines = [f"Problem {index}: accuracy={accuracy:.2f}", f"Question: {problem.question}"]
     if problem.evidence:
         lines.append(f"Evidence: {problem.evidence}")
     if problem.options:
-        lines += [f"  {chr(65 + i)}. {o}" for i, o in enumerate(problem.options)]
-    lines.append(f"Model output:\n{_clip(outcome.completion, 700)}")
+        lines.append("Choices:\n" + "\n".join(f"{chr(65 + i)}. {o}" for i, o in enumerate(problem.options)))
+    lines.append(f"Model's response:\n{first.answer or '(no answer)'}\nGround truth: {problem.gold}\n"
+                 f"Correct: {first.correct}")
+    if not first.correct and first.error:
+        lines.append(f"Error: {_clip(f'{first.error_kind}: {first.error}', ERROR_CHARS)}")
     if task_kind == "text-to-sql":
-        if outcome.answer:
-            lines.append(f"Predicted SQL: {_clip(outcome.answer, 400)}")
-        if outcome.error and outcome.error_kind != "wrong_result":
-            lines.append(f"Execution: {_clip(outcome.error, 200)}")
-        elif outcome.result_preview:
-            lines.append(f"Result: {_clip(outcome.result_preview, 200)}")
-        lines.append(f"Gold SQL: {_clip(problem.gold, 400)}")
-        lines.append(f"Expected result: {_clip(outcome.expected_preview, 200)}")
-    else:
-        lines.append(f"Answered: {outcome.answer or '(none)'}; expected: {problem.gold}")
-    return "\n".join(lines)
+        if first.result_preview and not first.correct:
+            lines.append(f"Result of the model's query: {first.result_preview}")
+        if first.expected_preview:
+            lines.append(f"Expected result: {first.expected_preview}")
+    lines.append("Model's full thinking process:")
+    lines.append(_clip(first.completion, response_chars) or "(empty)")
+    return "\n".join(lines).strip()
 
 
-def summarize(
-    problems: Sequence[Problem],
-    outcomes: Sequence[Outcome],
-    task_kind: str = "text-to-sql",
-    max_tokens: int = 1500,
-    successes_shown: int = 3,
-    seed: int = 0,
-) -> str:
-    """Aggregate accuracy and error classes, then failures, then up to `successes_shown` successes."""
-    n = len(outcomes)
-    correct = sum(o.correct for o in outcomes)
-    errors = Counter(ERROR_LABELS.get(o.error_kind or "", o.error_kind) for o in outcomes if not o.correct)
-    head = [f"Accuracy: {correct}/{n} ({(correct / n if n else 0):.0%})."]
-    if errors:
-        head.append("Failures by kind: " + ", ".join(f"{k} ×{v}" for k, v in errors.most_common()) + ".")
-    budget = max_tokens * CHARS_PER_TOKEN - sum(len(h) for h in head)
-    pairs = list(zip(problems, outcomes))
-    failures = [(p, o) for p, o in pairs if not o.correct]
-    successes = [(p, o) for p, o in pairs if o.correct]
-    rng = random.Random(seed)
-    shown_successes = rng.sample(successes, min(successes_shown, len(successes)))
-    body: list[str] = []
-    omitted = 0
-    for group in (failures, shown_successes):
-        for p, o in group:
-            entry = _entry(p, o, task_kind)
-            if len(entry) + 2 > budget:
-                omitted += 1
-                continue
-            body.append(entry)
-            budget -= len(entry) + 2
-    if omitted:
-        body.append(f"({omitted} more problems omitted to stay within the feedback budget)")
-    return "\n".join(head) + "\n\n" + "\n\n".join(body)
+def group_samples(problems: Sequence[Problem], outcomes: Sequence[Outcome]) -> list[tuple[Problem, list[Outcome]]]:
+    """Pair each problem with its samples: outcomes come problem-major, k per problem."""
+    if not problems:
+        return []
+    k = max(1, len(outcomes) // len(problems))
+    return [(p, list(outcomes[i * k:(i + 1) * k])) for i, p in enumerate(problems)]
+
+
+def summarize(problems: Sequence[Problem], outcomes: Sequence[Outcome], task_kind: str = "text-to-sql",
+              max_chars: int = 0) -> str:
+    """Every problem, in batch order; within `max_chars` when it is set."""
+    groups = group_samples(problems, outcomes)
+
+    def render(response_chars: int, keep: list[int]) -> str:
+        parts = [problem_entry(i + 1, p, outs, task_kind, response_chars)
+                 for i, (p, outs) in enumerate(groups) if i in keep]
+        if len(keep) < len(groups):
+            parts.append(f"({len(groups) - len(keep)} more problems left out to stay within the feedback budget)")
+        return SEPARATOR.join(parts)
+
+    keep = list(range(len(groups)))
+    text = render(0, keep)
+    if max_chars <= 0 or len(text) <= max_chars:
+        return text
+    longest = max((len(outs[0].completion or "") for _, outs in groups), default=0)
+    overflow = len(text) - max_chars
+    text = render(max(200, longest - overflow // max(1, len(groups)) - 20), keep)
+    # still too long: leave out successes, then failures, from the end
+    order = [i for i, (_, outs) in enumerate(groups) if outs[0].correct][::-1]
+    order += [i for i, (_, outs) in enumerate(groups) if not outs[0].correct][::-1]
+    for i in order:
+        if len(text) <= max_chars or len(keep) == 1:
+            break
+        keep.remove(i)
+        text = render(200, keep)
+    return text

@@ -34,7 +34,7 @@ class Node:
     parent: int | None
     instructions: str
     round: int = 0
-    status: str = "pending"  # pending | ok | rejected (gate) | failed (no valid edit)
+    status: str = "pending"  # pending | ok | rejected (gate) | failed (no usable reply) | noop (no new instructions)
     dev_score: float | None = None
     train_score: float | None = None
     heldout_score: float | None = None
@@ -45,8 +45,10 @@ class Node:
     completion_tokens: int = 0
     attempts: int = 0
     error: str | None = None
+    evolver_chat: str = ""  # JSON: exactly what the evolver was sent for this child (prefill included)
     selected: int = 0  # times expanded
-    dev_correct: tuple[bool, ...] | None = None  # per dev problem, in dev order (pareto); not a stored column
+    # per dev problem, in dev order, the fraction of its samples answered right (pareto); not a stored column
+    dev_correct: tuple[float, ...] | None = None
 
     @property
     def visits(self) -> int:
@@ -72,7 +74,7 @@ class Node:
             heldout_score=row["heldout_score"], parent_heldout=row["parent_heldout"],
             evolver_output=row["evolver_output"] or "", feedback=row.get("feedback") or "",
             prompt_tokens=row["prompt_tokens"] or 0, completion_tokens=row["completion_tokens"] or 0,
-            attempts=row["attempts"] or 0, error=row["error"],
+            attempts=row["attempts"] or 0, error=row["error"], evolver_chat=row.get("evolver_chat") or "",
         )
 
     def to_row(self) -> dict[str, Any]:
@@ -82,6 +84,7 @@ class Node:
             "heldout_score": self.heldout_score, "parent_heldout": self.parent_heldout,
             "evolver_output": self.evolver_output, "feedback": self.feedback, "prompt_tokens": self.prompt_tokens,
             "completion_tokens": self.completion_tokens, "attempts": self.attempts, "error": self.error,
+            "evolver_chat": self.evolver_chat,
         }
 
 

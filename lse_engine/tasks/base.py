@@ -73,6 +73,10 @@ class Task(Protocol):
         """The chat the task model sees: the fixed template around the evolving instructions."""
         ...
 
+    def agent_prompt(self, instructions: str, show_schema: bool = True) -> str:
+        """The fixed system prompt around the instructions (schema included unless `show_schema` is off)."""
+        ...
+
     def score(self, problems: Sequence[Problem], completions: Sequence[str]) -> list[Outcome]:
         """Score completions (one per problem, same order)."""
         ...

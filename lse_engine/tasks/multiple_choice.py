@@ -1,4 +1,9 @@
-"""Multiple-choice questions (MMLU-Redux style): question, lettered options, one answer letter."""
+"""Multiple-choice questions (MMLU-Redux style): question, lettered options, one answer letter.
+
+The template is the reference's (lse/prompts/mmlu/instruction_prompt.py): the system message holds the task
+overview and the instructions; the user message holds the question, the choices and the fixed closing line
+that asks for the answer letter in `<answer>` tags.
+"""
 
 from __future__ import annotations
 
@@ -6,21 +11,44 @@ import re
 from collections.abc import Sequence
 
 from lse_engine.llm.base import Chat
+from lse_engine.tags import extract_tag
 from lse_engine.tasks.base import Outcome, Problem
 
 LETTERS = "ABCDEFGHIJ"
-SYSTEM_PROMPT = "You are an expert who answers multiple-choice questions."
-_ANSWER_RE = re.compile(r"<answer>\s*\(?([A-J])\)?[^<]*</answer>", re.IGNORECASE)
-_FALLBACK_RE = re.compile(r"(?:answer\s*(?:is|:)\s*\(?)([A-J])\b", re.IGNORECASE)
+SEED_INSTRUCTIONS = "Return only the letter of the correct choice (A, B, C, or D) in <answer>...</answer>."
+AGENT_PROMPT = """Task Overview:
+You are an expert taking a test. Below, you are provided with a question and a list of choices. Your task is to select the correct answer from the choices.
+
+**Instructions**
+{instructions}"""
+PROBLEM_MESSAGE = """Question:
+{question}
+
+Choices:
+{choices}
+
+Follow the instructions and show your work. When you are ready, return the answer letter in tags: <answer> ... </answer>"""
+# A letter alone: "B", "(B)", "B.", "B)", "B: text". A word is not a letter ("Cell membrane", "A cell").
+_LETTER = re.compile(r"^\(?([A-J])\)?(?:[.:)]|\s*$)")
+# Without tags, "answer is B" / "Answer: (C)": the letter in capitals, not followed by another letter.
+_FALLBACK = re.compile(r"[Aa]nswer(?:\s+is|\s*:)\s*\(?([A-J])\)?(?![A-Za-z])")
 
 
 def extract_letter(text: str, n_options: int) -> str | None:
-    """The letter in the last `<answer>` tag, else the last "answer is X"; None when absent or out of range."""
-    found = _ANSWER_RE.findall(text or "") or _FALLBACK_RE.findall(text or "")
-    if not found:
-        return None
-    letter = found[-1].upper()
-    return letter if letter in LETTERS[:n_options] else None
+    """The answer letter: the reply's answer block (`tags.extract_tag`) when it holds exactly a letter, else the
+    last "answer is X"; None when absent, not a letter, or out of range."""
+    block = extract_tag(text, "answer", unclosed=True)
+    if block is not None:
+        m = _LETTER.match(block.strip())
+        letter = m.group(1) if m else None
+    else:
+        found = _FALLBACK.findall(text or "")
+        letter = found[-1] if found else None
+    return letter if letter is not None and letter in LETTERS[:n_options] else None
+
+
+def format_choices(options: Sequence[str]) -> str:
+    return "\n".join(f"{LETTERS[i]}. {opt}" for i, opt in enumerate(options))
 
 
 class MultipleChoiceTask:
@@ -29,17 +57,14 @@ class MultipleChoiceTask:
     kind = "multiple-choice"
 
     def fingerprint(self) -> str:
-        return "multiple-choice"
+        return "multiple-choice:v2"
+
+    def agent_prompt(self, instructions: str, show_schema: bool = True) -> str:  # noqa: ARG002 - no schema here
+        return AGENT_PROMPT.format(instructions=instructions.strip())
 
     def render(self, instructions: str, problem: Problem) -> Chat:
-        options = problem.options or []
-        lines = [f"Question: {problem.question}", ""]
-        lines += [f"{LETTERS[i]}. {opt}" for i, opt in enumerate(options)]
-        lines += ["", "Instructions:", instructions.strip()]
-        return [
-            {"role": "system", "content": SYSTEM_PROMPT},
-            {"role": "user", "content": "\n".join(lines)},
-        ]
+        user = PROBLEM_MESSAGE.format(question=problem.question, choices=format_choices(problem.options or []))
+        return [{"role": "system", "content": self.agent_prompt(instructions)}, {"role": "user", "content": user}]
 
     def score(self, problems: Sequence[Problem], completions: Sequence[str]) -> list[Outcome]:
         outs = []

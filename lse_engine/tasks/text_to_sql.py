@@ -1,4 +1,4 @@
-"""Text-to-SQL: render schema + question + instructions, extract the SQL answer, score it as BIRD does."""
+"""Text-to-SQL: render the fixed template (`sql_template`), extract the SQL answer, score it as BIRD does."""
 
 from __future__ import annotations
 
@@ -19,13 +19,13 @@ from sqlglot.dialects.dialect import Dialect
 from sqlglot.tokens import Token, Tokenizer, TokenType
 
 from lse_engine.llm.base import Chat
+from lse_engine.tags import extract_tag
+from lse_engine.tasks import sql_template
 from lse_engine.tasks.base import Outcome, Problem
 from lse_engine.tasks.sqlite_exec import ExecResult, ReadOnlyDatabase, open_readonly
 
 logging.getLogger("sqlglot").setLevel(logging.ERROR)
 
-SYSTEM_PROMPT = "You are an expert data analyst who answers questions by writing SQLite SQL."
-_ANSWER_RE = re.compile(r"<answer>(.*?)(?:</answer>|$)", re.IGNORECASE | re.DOTALL)
 _FENCE_RE = re.compile(r"```(?:[a-zA-Z]*)\n?(.*?)```", re.DOTALL)
 _PREVIEW_ROWS = 5
 _PREVIEW_CHARS = 400
@@ -38,13 +38,12 @@ _NOT_A_KEYWORD = {TokenType.VAR, TokenType.IDENTIFIER, TokenType.NUMBER, TokenTy
 
 
 def extract_sql(text: str) -> str | None:
-    """The SQL in the last `<answer>` tag; else the last fenced code block; None when there is none."""
+    """The SQL of the reply's answer block (`tags.extract_tag`: the last closed one, nesting-aware; a block
+    cut off by the stop string or token limit counts), else its last fenced code block; None when absent."""
     if not text:
         return None
-    answers = _ANSWER_RE.findall(text)
-    if answers:
-        candidate = answers[-1]
-    else:
+    candidate = extract_tag(text, "answer", unclosed=True)
+    if candidate is None:
         fences = _FENCE_RE.findall(text)
         if not fences:
             return None
@@ -52,6 +51,9 @@ def extract_sql(text: str) -> str | None:
     fenced = _FENCE_RE.findall(candidate) if "```" in candidate else None
     if fenced:
         candidate = fenced[-1]
+    elif candidate.lstrip().startswith("```"):  # a fence opened inside the block and never closed
+        candidate = candidate.lstrip()[3:]
+        candidate = candidate[3:] if candidate[:3].lower() == "sql" else candidate
     candidate = candidate.strip()
     if candidate.lower().startswith("sql\n"):
         candidate = candidate[4:]
@@ -192,15 +194,6 @@ def render_schema(db_path: str | os.PathLike[str], example_values: int = 3) -> s
         conn.close()
 
 
-def render_user_message(schema: str, problem: Problem, instructions: str) -> str:
-    """The fixed template; only `instructions` evolves."""
-    parts = ["Database schema:", schema, "", f"Question: {problem.question}"]
-    if problem.evidence:
-        parts.append(f"Evidence: {problem.evidence}")
-    parts += ["", "Instructions:", instructions.strip()]
-    return "\n".join(parts)
-
-
 class _Gold(NamedTuple):
     """A gold query's result with what scoring needs of it, made once: its preview and its set of rows."""
 
@@ -243,10 +236,11 @@ class SQLiteTask:
         return self._schema
 
     def render(self, instructions: str, problem: Problem) -> Chat:
-        return [
-            {"role": "system", "content": SYSTEM_PROMPT},
-            {"role": "user", "content": render_user_message(self.schema, problem, instructions)},
-        ]
+        return sql_template.render(self.schema, instructions, problem)
+
+    def agent_prompt(self, instructions: str, show_schema: bool = True) -> str:
+        """The fixed system prompt around `instructions` (what the evolver is shown as "the current prompt")."""
+        return sql_template.agent_prompt(self.schema if show_schema else sql_template.SCHEMA_HIDDEN, instructions)
 
     def gold_result(self, problem: Problem) -> ExecResult:
         """The gold query's result, computed once per gold SQL text."""

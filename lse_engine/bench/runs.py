@@ -1,0 +1,101 @@
+"""The bench's runs: one suite at a time, one search context per (evolver, rule, seed), fair call accounting.
+
+Bench builds its search contexts itself (its own store, one `ModelPool` for every run, settings derived per
+run without touching the user's config) and calls the search directly.
+
+Every run of a bench shares the outcome cache, so a run would otherwise get for free what an earlier run
+(of another rule or seed) already generated, and budgets would depend on the order runs happen in. The
+bench charges each run what it would have cost alone: every (instructions, problem) outcome the run
+scores for the first time counts as one model call, cached or not. Evolver calls count as they happen.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Sequence
+from functools import cached_property
+from pathlib import Path
+
+from lse_engine.config import Config, ModelConfig
+from lse_engine.evolve.context import SearchContext
+from lse_engine.files import Suite, load_suite
+from lse_engine.llm.base import CancelToken
+from lse_engine.llm.pool import ModelPool, resolve_backend, sampling_of
+from lse_engine.progress import ProgressCallback
+from lse_engine.runner import EVOLVER_STOP
+from lse_engine.scoring import Scorer
+from lse_engine.store import Store
+from lse_engine.tasks import Task
+from lse_engine.tasks.base import Outcome, Problem
+from lse_engine.workspace import task_for
+
+UsageFn = Callable[[int, int], None]
+
+
+class RunCostScorer(Scorer):
+    """A scorer that charges outcomes new to this run (`seen` holds the keys the run already scored)."""
+
+    def __init__(self, *args, seen: set[str], charge: UsageFn | None, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.seen = seen
+        self.charge = charge
+
+    def score(self, instructions: str, problems: Sequence[Problem]) -> tuple[list[str], list[Outcome]]:
+        keys, outs = super().score(instructions, problems)
+        new = {k: o for k, o in zip(keys, outs) if k not in self.seen}
+        self.seen.update(new)
+        if new and self.charge:
+            self.charge(len(new), sum(o.prompt_tokens + o.completion_tokens for o in new.values()))
+        return keys, outs
+
+
+def model_label(mc: ModelConfig) -> str:
+    """A model profile for people: backend, model, adapter, server."""
+    backend, model = resolve_backend(mc)
+    extra = [f"gguf {mc.gguf_file}"] * bool(mc.gguf_file) + [f"adapter {mc.adapter}"] * bool(mc.adapter)
+    extra += [f"at {mc.base_url}"] * bool(mc.base_url and backend == "openai")
+    return f"{model} ({', '.join([backend, *extra])})"
+
+
+class SuiteRuns:
+    """One bench suite: its problems and task under the bench's settings, store and models."""
+
+    def __init__(self, suite_path: Path, config: Config, store: Store, models: ModelPool) -> None:
+        self.suite: Suite = load_suite(suite_path)
+        self.config = config
+        self.store = store
+        self.models = models
+
+    @cached_property
+    def task(self) -> Task:
+        return task_for(self.suite, self.config)
+
+    def splits(self) -> dict[str, list[Problem]]:
+        return self.suite.split()
+
+    def scorer(self) -> Scorer:
+        """A scorer that charges nothing (test-split scoring, outside every run's budget)."""
+        m = self.config.model
+        return Scorer(self.task, self.models.get(m), self.store, sampling_of(m), chunk_size=max(1, m.batch_size),
+                      samples=m.sampling.samples)
+
+    def context(self, run_id: str, evolver: ModelConfig, rule: str, seed: int, cancel: CancelToken,
+                progress: ProgressCallback) -> SearchContext:
+        """The search context of one run: the bench's settings with this run's rule, seed and evolver."""
+        m = self.config.model
+        settings = dataclasses.replace(self.config.evolve, rule=rule, seed=seed)
+        seen = {k for b in self.store.get_batches(run_id) for k in b["keys"]}
+        scorer = RunCostScorer(self.task, self.models.get(m), self.store, sampling_of(m), cancel=cancel,
+                               chunk_size=max(1, m.batch_size), samples=m.sampling.samples, seen=seen,
+                               charge=lambda n, t: self.store.add_usage(run_id, task_calls=n, tokens=t))
+        parts = self.splits()
+        return SearchContext(
+            store=self.store, scorer=scorer, evolver=self.models.get(evolver),
+            evolver_sampling=dataclasses.replace(sampling_of(evolver), stop=EVOLVER_STOP), task=self.task,
+            train=parts["train"], dev=parts["dev"][: settings.dev_size], settings=settings, cancel=cancel,
+            progress=progress,
+        )
+
+    def close(self) -> None:
+        if "task" in self.__dict__:
+            self.task.close()

@@ -1,0 +1,102 @@
+"""The texts the evolver reads. `EVOLVE` follows the reference's SELF_EVOLVE_PROMPT per task kind
+(lse/prompts/{bird,mmlu}/instruction_prompt.py); we add one thing, the `<current>` block that repeats the
+instructions on their own, so that even a small model sees exactly which part it rewrites.
+The TextGrad-style baseline's texts are ours, modelled on TextGrad's critic and optimizer roles."""
+
+from __future__ import annotations
+
+CURRENT_OPEN, CURRENT_CLOSE = "<current>", "</current>"
+PROMPT_PREFILL = "<prompt>\n"  # with `evolver_prefill`, the evolver's reply starts here
+
+EVOLVE = {
+    "text-to-sql": """You are an expert at designing text-to-SQL agents. The agent is running on a
+fixed database schema.
+Below is the current agent prompt and a summary of recent performance.
+Rewrite ONLY the instructions to improve execution accuracy while maintaining
+strict output format.
+
+Current prompt:
+{agent_prompt}
+
+The current instructions, the part you rewrite:
+<current>
+{instructions}
+</current>
+
+Evaluation summary over {n_problems} problems and the agent's full thinking process:
+{summary}
+
+**How to write Instructions**
+- The agent will continue to receive different user queries, so do not make the
+  instructions too specific to a single question.
+- Keep it concise and practical.
+- You may include rules, heuristics, knowledge about the database, low-level
+  instructions/examples, high-level ideas/strategies, pitfalls, and any other
+  information that can make the agent better.
+- Organize however you like (bullets, headings, checklists).
+- Do not change the output format; the agent should still return the final SQL
+  query in tags: <answer> ... </answer>.
+
+Think step by step and reason about the history of the model's behavior across
+iterations.
+
+When you are ready, put your revised Instructions within
+<prompt>[your new instructions]</prompt> tags.""",
+    "multiple-choice": """You are an expert at designing agents for solving multiple-choice questions that involve both factual knowledge and reasoning.
+Below is the current agent prompt and a summary of recent performance on a set of problems.
+Rewrite ONLY the instructions to improve accuracy while maintaining strict output format.
+
+Current prompt:
+{agent_prompt}
+
+The current instructions, the part you rewrite:
+<current>
+{instructions}
+</current>
+
+Evaluation summary over {n_problems} problems and the agent's full thinking process:
+{summary}
+
+**How to write Instructions**
+- The agent will continue to receive different questions from the same subjects. Don't make the instructions too specific to a single question.
+- Keep it concise and practical.
+- You may include rules, heuristics, strategies for multiple choice questions (e.g., elimination, careful reading), knowledge about the subjects (e.g., common misconceptions, important facts, etc.), and any information that you think can make the agent better.
+- Organize however you like (bullets, headings, checklists).
+- Be creative and think about the agent's behavior across iterations. Don't be confined by what I told you.
+- Don't change the output format, the agent should still return the final answer letter in tags: <answer> ... </answer>.
+
+Think step by step and show your work. Reason about the history of the model's behavior across iterations.
+
+When you are ready, put your revised Instructions within <prompt>[your new instructions]</prompt> tags.""",
+}
+
+# -- TextGrad-style baseline: one critique per failure ("textual gradients"), then one aggregated edit ----------
+CRITIC_SYSTEM = (
+    "You are part of an optimization system that improves the instructions given to an AI model. You see the "
+    "instructions and one problem the model got wrong with them. Criticise the instructions: say briefly what "
+    "in them (or missing from them) led to this failure and how they should change. Do not answer the problem "
+    "and do not rewrite the instructions."
+)
+CRITIC_USER = """Current instructions:
+<current>
+{instructions}
+</current>
+
+A problem the model got wrong with these instructions:
+{failure}
+
+In at most three sentences, inside <critique></critique> tags, say how the instructions should change."""
+OPTIMIZER_SYSTEM = (
+    "You are part of an optimization system that improves the instructions given to an AI model. You receive "
+    "critiques of the current instructions, one per failed problem; they may be noisy or contradict each "
+    "other. Use what they agree on to write improved instructions."
+)
+OPTIMIZER_USER = """Current instructions:
+<current>
+{instructions}
+</current>
+
+{critiques}
+
+Write the complete improved instructions inside <prompt></prompt> tags. The answer format is fixed by the
+task's template; the instructions need not repeat it."""

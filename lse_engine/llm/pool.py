@@ -1,0 +1,157 @@
+"""One owner for loaded models. A model profile (`[model]`, `[evolver]`) names weights; the pool loads each
+set of weights once, lazily (on the first generation: a run whose outcomes are all cached loads nothing),
+whatever roles use them, and closes what it loaded. `model_identity` is the one definition of "the same
+model": it keys the pool and the outcome cache alike.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import threading
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from lse_engine.config import DEFAULT_CPU_MODEL, DEFAULT_GPU_MODEL, ModelConfig
+from lse_engine.llm.base import LLM, Chat, Completion, Sampling
+
+ALIASES = ("smollm2", "tiny")  # names the engine resolves itself (not paths, not HF ids)
+LLMFactory = Callable[[ModelConfig], LLM]
+
+
+def _cuda_available() -> bool:
+    try:
+        import torch
+
+        return bool(torch.cuda.is_available())
+    except Exception:
+        return False
+
+
+def resolve_backend(mc: ModelConfig) -> tuple[str, str]:
+    """Turn `auto` backend/model into concrete ones: vLLM + the paper's size on a GPU, transformers on CPU."""
+    backend, model = mc.backend, mc.model
+    if backend == "auto":
+        on_gpu = _cuda_available() and importlib.util.find_spec("vllm") is not None
+        backend = "vllm" if on_gpu else ("openai" if mc.base_url else "transformers")
+    if model == "auto":
+        model = DEFAULT_GPU_MODEL if backend == "vllm" else DEFAULT_CPU_MODEL
+    return backend, model
+
+
+def resolve_adapter(adapter: str, root: Path) -> str | None:
+    """An adapter given as a name under `.lse/evolvers/` or as a path."""
+    if not adapter:
+        return None
+    named = root / ".lse" / "evolvers" / adapter
+    if named.is_dir():
+        return str(named)
+    return str(Path(adapter).expanduser().resolve())
+
+
+def _model_ref(backend: str, model: str, root: Path) -> str:
+    """The model as the backend will be given it: a path relative to the workspace becomes absolute."""
+    if backend != "openai" and model not in ALIASES and (root / model).exists():
+        return str((root / model).resolve())
+    return model
+
+
+def model_identity(mc: ModelConfig, root: Path) -> str:
+    """What makes two profiles the same model: backend, weights, adapter, server, device and dtype (not sampling)."""
+    backend, model = resolve_backend(mc)
+    server = mc.base_url if backend == "openai" else ""
+    return json.dumps([backend, _model_ref(backend, model, root), mc.gguf_file, server,
+                       resolve_adapter(mc.adapter, root) or "", mc.device, mc.dtype])
+
+
+def build_llm(mc: ModelConfig, root: Path) -> LLM:
+    """Instantiate (load) the backend a model profile names."""
+    from lse_engine.llm import make_llm
+
+    backend, model = resolve_backend(mc)
+    kwargs: dict[str, Any] = {}
+    if backend == "openai":
+        kwargs.update(base_url=mc.base_url, api_key_env=mc.api_key_env, max_concurrency=mc.max_concurrency,
+                      timeout_s=mc.timeout_s, max_retries=mc.max_retries)
+    else:
+        kwargs.update(device=mc.device, dtype=mc.dtype, batch_size=mc.batch_size,
+                      adapter=resolve_adapter(mc.adapter, root))
+        if mc.gguf_file:
+            kwargs["gguf_file"] = mc.gguf_file
+    return make_llm(backend, _model_ref(backend, model, root), **kwargs)
+
+
+class LazyLLM:
+    """An `LLM` that loads its weights on the first `generate`; its `model_id` is known without loading."""
+
+    def __init__(self, model_id: str, load: Callable[[], LLM]) -> None:
+        self._model_id = model_id
+        self._load = load
+        self._llm: LLM | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def model_id(self) -> str:
+        return self._model_id
+
+    @property
+    def loaded(self) -> bool:
+        return self._llm is not None
+
+    def get(self) -> LLM:
+        """The loaded model (loading it now if needed)."""
+        with self._lock:
+            if self._llm is None:
+                self._llm = self._load()
+            return self._llm
+
+    def generate(self, chats: Sequence[Chat], sampling: Sampling) -> list[Completion]:
+        return self.get().generate(chats, sampling)
+
+    def close(self) -> None:
+        with self._lock:
+            if self._llm is not None:
+                self._llm.close()
+                self._llm = None
+
+
+class ModelPool:
+    """Loads each model once for everything that shares the pool (eval and evolve, task model and evolver,
+    every run of a bench); `close()` releases what it loaded (models given with `adopt` stay the caller's)."""
+
+    def __init__(self, root: Path, factory: LLMFactory | None = None) -> None:
+        self.root = root
+        self.factory: LLMFactory = factory or (lambda mc: build_llm(mc, self.root))
+        self._llms: dict[str, LLM] = {}
+        self._adopted: set[str] = set()
+
+    def get(self, mc: ModelConfig) -> LLM:
+        """The model a profile names (not loaded until it generates)."""
+        key = model_identity(mc, self.root)
+        if key not in self._llms:
+            self._llms[key] = LazyLLM(f"pool:{key}", lambda: self.factory(mc))
+        return self._llms[key]
+
+    def adopt(self, mc: ModelConfig, llm: LLM) -> LLM:
+        """Serve `llm` (already built by the caller, who closes it) for profiles with `mc`'s identity."""
+        key = model_identity(mc, self.root)
+        self._llms[key] = llm
+        self._adopted.add(key)
+        return llm
+
+    def same(self, a: ModelConfig, b: ModelConfig) -> bool:
+        return model_identity(a, self.root) == model_identity(b, self.root)
+
+    def close(self) -> None:
+        for key, llm in self._llms.items():
+            if key not in self._adopted:
+                llm.close()
+        self._llms.clear()
+        self._adopted.clear()
+
+
+def sampling_of(mc: ModelConfig) -> Sampling:
+    """The decoding settings a profile names."""
+    s = mc.sampling
+    return Sampling(max_tokens=s.max_tokens, temperature=s.temperature, top_p=s.top_p)

@@ -1,0 +1,58 @@
+"""The fixed text-to-SQL template, as the reference has it (lse/prompts/bird/instruction_prompt.py).
+
+Only the instructions evolve. The system message is the task overview, the schema and the instructions; the
+user message is the question, the instructions again, and the fixed closing line that asks the model to show
+its work and give the final query in `<answer>` tags. The answer format therefore lives in the template:
+no edit of the instructions can remove it.
+"""
+
+from __future__ import annotations
+
+from lse_engine.llm.base import Chat
+from lse_engine.tasks.base import Problem
+
+SEED_INSTRUCTIONS = "Return only a single valid SQLite SQL statement in <answer>...</answer>."
+SCHEMA_HIDDEN = "(the schema is not shown here)"
+
+AGENT_PROMPT = """Task Overview:
+You are a data science expert. Below, you are provided with a database schema and
+a natural language question. Your task is to understand the schema and generate
+a valid SQL query to answer the question.
+
+Database Engine:
+SQLite
+
+Database Schema:
+{schema}
+This schema describes the database's structure, including tables, columns,
+primary keys, foreign keys, and any relevant relationships or constraints.
+
+**Instructions**
+{instructions}"""
+
+PROBLEM_MESSAGE = """Question:
+{question}
+
+**Instructions**
+{instructions}
+
+Follow the instructions and show your work. When you are ready, return the final
+SQL query in tags: <answer> ... </answer>"""
+
+ANSWER_FORMAT = "return the final SQL query in tags: <answer> ... </answer>"
+
+
+def agent_prompt(schema: str, instructions: str) -> str:
+    """The system message: overview, schema, instructions."""
+    return AGENT_PROMPT.format(schema=schema, instructions=instructions.strip())
+
+
+def problem_message(problem: Problem, instructions: str) -> str:
+    """The user message; BIRD's evidence ("external knowledge") follows the question, as BIRD's prompts put it."""
+    question = problem.question if not problem.evidence else f"{problem.question}\nEvidence: {problem.evidence}"
+    return PROBLEM_MESSAGE.format(question=question, instructions=instructions.strip())
+
+
+def render(schema: str, instructions: str, problem: Problem) -> Chat:
+    return [{"role": "system", "content": agent_prompt(schema, instructions)},
+            {"role": "user", "content": problem_message(problem, instructions)}]
