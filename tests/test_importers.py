@@ -11,10 +11,13 @@ from pathlib import Path
 import pytest
 import yaml
 
+from lse_engine.errors import LSEError
 from lse_engine.files import load_prompt, load_suite
 from lse_engine.files.suite_file import suite_text, write_suite
 from lse_engine.importers import ImportResult, import_bird, import_mmlu_redux, import_spider
 from lse_engine.importers.mmlu_redux import answer_index, parse_choices
+
+SHARED_SPIDER = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "spider-dev"
 
 
 def make_db(path: Path, table: str = "t") -> Path:
@@ -111,8 +114,93 @@ def test_bird_train_split_without_question_ids(tmp_path: Path) -> None:
     res = import_bird(root, tmp_path / "out", split="train")
     doc = read_yaml(res.suites[0])
     assert [p["id"] for p in doc["problems"]] == ["bird-0", "bird-1", "bird-2"]
-    with pytest.raises(ValueError):
+    with pytest.raises(LSEError, match="dev, train, mini-dev"):
         import_bird(root, tmp_path / "out", split="test")
+
+
+def bird_rows(db_id: str, n: int = 2) -> list[dict]:
+    return [{"question_id": i, "db_id": db_id, "question": f"q{i}?", "evidence": "", "SQL": f"SELECT {i}",
+             "difficulty": "simple"} for i in range(n)]
+
+
+def suite_db(res: ImportResult) -> Path:
+    """The database file the first written suite points at."""
+    return (res.suites[0].parent / read_yaml(res.suites[0])["database"]).resolve()
+
+
+@pytest.mark.parametrize("sub", ["", "train", "bird/train"])
+def test_bird_train_in_the_layouts_users_have(tmp_path: Path, sub: str) -> None:
+    """`train.json` + `train_databases/` at the given folder, in `train/`, or two levels down; next to it the dev
+    split, which `--split train` must not pick."""
+    root = tmp_path / "data"
+    folder = root / sub
+    folder.mkdir(parents=True)
+    (folder / "train.json").write_text(json.dumps(bird_rows("movie", 3)))
+    db = make_db(folder / "train_databases" / "movie" / "movie.sqlite")
+    (root / "dev").mkdir(exist_ok=True)
+    (root / "dev" / "dev.json").write_text(json.dumps(bird_rows("other")))
+    make_db(root / "dev" / "dev_databases" / "other" / "other.sqlite")
+    res = import_bird(root, tmp_path / "out", split="train")
+    assert [p.name for p in res.suites] == ["movie.suite.yaml"] and res.problems == 3
+    assert suite_db(res) == db.resolve()
+    assert "Imported from BIRD train (train.json)" in res.suites[0].read_text()
+    dev = import_bird(root, tmp_path / "dev-out")
+    assert [p.name for p in dev.suites] == ["other.suite.yaml"]
+
+
+def test_bird_databases_unzipped_into_themselves(tmp_path: Path) -> None:
+    """`unzip dev_databases.zip` inside `dev_databases/` gives `dev_databases/dev_databases/<db_id>/`."""
+    (tmp_path / "dev.json").write_text(json.dumps(bird_rows("shop")))
+    db = make_db(tmp_path / "dev_databases" / "dev_databases" / "shop" / "shop.sqlite")
+    (tmp_path / "dev_databases" / "__MACOSX").mkdir()
+    res = import_bird(tmp_path / "dev.json", tmp_path / "out")
+    assert res.problems == 2 and suite_db(res) == db.resolve()
+
+
+def test_bird_mini_dev(tmp_path: Path) -> None:
+    """minidev.zip unpacks to `minidev/MINIDEV/` with `mini_dev_sqlite.json` (and MySQL/PostgreSQL twins)."""
+    folder = tmp_path / "minidev" / "MINIDEV"
+    folder.mkdir(parents=True)
+    rows = bird_rows("debit_card_specializing", 3)
+    (folder / "mini_dev_sqlite.json").write_text(json.dumps(rows))
+    (folder / "mini_dev_mysql.json").write_text(json.dumps([{**r, "SQL": "SELECT `x`"} for r in rows]))
+    db = make_db(folder / "dev_databases" / "debit_card_specializing" / "debit_card_specializing.sqlite")
+    res = import_bird(tmp_path, tmp_path / "out", split="mini-dev")
+    assert res.problems == 3 and suite_db(res) == db.resolve()
+    assert [p["gold"] for p in read_yaml(res.suites[0])["problems"]] == ["SELECT 0", "SELECT 1", "SELECT 2"]
+    assert "Imported from BIRD mini-dev (mini_dev_sqlite.json)" in res.suites[0].read_text()
+    default = import_bird(tmp_path, tmp_path / "out2")  # --split dev on a Mini-Dev folder: its only dev set
+    assert default.problems == 3
+
+
+def test_bird_no_layout_fits_names_the_files(tmp_path: Path) -> None:
+    (tmp_path / "questions.json").write_text("[]")
+    with pytest.raises(LSEError) as exc:
+        import_bird(tmp_path, tmp_path / "out", split="train")
+    assert str(exc.value) == (f"BIRD train: looked for train.json with train_databases/ or databases/ or database/ "
+                              f"beside it in {tmp_path} and its subfolders (two levels); found none")
+    (tmp_path / "train").mkdir()
+    (tmp_path / "train" / "train.json").write_text(json.dumps(bird_rows("movie")))
+    (tmp_path / "train" / "train_databases.zip").write_bytes(b"PK")
+    with pytest.raises(LSEError) as exc:
+        import_bird(tmp_path, tmp_path / "out", split="train")
+    assert str(exc.value) == (f"BIRD train: found {tmp_path / 'train' / 'train.json'} but no train_databases/ or "
+                              f"databases/ or database/ folder next to it (unzip "
+                              f"{tmp_path / 'train' / 'train_databases.zip'} there first)")
+    assert not (tmp_path / "out").exists()
+
+
+def test_cli_import_bird_split_train(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from lse_engine.cli import main
+
+    (tmp_path / "train").mkdir()
+    (tmp_path / "train" / "train.json").write_text(json.dumps(bird_rows("movie", 4)))
+    make_db(tmp_path / "train" / "train_databases" / "movie" / "movie.sqlite")
+    out = tmp_path / "suites"
+    assert main(["import", "bird", str(tmp_path), "--split", "train", "--out", str(out)]) == 0
+    assert " ".join(capsys.readouterr().out.split()) == f"wrote 1 suites with 4 problems to {out}"  # rich wraps
+    assert main(["import", "spider", str(tmp_path), "--split", "mini-dev", "--out", str(out)]) == 2
+    assert "Spider split must be one of dev, train, test" in capsys.readouterr().err
 
 
 # -- Spider --------------------------------------------------------------------------------------------
@@ -148,6 +236,27 @@ def test_spider_skips_missing_database(tmp_path: Path) -> None:
 
     res = import_spider(root, tmp_path / "only", dbs=["pets_1"])
     assert [p.name for p in res.suites] == ["pets_1.suite.yaml"] and not res.skipped
+
+
+def test_spider_train_joins_both_files_below_the_given_folder(tmp_path: Path) -> None:
+    root = tmp_path / "spider_data" / "spider"
+    root.mkdir(parents=True)
+    (root / "train_spider.json").write_text(json.dumps([spider_row("pets_1", "Names?", "SELECT name FROM pets")]))
+    (root / "train_others.json").write_text(json.dumps([spider_row("pets_1", "How many?", "SELECT count(*) FROM pets")]))
+    (root / "dev.json").write_text(json.dumps([spider_row("pets_1", "Dev?", "SELECT 1")]))
+    make_db(root / "database" / "pets_1" / "pets_1.sqlite", "pets")
+    res = import_spider(tmp_path, tmp_path / "out", split="train")
+    assert [p["gold"] for p in read_yaml(res.suites[0])["problems"]] == ["SELECT name FROM pets",
+                                                                         "SELECT count(*) FROM pets"]
+    assert "Spider train (train_spider.json, train_others.json)" in res.suites[0].read_text()
+
+
+@pytest.mark.skipif(not (SHARED_SPIDER / "dev.json").is_file(), reason="Spider dev not in ../shared/data")
+def test_real_spider_dev_from_its_parent_folder(tmp_path: Path) -> None:
+    res = import_spider(SHARED_SPIDER.parent, tmp_path / "out", dbs=["pets_1", "concert_singer"])
+    assert [p.name for p in res.suites] == ["pets_1.suite.yaml", "concert_singer.suite.yaml"]
+    assert suite_db(res) == (SHARED_SPIDER / "database" / "pets_1" / "pets_1.sqlite").resolve()
+    assert len(load_suite(res.suites[1]).problems) == 45
 
 
 # -- MMLU-Redux ----------------------------------------------------------------------------------------

@@ -14,7 +14,7 @@ def cmd_import(args: argparse.Namespace) -> int:
     if args.source == "bird":
         res = importers.import_bird(args.data, args.out, split=args.split, dbs=dbs)
     elif args.source == "spider":
-        res = importers.import_spider(args.data, args.out, dbs=dbs)
+        res = importers.import_spider(args.data, args.out, dbs=dbs, split=args.split)
     else:
         res = importers.import_mmlu_redux(args.data, args.out, subjects=dbs)
     console.print(f"wrote {len(res.suites)} suites with {res.problems} problems to {args.out}")
@@ -28,6 +28,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("source", choices=["bird", "spider", "mmlu-redux"])
     p.add_argument("data", help="dataset directory (or file for mmlu-redux)")
     p.add_argument("--out", default="suites")
-    p.add_argument("--split", default="dev", choices=["dev", "train"])
+    p.add_argument("--split", default="dev", choices=["dev", "train", "test", "mini-dev"],
+                   help="bird: dev, train or mini-dev; spider: dev, train or test (default: dev)")
     p.add_argument("--dbs", help="comma-separated databases (or subjects)")
     p.set_defaults(func=cmd_import)

@@ -1,4 +1,6 @@
-"""Spider (Yu et al., 2018): `dev.json` + `database/<db_id>/<db_id>.sqlite` -> one suite per database."""
+"""Spider (Yu et al., 2018): `dev.json` / `train_spider.json` (+ `train_others.json`) / `test.json` with
+`database/<db_id>/<db_id>.sqlite` (`test_database/` for test) -> one suite per database. The files may sit in
+the given folder or below it as the archive unpacks (`spider/`, `spider_data/`)."""
 
 from __future__ import annotations
 
@@ -6,17 +8,12 @@ import os
 from pathlib import Path
 from typing import Any
 
-from lse_engine.importers.write import (
-    ImportResult,
-    clean_sql,
-    clean_text,
-    find_dir,
-    find_file,
-    load_json_list,
-    write_sql_suites,
-)
+from lse_engine.errors import LSEError
+from lse_engine.importers.layout import find_layout
+from lse_engine.importers.write import ImportResult, clean_sql, clean_text, load_json_list, write_sql_suites
 
 _FILES = {"dev": ["dev.json"], "train": ["train_spider.json", "train_others.json"], "test": ["test.json"]}
+_DB_DIRS = {"dev": ["database"], "train": ["database"], "test": ["test_database", "database"]}
 
 
 def import_spider(data_dir: str | os.PathLike[str], out_dir: str | os.PathLike[str], dbs: list[str] | None = None,
@@ -27,11 +24,11 @@ def import_spider(data_dir: str | os.PathLike[str], out_dir: str | os.PathLike[s
     missing are skipped and reported in `ImportResult.skipped`. `data_dir` may also be the JSON file.
     """
     if split not in _FILES:
-        raise ValueError(f"Spider split must be one of {', '.join(_FILES)}, not {split!r}")
-    first = find_file(data_dir, _FILES[split], f"Spider {split}")
+        raise LSEError(f"Spider split must be one of {', '.join(_FILES)}, not {split!r}")
+    layout = find_layout(data_dir, _FILES[split], _DB_DIRS[split], f"Spider {split}")
+    first = layout.questions
     files = [first] if Path(data_dir).is_file() else [first.parent / n for n in _FILES[split]
                                                          if (first.parent / n).is_file()]
-    db_root = find_dir(first.parent, ["test_database", "database"] if split == "test" else ["database"])
     by_db: dict[str, list[dict[str, Any]]] = {}
     index = 0
     for path in files:
@@ -42,4 +39,4 @@ def import_spider(data_dir: str | os.PathLike[str], out_dir: str | os.PathLike[s
                 by_db.setdefault(str(db_id), []).append(problem)
             index += 1
     source = f"Spider {split} ({', '.join(p.name for p in files)})"
-    return write_sql_suites(by_db, db_root, out_dir, dbs, source)
+    return write_sql_suites(by_db, layout.db_root, out_dir, dbs, source)

@@ -5,12 +5,11 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lse_engine.errors import FileFormatError, LSEError
+from lse_engine.errors import FileFormatError
 from lse_engine.files.prompt_file import write_new_prompt
 from lse_engine.files.suite_file import write_suite
 
@@ -126,23 +125,3 @@ def load_json_list(path: Path) -> list[dict[str, Any]]:
     if not isinstance(data, list):
         raise FileFormatError(str(path), "expected a JSON list of questions", code="type")
     return [d for d in data if isinstance(d, dict)]
-
-
-def find_file(data_dir: str | os.PathLike[str], names: Iterable[str], what: str) -> Path:
-    """The first of `names` under `data_dir` (or `data_dir` itself when it is a file); a clear error if none."""
-    root = Path(data_dir)
-    if root.is_file():
-        return root
-    if not root.is_dir():
-        raise LSEError(f"{what}: {root} is not a directory")
-    names = list(names)
-    for name in names:
-        if (root / name).is_file():
-            return root / name
-    raise LSEError(f"{what}: none of {', '.join(names)} found in {root}")
-
-
-def find_dir(root: Path, names: Iterable[str]) -> Path:
-    """The first existing directory of `names` under `root` (the first name when none exists)."""
-    names = list(names)
-    return next((root / n for n in names if (root / n).is_dir()), root / names[0])
