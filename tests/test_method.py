@@ -1,0 +1,252 @@
+"""The paper's method as the reference has it: fixed templates, what the evolver sees, one tag parser, k samples,
+no-op edits, several candidates, lazy models and counted progress. Scripted models at the model boundary;
+SQLite, scoring, the store and the search are real."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from lse_engine.evolve.search import load_tree
+from lse_engine.llm.base import CancelToken, Completion
+from lse_engine.llm.pool import LazyLLM, ModelPool
+from lse_engine.progress import ProgressEvent
+from lse_engine.runner import evaluate, evolve
+from lse_engine.tasks.base import Problem
+from lse_engine.tasks.multiple_choice import MultipleChoiceTask, extract_letter
+from lse_engine.tasks.text_to_sql import extract_sql
+from lse_engine.workspace import Workspace
+from tests.conftest import build_skill_workspace
+from tests.scripted import ScriptedLLM, current_of
+from tests.test_search import add_next_tag, skill_task_reply
+
+
+# -- templates -------------------------------------------------------------------------------------------------
+def test_sql_template_is_fixed_around_the_instructions(skill_workspace: Path) -> None:
+    ws = Workspace(skill_workspace)
+    problem = Problem("q1", "How many?", "SELECT 1", evidence="n is a number")
+    for instructions in ("", "Never use tags. Answer in prose."):
+        system, user = (m["content"] for m in ws.task.render(instructions, problem))
+        assert system.startswith("Task Overview:\nYou are a data science expert.")
+        assert 'CREATE TABLE "nums"' in system and system.endswith(f"**Instructions**\n{instructions}")
+        assert user.startswith("Question:\nHow many?\nEvidence: n is a number\n\n**Instructions**\n")
+        # the answer format is the template's: no edit of the instructions removes it
+        assert user.endswith("Follow the instructions and show your work. When you are ready, return the final\n"
+                             "SQL query in tags: <answer> ... </answer>")
+    assert "CREATE TABLE" not in ws.task.agent_prompt("x", show_schema=False)
+    ws.close()
+
+
+def test_multiple_choice_template_and_exact_letters() -> None:
+    task = MultipleChoiceTask()
+    system, user = (m["content"] for m in task.render("Think twice.", Problem("m", "Which?", "B", options=["x", "y"])))
+    assert system.endswith("**Instructions**\nThink twice.")
+    assert user == ("Question:\nWhich?\n\nChoices:\nA. x\nB. y\n\nFollow the instructions and show your work. "
+                    "When you are ready, return the answer letter in tags: <answer> ... </answer>")
+    # issue 13, A3: a word is not a letter
+    assert extract_letter("<answer>Cell membrane</answer>", 4) is None
+    assert extract_letter("the answer is a tricky one", 4) is None
+    assert extract_letter("<answer>A cell</answer>", 4) is None
+    assert extract_letter("<answer>(C) Golgi</answer>", 4) == "C"
+    assert extract_letter("So the answer is B.", 4) == "B"
+    assert extract_letter("<answer>E</answer>", 4) is None  # out of range
+
+
+def test_sql_answer_parsing_ignores_stray_tags() -> None:
+    """Issue 13, A2: a stray <answer> before or after the real block."""
+    assert extract_sql("I put the query in <answer> tags.\n<answer>SELECT 1</answer>") == "SELECT 1"
+    assert extract_sql("<answer>SELECT 1</answer>\nThe <answer> tag above holds it.") == "SELECT 1"
+    assert extract_sql("Let me think.\n<answer>\n```sql\nSELECT 2\n```\n</answer>") == "SELECT 2"
+    assert extract_sql("<answer>SELECT 3 FROM t WHERE") == "SELECT 3 FROM t WHERE"  # cut by the stop string
+    assert extract_sql("no answer") is None
+
+
+# -- what the evolver sees -------------------------------------------------------------------------------------
+def _run(prompt: Path, evolver_reply, overrides=None, task_reply=skill_task_reply, **kw):
+    task = ScriptedLLM(task_reply, "task")
+    evo = ScriptedLLM(evolver_reply, "evolver")
+    ws = Workspace(prompt, overrides, llms={"model": task, "evolver": evo})
+    return ws, evolve(ws, **kw), task, evo
+
+
+def test_evolver_sees_schema_and_every_problem_with_full_responses(skill_workspace: Path) -> None:
+    ws, result, _, evo = _run(skill_workspace, lambda chat: f"<prompt>{add_next_tag(current_of(chat))}</prompt>",
+                              {"evolve": {"rounds": 1, "batch_size": 6}})
+    request = evo.calls[0]
+    assert [m["role"] for m in request] == ["user"]
+    text = request[0]["content"]
+    assert text.startswith("You are an expert at designing text-to-SQL agents.")
+    assert 'CREATE TABLE "nums"' in text and "<current>\nt0\n</current>" in text
+    assert "Evaluation summary over 6 problems and the agent's full thinking process:" in text
+    assert len(re.findall(r"^Problem \d: accuracy=", text, re.MULTILINE)) == 6  # right and wrong alike
+    assert text.count("Model's full thinking process:\n<answer>SELECT n FROM nums") == 6
+    assert "knowledge about the database" in text
+    child = result.tree.nodes[1]
+    assert json.loads(child.evolver_chat) == request  # stored exactly as sent
+    ws.close()
+    hidden, _, _, evo2 = _run(build_skill_workspace(skill_workspace.parent / "h"),
+                              lambda chat: f"<prompt>{add_next_tag(current_of(chat))}</prompt>",
+                              {"evolve": {"rounds": 1, "show_schema": False}})
+    assert "CREATE TABLE" not in evo2.calls[0][0]["content"]
+    hidden.close()
+
+
+def test_noop_edits_are_retried_recorded_and_never_scored(skill_workspace: Path) -> None:
+    replies = iter(["<prompt>t0</prompt>", "<prompt>  t0\n</prompt>", "nothing here", "<prompt>t0 t1</prompt>"])
+    ws, result, task, _ = _run(skill_workspace, lambda chat: next(replies),
+                               {"evolve": {"rounds": 1, "evolver_retries": 3}})
+    child = result.tree.nodes[1]
+    assert child.instructions == "t0 t1" and child.status == "ok" and child.attempts == 4
+    attempts = ws.store.get_attempts(result.run_id)
+    assert [a["verdict"] for a in attempts] == ["noop", "noop", "invalid", "ok"]
+    assert attempts[1]["raw"] == "<prompt>  t0\n</prompt>"
+    assert result.attempts == 4 and result.noop_attempts == 2 and result.invalid_attempts == 1
+    ws.close()
+
+
+def test_a_round_of_only_noops_adds_a_noop_node_and_scores_nothing(skill_workspace: Path) -> None:
+    ws, result, task, _ = _run(skill_workspace, lambda chat: f"<prompt>{current_of(chat)}</prompt>",
+                               {"evolve": {"rounds": 2, "evolver_retries": 1}})
+    assert [n.status for n in result.tree.nodes.values()] == ["ok", "noop", "noop"]
+    assert result.edits == 0 and result.noop_attempts == 4 and result.winner.id == 0
+    assert {b["node_id"] for b in ws.store.get_batches(result.run_id)} == {0}
+    summary = ws.store.get_run(result.run_id)["result"]
+    assert summary["edits"] == 0 and summary["noop_attempts"] == 4
+    ws.close()
+
+
+def test_several_candidates_keep_the_best_on_the_batch(skill_workspace: Path) -> None:
+    replies = iter(["<prompt>t0 BROKEN</prompt>", "<prompt>t0 t1</prompt>"])
+    ws, result, _, _ = _run(skill_workspace, lambda chat: next(replies), {"evolve": {"rounds": 1, "candidates": 2}})
+    assert result.tree.nodes[1].instructions == "t0 t1"
+    scores = [a["batch_score"] for a in ws.store.get_attempts(result.run_id)]
+    assert scores[0] == 0.0 and scores[1] > 0
+    ws.close()
+
+
+def test_evolver_and_task_calls_carry_stop_strings(skill_workspace: Path) -> None:
+    seen = []
+
+    class Recording(ScriptedLLM):
+        def generate(self, chats, sampling):
+            seen.append((self.name, sampling.stop))
+            return super().generate(chats, sampling)
+
+    ws = Workspace(skill_workspace, {"evolve": {"rounds": 1}}, llms={
+        "model": Recording(skill_task_reply, "task"),
+        "evolver": Recording(lambda chat: f"<prompt>{add_next_tag(current_of(chat))}</prompt>", "evolver")})
+    evolve(ws)
+    assert {stop for name, stop in seen if name == "task"} == {("</answer>",)}
+    assert {stop for name, stop in seen if name == "evolver"} == {("</prompt>",)}
+    ws.close()
+
+
+# -- k samples -------------------------------------------------------------------------------------------------
+def test_k_samples_per_problem_are_cached_by_sample_index(skill_workspace: Path) -> None:
+    calls = {"n": 0}
+
+    def alternating(chat) -> str:  # right on every other generation: the mean over samples is what counts
+        calls["n"] += 1
+        num = re.search(r"which row holds (\d+)", chat[-1]["content"]).group(1)
+        return f"<answer>SELECT n FROM nums WHERE n = {num if calls['n'] % 2 else -1}</answer>"
+
+    settings = {"model": {"sampling": {"samples": 4, "temperature": 0.7}}}
+    llm = ScriptedLLM(alternating, "task")
+    ws = Workspace(skill_workspace, settings, llms={"model": llm})
+    report = evaluate(ws, ("dev",))
+    assert report.calls == 20 * 4 and len(report.rows["dev"]) == 80
+    assert report.accuracy["dev"] == 0.5
+    batch = ws.store.get_batches(report.run_id)[0]
+    assert len(set(batch["keys"])) == 80 and batch["problem_ids"][:4] == [batch["problem_ids"][0]] * 4
+    ws.close()
+    again = Workspace(skill_workspace, settings, llms={"model": ScriptedLLM(alternating, "task")})
+    assert evaluate(again, ("dev",)).calls == 0  # every sample cached
+    again.close()
+
+
+# -- models load only when needed --------------------------------------------------------------------------------
+def test_a_fully_cached_eval_loads_no_model(skill_workspace: Path) -> None:
+    builds = []
+
+    def factory(mc):
+        builds.append(mc.model)
+        return ScriptedLLM(skill_task_reply, "task")
+
+    settings = {"model": {"backend": "transformers", "model": "some-model"}}
+    pool = ModelPool(skill_workspace.parent, factory)
+    ws = Workspace(skill_workspace, settings, models=pool)
+    assert evaluate(ws).calls == 40 and builds == ["some-model"]
+    ws.close()
+    pool.close()
+    pool2 = ModelPool(skill_workspace.parent, factory)
+    ws2 = Workspace(skill_workspace, settings, models=pool2)
+    assert evaluate(ws2).calls == 0 and builds == ["some-model"]  # the cache answered: nothing loaded
+    llm = ws2.task_llm()
+    assert isinstance(llm, LazyLLM) and not llm.loaded
+    ws2.close()
+    pool2.close()
+
+
+def test_task_model_and_evolver_share_weights_once(skill_workspace: Path) -> None:
+    pool = ModelPool(skill_workspace.parent, lambda mc: ScriptedLLM(skill_task_reply, mc.model))
+    ws = Workspace(skill_workspace, {"model": {"backend": "transformers", "model": "m"}}, models=pool)
+    assert ws.task_llm() is ws.evolver_llm()  # the evolver follows [model] unless it names its own weights
+    other = Workspace(skill_workspace, {"model": {"backend": "transformers", "model": "m"},
+                                        "evolver": {"model": "e"}}, models=pool)
+    assert other.evolver_llm() is not other.task_llm()
+    ws.close()
+    other.close()
+
+
+# -- progress and cancellation -----------------------------------------------------------------------------------
+def test_eval_reports_counts_and_a_cancelled_eval_reports_what_it_did(skill_workspace: Path) -> None:
+    events: list[ProgressEvent] = []
+    cancel = CancelToken()
+    llm = ScriptedLLM(skill_task_reply, "task")
+    llm.on_call = lambda n: cancel.cancel() if n == 3 else None
+    ws = Workspace(skill_workspace, {"model": {"batch_size": 5}}, llms={"model": llm})
+    report = evaluate(ws, cancel=cancel, progress=events.append)
+    counted = [e for e in events if e.step_total]
+    assert counted[0].step == "scoring train" and counted[0].step_total == 20
+    assert [e.step_done for e in counted if e.step_done] == [5, 10, 15]
+    assert all(e.eta_s is not None for e in counted if e.step_done)
+    assert report.status == "cancelled" and report.calls == 15
+    run = ws.store.get_run(report.run_id)
+    assert run["status"] == "cancelled" and "15 model calls" in run["message"]
+    ws.close()
+
+
+def test_evolve_reports_test_split_scores_when_the_suite_has_one(tmp_path: Path) -> None:
+    prompt = build_skill_workspace(tmp_path / "ws")
+    suite = prompt.parent / "nums.suite.yaml"
+    suite.write_text(suite.read_text().replace("split:\n  dev: 0.5\n  seed: 0", "split:\n  dev: 0.4\n  test: 0.3\n  seed: 0"))
+    ws, result, _, _ = _run(prompt, lambda chat: f"<prompt>{add_next_tag(current_of(chat))}</prompt>",
+                            {"evolve": {"rounds": 3}})
+    test = ws.splits()["test"]
+    assert len(test) == 12 and result.root_test is not None and result.winner_test is not None
+    assert result.winner_test > result.root_test
+    assert ws.store.get_run(result.run_id)["result"]["winner_test"] == result.winner_test
+    searched = {pid for b in ws.store.get_batches(result.run_id) for pid in b["problem_ids"]}
+    assert {p.id for p in test}.isdisjoint(searched)  # the search never saw the test split
+    assert load_tree(ws.store, result.run_id).winner().id == result.winner.id
+    ws.close()
+
+
+@pytest.mark.parametrize("prefill", [False, True])
+def test_a_reply_stopped_at_the_closing_tag_parses(skill_workspace: Path, prefill: bool) -> None:
+    """Backends cut the reply before the stop string `</prompt>`; the search reads it as closed."""
+
+    class StopsAtTag(ScriptedLLM):
+        def generate(self, chats, sampling):
+            outs = super().generate(chats, sampling)
+            return [Completion(o.text.split("</prompt>")[0], 10, 5, "stop") for o in outs]
+
+    reply = (lambda chat: "t0 t1\n</prompt>") if prefill else (lambda chat: "thinking…<prompt>t0 t1</prompt>")
+    ws = Workspace(skill_workspace, {"evolve": {"rounds": 1, "evolver_prefill": prefill}},
+                   llms={"model": ScriptedLLM(skill_task_reply, "task"), "evolver": StopsAtTag(reply, "evolver")})
+    result = evolve(ws)
+    assert result.tree.nodes[1].instructions == "t0 t1" and result.tree.nodes[1].status == "ok"
+    ws.close()
