@@ -50,8 +50,14 @@ def instructions_of(chat: Chat) -> str:
     return chat[0]["content"].split("**Instructions**\n", 1)[-1]
 
 
+def user_message(chat: Chat) -> str:
+    """The last user message (an evolver chat may end with a prefilled assistant message)."""
+    return next((m["content"] for m in reversed(chat) if m.get("role") == "user"), "")
+
+
 def current_of(evolver_chat: Chat) -> str:
-    m = re.search(r"<current>\n(.*?)\n</current>", evolver_chat[-1]["content"], re.DOTALL)
+    """The current instructions, from the `<current>` block of the evolver's user message (never a prefill)."""
+    m = re.search(r"<current>\n(.*?)\n</current>", user_message(evolver_chat), re.DOTALL)
     return m.group(1) if m else ""
 
 
