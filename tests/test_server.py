@@ -360,8 +360,8 @@ async def test_train_command_learns_from_the_prompts_runs(client: LanguageClient
     settings = settings_for(stub)
     settings["settings"]["evolver"] = {"backend": "transformers", "name": tiny_model_dir,
                                        "sampling": {"maxTokens": 16, "temperature": 1.0}}
-    settings["settings"]["train"] = {"name": "lsp-evolver", "steps": 1, "states": 1, "samples": 2, "epochs": 1,
-                                     "taskModel": "model"}
+    settings["settings"]["train"] = {"name": "lsp-evolver", "steps": 1, "states": 1, "samples": 2,
+                                     "rolloutMaxTokens": 16, "rewardOn": "batch", "taskModel": "model"}
     client.workspace_did_change_configuration(types.DidChangeConfigurationParams(settings=settings))
     try:
         result = await client.workspace_execute_command_async(types.ExecuteCommandParams("lse.train", [{"uri": uri}]))

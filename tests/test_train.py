@@ -1,6 +1,9 @@
-"""`lse train`: states from real runs, delta rewards scored as the tree scores, PPO-clip on a LoRA adapter
-of a tiny model, checkpoints and resume. The task model is scripted at the backend boundary where exact
-rewards matter; the evolver is a real (tiny, random) transformers model.
+"""`lse train`: states from real runs with the exact chats the search sent, rewards scored as the tree
+scores (the run's dev holdout with k samples, or the round's batch), the reference's schedule (on-policy
+over data epochs, token-mean loss), checkpoints chosen on held-out runs, LoRA and full fine-tuning, resume,
+and the paper's recipe through the public commands. The task model is scripted at the backend boundary
+(in process, or behind a real HTTP server for the CLI); the evolver is a real (tiny, random) transformers
+model.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from lse_engine.config import TrainConfig
 from lse_engine.runner import evolve
 from lse_engine.train.env import TrainEnv
 from lse_engine.train.rewards import advantages, batch_score, reward_edit
-from lse_engine.train.states import harvest, load_states, sample_states, split_by_run
+from lse_engine.train.states import batch_at, harvest, load_states, sample_states, split_by_run
 from lse_engine.workspace import Workspace
 from tests.conftest import build_skill_workspace
 from tests.scripted import ScriptedLLM, instructions_of
@@ -26,28 +29,32 @@ from tests.test_search import collapsing_evolver, skill_task_reply
 TASK_ID = "scripted:task"
 
 
-def make_runs(root: Path, seeds: tuple[int, ...] = (0, 1, 2), rounds: int = 4) -> Path:
+SHORT = {"feedback_chars": 300, "show_schema": False}  # shorter evolver chats: the tiny model reads them faster
+
+
+def make_runs(root: Path, seeds: tuple[int, ...] = (0, 1, 2), rounds: int = 4, overrides: dict | None = None) -> Path:
     """A skill workspace with one evolve run per seed (scripted task model and evolver)."""
     prompt = build_skill_workspace(root)
     for seed in seeds:
-        ws = Workspace(prompt, {"evolve": {"seed": seed, "rounds": rounds}},
-                       llms={"model": ScriptedLLM(skill_task_reply, "task"),
-                             "evolver": ScriptedLLM(collapsing_evolver(), "evolver")})
+        evolve_settings = {**SHORT, "seed": seed, "rounds": rounds, **(overrides or {}).get("evolve", {})}
+        settings = {**(overrides or {}), "evolve": evolve_settings}
+        ws = Workspace(prompt, settings, llms={"model": ScriptedLLM(skill_task_reply, "task"),
+                                               "evolver": ScriptedLLM(collapsing_evolver(), "evolver")})
         evolve(ws)
         ws.close()
     return prompt
 
 
-def scripted_workspace(prompt: Path, overrides: dict | None = None) -> Workspace:
-    return Workspace(prompt, overrides, llms={"model": ScriptedLLM(skill_task_reply, "task")})
+def scripted_workspace(prompt: Path, overrides: dict | None = None, task: ScriptedLLM | None = None) -> Workspace:
+    return Workspace(prompt, overrides, llms={"model": task or ScriptedLLM(skill_task_reply, "task")})
 
 
 def tiny_overrides(model_dir: str, **train: object) -> dict:
     return {
         "evolver": {"backend": "transformers", "model": model_dir, "sampling": {"max_tokens": 16, "temperature": 1.0}},
         "model": {"sampling": {"max_tokens": 16}},
-        "train": {"states": 2, "samples": 2, "epochs": 2, "task_model": "model", "lora_r": 4, "lora_alpha": 8,
-                  "learning_rate": 1e-3, **train},
+        "train": {"states": 2, "samples": 2, "data_epochs": 1, "task_model": "model", "lora_r": 4, "lora_alpha": 8,
+                  "learning_rate": 1e-3, "rollout_max_tokens": 16, "reward_on": "batch", "eval_states": 2, **train},
     }
 
 
@@ -57,18 +64,22 @@ def runs_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 # -- states ------------------------------------------------------------------------------------------------
-def test_states_come_from_the_recorded_expansions(runs_dir: Path) -> None:
+def test_states_carry_the_chat_the_evolver_was_sent_and_the_runs_holdout(runs_dir: Path) -> None:
     ws = scripted_workspace(runs_dir)
     store = ws.store
     states = harvest(store, str(ws.prompt_path), min_failures=1)
     assert states
     for s in states:
-        parent = next(n for n in store.get_nodes(s.run_id) if n["id"] == s.node_id)
-        child = next(n for n in store.get_nodes(s.run_id) if n["id"] == s.child_id)
-        held = next(b for b in store.get_batches(s.run_id, s.node_id) if b["split"] == "heldout" and b["round"] == s.round)
+        nodes = {n["id"]: n for n in store.get_nodes(s.run_id)}
+        batches = store.get_batches(s.run_id)
+        parent, child = nodes[s.node_id], nodes[s.child_id]
+        feedback = next(b for b in batches if (b["node_id"], b["split"], b["round"]) == (s.node_id, "feedback", s.round))
+        root_dev = next(b for b in batches if (b["node_id"], b["split"]) == (0, "dev"))
         assert child["parent"] == s.node_id and child["round"] == s.round
         assert s.instructions == parent["instructions"] and s.feedback == child["feedback"]
-        assert list(s.heldout) == held["problem_ids"] and s.parent_heldout == held["score"]
+        assert s.messages() == json.loads(child["evolver_chat"]) and not s.prefill
+        assert list(s.heldout) == list(dict.fromkeys(feedback["problem_ids"])) and s.parent_heldout == feedback["score"]  # no H: F
+        assert list(s.dev) == list(dict.fromkeys(root_dev["problem_ids"])) and s.parent_dev == parent["dev_score"]
         assert s.failures >= 1
     assert len({s.id for s in states}) == len(states)
     stricter = harvest(store, min_failures=4)
@@ -76,13 +87,26 @@ def test_states_come_from_the_recorded_expansions(runs_dir: Path) -> None:
     ws.close()
 
 
-def test_split_is_by_run_and_sampling_prefers_nodes_far_below_the_best(runs_dir: Path) -> None:
+def test_a_run_with_a_heldout_batch_gives_that_batch(tmp_path: Path) -> None:
+    prompt = make_runs(tmp_path / "ws", seeds=(0,), rounds=2, overrides={"evolve": {"heldout_size": 4}})
+    ws = Workspace(prompt)
+    state = harvest(ws.store, min_failures=0)[0]
+    held = next(b for b in ws.store.get_batches(state.run_id, state.node_id)
+                if b["split"] == "heldout" and b["round"] == state.round)
+    assert list(state.heldout) == held["problem_ids"] and len(state.heldout) == 4
+    ws.close()
+
+
+def test_split_by_run_or_suite_and_sampling_prefers_nodes_far_below_the_best(runs_dir: Path) -> None:
     ws = scripted_workspace(runs_dir)
     states = harvest(ws.store)
     train, held = split_by_run(states, 0.25, seed=0)
     assert train and held and not ({s.run_id for s in train} & {s.run_id for s in held})
     only_one = [s for s in states if s.run_id == states[0].run_id]
     assert split_by_run(only_one, 0.25) == (only_one, [])
+    other = [dataclasses.replace(s, suite="/elsewhere/other.suite.yaml") for s in states[:3]]
+    train, held = split_by_run(states + other, 0.5, seed=0, by="suite")
+    assert len({s.suite for s in held}) == 1 and not ({s.suite for s in train} & {s.suite for s in held})
     # priority: a state far below its tree's best is drawn far more often than one at the best
     far, near = dataclasses.replace(states[0], id="far", gap=0.75), dataclasses.replace(states[0], id="near", gap=0.0)
     rng = random.Random(0)
@@ -90,6 +114,21 @@ def test_split_is_by_run_and_sampling_prefers_nodes_far_below_the_best(runs_dir:
     for _ in range(400):
         counts[sample_states([far, near], 1, rng)[0].id] += 1
     assert counts[far.id] > 5 * counts[near.id]
+    ws.close()
+
+
+def test_data_epochs_visit_every_state_once_each_in_batches(runs_dir: Path) -> None:
+    ws = scripted_workspace(runs_dir)
+    states = harvest(ws.store)[:7]
+    per_epoch = 3  # 7 states in batches of 3: 3 + 3 + 1
+    seen: dict[int, list[str]] = {}
+    for step in range(1, 2 * per_epoch + 1):
+        epoch, batch = batch_at(states, 3, seed=0, step=step)
+        seen.setdefault(epoch, []).extend(s.id for s in batch)
+        assert batch_at(states, 3, seed=0, step=step) == (epoch, batch)  # a function of (seed, step): resumable
+    assert sorted(seen) == [1, 2]
+    assert all(sorted(ids) == sorted(s.id for s in states) for ids in seen.values())
+    assert seen[1] != seen[2]  # each epoch has its own order
     ws.close()
 
 
@@ -103,33 +142,57 @@ def test_the_same_expansion_in_two_runs_is_one_state(tmp_path: Path) -> None:
 
 
 # -- rewards -----------------------------------------------------------------------------------------------
-def test_reward_is_a_delta_on_the_same_batch(runs_dir: Path) -> None:
+def test_holdout_reward_is_post_minus_pre_on_the_runs_dev_holdout_with_k_samples(tmp_path: Path) -> None:
+    two = {"model": {"sampling": {"samples": 2}}}
+    prompt = make_runs(tmp_path / "ws", seeds=(0,), rounds=3, overrides=two)
+    task = ScriptedLLM(skill_task_reply, "task")
+    ws = scripted_workspace(prompt, two, task)
+    env = TrainEnv(ws)
+    env.use_task_model("model", None)
+    state = next(s for s in harvest(ws.store, min_failures=0) if 0 < (s.parent_dev or 0) < 1)
+    dev = env.target(state, "holdout")
+    assert dev is not None and [p.id for p in dev] == list(state.dev) and len(dev) == 20
+    scorer = env.scorer(state)
+    parent = batch_score(scorer, state.instructions, dev)
+    assert parent == state.parent_dev and task.calls == []  # the run's own dev score, from the outcome cache
+    r = reward_edit(scorer, "<prompt>t0 t1 t2 t3</prompt>", dev, parent, parent=state.instructions)
+    assert r.valid and r.score == 1.0 and r.reward == pytest.approx(1.0 - parent)
+    assert len(task.calls) == 2 * len(dev)  # k = 2 samples of every dev problem, as the tree scores a node
+    assert {instructions_of(c) for c in task.calls} == {"t0 t1 t2 t3"}
+    env.close()
+    ws.close()
+
+
+def test_batch_reward_noops_and_prefilled_replies(runs_dir: Path) -> None:
     ws = scripted_workspace(runs_dir)
     env = TrainEnv(ws)
     env.use_task_model("model", None)
     state = next(s for s in harvest(ws.store) if 0 < s.parent_heldout < 1 and "BROKEN" not in s.instructions)
-    problems = env.problems(state)
+    problems = env.target(state, "batch")
+    assert problems is not None and [p.id for p in problems] == list(state.heldout)
     scorer = env.scorer(state)
     parent = batch_score(scorer, state.instructions, problems)
     assert parent == state.parent_heldout  # scored exactly as the tree scored it (same cache keys)
 
     def reward(reply: str, **kw: object):
-        return reward_edit(scorer, reply, problems, parent, **kw)
+        return reward_edit(scorer, reply, problems, parent, parent=state.instructions, **kw)
 
-    same = reward(f"thinking…<prompt>{state.instructions}</prompt>")
-    assert same.valid and same.reward == 0.0 and same.delta == 0.0
-    better = reward("<prompt>t0 t1 t2 t3</prompt>")
+    better = reward("thinking…<prompt>t0 t1 t2 t3</prompt>")
     assert better.score == 1.0 and better.reward == pytest.approx(1.0 - parent) and better.reward > 0
     worse = reward("<prompt>t0 t1 t2 t3 BROKEN</prompt>")
     assert worse.reward == pytest.approx(-parent) and worse.reward < 0
+    assert reward("<prompt>t0 t1 t2 t3</prompt>", reward="post").reward == 1.0
+    # a no-op edit (whitespace aside) is invalid, as in the search; or worth exactly 0 when asked
+    spaced = "<prompt>  " + "\n".join(state.instructions.split()) + " </prompt>"
+    noop = reward(spaced)
+    assert not noop.valid and noop.noop and noop.reward == -1.0
+    assert reward(spaced, noop_reward="zero").reward == 0.0
     assert reward("no tags here").reward == -1.0 and not reward("no tags here").valid
     assert reward("<prompt> </prompt>", invalid_reward=-0.5).reward == -0.5
-    assert reward("<prompt>t0 t1 t2 t3</prompt>", reward="post").reward == 1.0
-    assert reward("<prompt>t0 t1 t2 t3</prompt>").reward == better.reward  # deterministic (cached)
-    # the edit's task chats carry the edit as their instructions, like a node's
-    task_llm = env.task_llm
-    assert isinstance(task_llm, ScriptedLLM)
-    assert any(instructions_of(c) == "t0 t1 t2 t3" for c in task_llm.calls)
+    # the search's parser: a prefilled reply may repeat the opening tag, or end without the closing one
+    assert reward("<prompt>\n<prompt>\nt0 t1 t2 t3</prompt>", prefilled=True).reward == better.reward
+    assert reward("<prompt>\nt0 t1 t2 t3", prefilled=True).reward == better.reward
+    assert not reward("<prompt>\nt0 t1 t2 t3").valid  # the same reply without the prefill is unfinished
     env.close()
     ws.close()
 
@@ -145,6 +208,40 @@ def test_advantages_delta_is_the_reward_and_grpo_normalises_the_group() -> None:
     assert advantages([-1.0] * 4, "delta") == [-1.0] * 4
 
 
+# -- rollouts see the search's prompts (A4) -----------------------------------------------------------------------
+def test_rollouts_use_the_searchs_chat_and_prefill(tmp_path: Path, tiny_model_dir: str) -> None:
+    from lse_engine.evolve.evolver import build_chat, with_prefill
+    from lse_engine.llm.transformers_backend import TransformersLLM
+    from lse_engine.train.policy import Policy, lora_model
+    from lse_engine.train.rollout import collect, state_chat
+
+    prompt = make_runs(tmp_path / "ws", seeds=(0,), rounds=2, overrides={"evolve": {"evolver_prefill": True}})
+    ws = scripted_workspace(prompt, tiny_overrides(tiny_model_dir))
+    state = harvest(ws.store, min_failures=0)[0]
+    chat = state_chat(state, "text-to-sql")
+    assert state.prefill and chat[-1] == {"role": "assistant", "content": "<prompt>\n"}
+    backend = TransformersLLM(tiny_model_dir)
+    policy = Policy(lora_model(backend.model, 4, 8, 0.0), backend.tokenizer, render=backend.render)
+    assert policy.chat_ids(chat) == backend.render(chat)  # token for token what `lse evolve` sends
+    env = TrainEnv(ws)
+    env.use_task_model("model", None)
+    cfg = TrainConfig(samples=3, reward_on="batch")
+    from lse_engine.llm.base import Sampling
+
+    ro = collect(env, policy, state, cfg, Sampling(max_tokens=12, temperature=1.0), seed=0)
+    assert all(t.startswith("<prompt>\n") for t in ro.texts)
+    # random tokens after the prefill are instructions, as the search would read them (without it: all invalid)
+    assert sum(r.valid or r.noop for r in ro.rewards) == 3
+    env.close()
+    # a run older than the evolver_chat column: the chat is rebuilt, prefill included
+    ws.store.db.execute("UPDATE nodes SET evolver_chat = NULL")
+    ws.store.db.conn.commit()
+    old = harvest(ws.store, min_failures=0)[0]
+    assert old.chat == "" and old.prefill
+    assert state_chat(old, "text-to-sql") == with_prefill(build_chat(old.instructions, old.feedback, "text-to-sql"))
+    ws.close()
+
+
 # -- the policy gradient on a tiny model ---------------------------------------------------------------------
 def _tiny_policy(model_dir: str):
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -153,6 +250,41 @@ def _tiny_policy(model_dir: str):
 
     model = AutoModelForCausalLM.from_pretrained(model_dir)
     return Policy(lora_model(model, 4, 8, 0.0), AutoTokenizer.from_pretrained(model_dir))
+
+
+def test_loss_is_token_mean_over_the_batch_as_the_reference() -> None:
+    import torch
+
+    from lse_engine.train.policy import ppo_loss
+
+    zeros = torch.zeros(2, 3)  # ratio 1: the loss is −advantage per token
+    mask = torch.tensor([[1.0, 1.0, 1.0], [1.0, 0.0, 0.0]])  # edits of 3 and 1 tokens
+    adv = torch.tensor([1.0, -1.0])
+    assert float(ppo_loss(zeros, zeros, adv, mask, 0.2)) == pytest.approx((-3 + 1) / 4)  # token-mean
+    assert float(ppo_loss(zeros, zeros, adv, mask, 0.2, "seq-mean")) == pytest.approx((-1 + 1) / 2)
+    assert float(ppo_loss(zeros, zeros, adv, mask, 0.2, "token-mean", denominator=8)) == pytest.approx(-2 / 8)
+
+
+def test_update_token_mean_counts_every_token_of_the_batch(tiny_model_dir: str) -> None:
+    import torch
+
+    from lse_engine.train.rollout import Rollout
+    from lse_engine.train.update import ppo_update
+
+    policy = _tiny_policy(tiny_model_dir)
+    prompt = policy.chat_ids([{"role": "user", "content": "x"}])
+    comps = [[5, 6, 7], [8], [9, 10, 11, 12]]
+    with torch.no_grad():
+        logps, mask = policy.token_logps([(prompt, c) for c in comps])
+    old = [row[: int(m.sum())] for row, m in zip(logps, mask)]
+    ro = Rollout(state=None, prompt_ids=prompt, completions=comps, texts=[""] * 3, parent_score=0.0,  # type: ignore[arg-type]
+                 rewards=[], advantages=[1.0, -1.0, 0.0], old_logps=old)
+    opt = torch.optim.SGD(policy.trainable_parameters(), lr=0.0)
+    out = ppo_update(policy, opt, [ro], epochs=1, clip=0.2, micro_batch=1, max_grad_norm=1.0)
+    # ratio 1 on the first pass: −(1·3 − 1·1) / 8 tokens (the zero-advantage edit's 4 tokens count too)
+    assert out["loss"] == pytest.approx(-2 / 8, abs=1e-5) and out["active"] == pytest.approx(2 / 3)
+    seq = ppo_update(policy, opt, [ro], epochs=1, clip=0.2, micro_batch=1, max_grad_norm=1.0, agg="seq-mean")
+    assert seq["loss"] == pytest.approx(0.0, abs=1e-5)
 
 
 def test_equal_group_gives_exactly_zero_gradient_under_grpo(tiny_model_dir: str) -> None:
@@ -205,14 +337,15 @@ def test_update_skips_a_zero_advantage_batch(tiny_model_dir: str) -> None:
 
 
 # -- end to end -------------------------------------------------------------------------------------------------
-def test_train_end_to_end_saves_an_adapter_and_resumes(tmp_path: Path, tiny_model_dir: str) -> None:
+def test_train_chooses_the_checkpoint_best_on_held_out_runs_and_resumes(tmp_path: Path, tiny_model_dir: str) -> None:
     from lse_engine.llm.base import Sampling
     from lse_engine.llm.transformers_backend import TransformersLLM
     from lse_engine.train import train
 
     prompt = make_runs(tmp_path / "ws", seeds=(0, 1))
     events = []
-    ws = scripted_workspace(prompt, tiny_overrides(tiny_model_dir, steps=2, checkpoint_every=1))
+    settings = tiny_overrides(tiny_model_dir, steps=2, checkpoint_every=1, keep_checkpoints=1)
+    ws = scripted_workspace(prompt, settings)
     result = train(ws, progress=events.append)
     ws.close()
     assert result.status == "done" and result.step == 2
@@ -222,12 +355,21 @@ def test_train_end_to_end_saves_an_adapter_and_resumes(tmp_path: Path, tiny_mode
         assert all(math.isfinite(h[k]) for k in ("loss", "mean_reward", "mean_delta", "kl", "grad_norm"))
     assert {e.kind for e in events} == {"train"} and events[-1].done
     assert [e.round for e in events if e.extra.get("phase") == "step"] == [1, 2]
+    # every checkpoint was evaluated on the dev states; the best one (earliest on a tie) is the evolver
+    ev = result.evaluation
+    by_step = {int(k): v for k, v in ev["by_step"].items()}
+    assert ev["on"] == "eval" and sorted(by_step) == [0, 1, 2] and ev["states"] == 2
+    best = min((1, 2), key=lambda s: (-by_step[s], s))
+    assert result.chosen_step == ev["step"] == best and ev["trained"]["mean_reward"] == by_step[best]
+    assert ev["base"]["mean_reward"] == by_step[0]
     out = tmp_path / "ws" / ".lse" / "evolvers" / "evolver"
-    assert (out / "adapter_config.json").is_file() and (out / "adapter_model.safetensors").is_file()
+    chosen = out / "checkpoints" / f"step-{best:06d}"
+    assert (out / "adapter_model.safetensors").read_bytes() == (chosen / "adapter_model.safetensors").read_bytes()
+    kept = {p.name for p in (out / "checkpoints").iterdir()}
+    assert kept == {"step-000002", chosen.name}  # the newest, and the best on dev whatever `keep` says
     meta = json.loads((out / "lse_meta.json").read_text())
-    assert meta["data"]["states"] == result.data["states"] and meta["metrics"]["steps"] == 2
-    assert set(meta["metrics"]["evaluation"]) >= {"base", "trained"}
-    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["step-000001", "step-000002"]
+    assert meta["data"]["states"] == result.data["states"] and meta["metrics"]["chosen_step"] == best
+    assert meta["method"] == "lora"
     assert load_states(Workspace(prompt).store)[1]  # states saved with their split
 
     # the adapter loads back into the transformers backend and generates
@@ -235,15 +377,16 @@ def test_train_end_to_end_saves_an_adapter_and_resumes(tmp_path: Path, tiny_mode
     assert llm.generate([[{"role": "user", "content": "hi"}]], Sampling(max_tokens=4))[0] is not None
     llm.close()
 
-    # resume: continues at step 3, repeats nothing
+    # resume: continues at step 3, repeats nothing, keeps the earlier history and dev evaluations
     events.clear()
-    ws = scripted_workspace(prompt, tiny_overrides(tiny_model_dir, steps=3, checkpoint_every=1))
+    ws = scripted_workspace(prompt, {**settings, "train": {**settings["train"], "steps": 3}})
     resumed = train(ws, resume=True, progress=events.append)
     ws.close()
     assert resumed.status == "done" and resumed.step == 3
     assert [e.round for e in events if e.extra.get("phase") == "step"] == [3]
-    assert [h["step"] for h in resumed.history] == [1.0, 2.0, 3.0]
-    assert resumed.history[:2] == result.history
+    assert [h["step"] for h in resumed.history] == [1.0, 2.0, 3.0] and resumed.history[:2] == result.history
+    assert {int(k) for k in resumed.evaluation["by_step"]} == {0, 1, 2, 3}
+    assert all(resumed.evaluation["by_step"][k] == v for k, v in ev["by_step"].items())
 
 
 def test_cancel_keeps_a_checkpoint_and_resume_continues(tmp_path: Path, tiny_model_dir: str) -> None:
@@ -257,7 +400,7 @@ def test_cancel_keeps_a_checkpoint_and_resume_continues(tmp_path: Path, tiny_mod
         if ev.extra.get("phase") == "step":
             cancel.cancel()
 
-    overrides = tiny_overrides(tiny_model_dir, steps=3, checkpoint_every=10, states=1, epochs=1)
+    overrides = tiny_overrides(tiny_model_dir, steps=3, checkpoint_every=10, states=1)
     ws = scripted_workspace(prompt, overrides)
     cut = train(ws, progress=stop_after_first_step, cancel=cancel)
     ws.close()
@@ -268,6 +411,37 @@ def test_cancel_keeps_a_checkpoint_and_resume_continues(tmp_path: Path, tiny_mod
     done = train(ws, resume=True, progress=lambda e: steps.append(e.round) if e.extra.get("phase") == "step" else None)
     ws.close()
     assert done.status == "done" and steps == [2, 3]
+    assert done.evaluation["on"] == "train"  # one run: no held-out runs, the last step is kept
+
+
+def test_full_fine_tuning_on_cpu_trains_a_copy_and_saves_a_loadable_model(tmp_path: Path, tiny_model_dir: str) -> None:
+    import torch
+
+    from lse_engine.llm.base import Sampling
+    from lse_engine.llm.transformers_backend import TransformersLLM
+    from lse_engine.train import train
+
+    prompt = make_runs(tmp_path / "ws", seeds=(0, 1), rounds=3)
+    evolver = TransformersLLM(tiny_model_dir)
+    before = {k: v.clone() for k, v in evolver.model.state_dict().items()}
+    ws = scripted_workspace(prompt, tiny_overrides(tiny_model_dir, method="full", steps=1, states=1,
+                                                   learning_rate=1e-2))
+    result = train(ws, llms={"evolver": evolver})
+    ws.close()
+    assert result.status == "done" and result.chosen_step == 1 and math.isfinite(result.history[0]["loss"])
+    assert result.history[0]["active"] > 0  # edits with a non-zero reward: the weights had a gradient
+    out = result.out_dir
+    assert {"config.json", "model.safetensors", "lse_meta.json"} <= {p.name for p in out.iterdir()}
+    assert not (out / "adapter_config.json").exists()
+    assert all(torch.equal(before[k], v) for k, v in evolver.model.state_dict().items())  # the base is untouched
+    trained = TransformersLLM(str(out))
+    changed = [k for k, v in trained.model.state_dict().items() if not torch.equal(before[k], v)]
+    assert changed  # every weight was trainable: they moved
+    # `--evolver NAME` (an adapter setting) takes a full fine-tune too
+    via_adapter = TransformersLLM(tiny_model_dir, adapter=str(out))
+    chat = [[{"role": "user", "content": "hi"}]]
+    assert via_adapter.generate(chat, Sampling(max_tokens=6))[0].text == trained.generate(chat, Sampling(max_tokens=6))[0].text
+    assert json.loads((out / "lse_meta.json").read_text())["method"] == "full"
 
 
 def test_self_task_model_answers_with_the_adapter_off(tiny_model_dir: str) -> None:
@@ -288,21 +462,24 @@ def test_self_task_model_answers_with_the_adapter_off(tiny_model_dir: str) -> No
             if "lora_B" in name:
                 p.add_(torch.randn_like(p))
     with_adapter = [c.text for c in inner.generate(chats, greedy)]
-    task = SelfTaskLLM(inner, peft_model)
+    task = SelfTaskLLM(inner, peft_model, "pool:base")
     assert [c.text for c in task.generate(chats, greedy)] == reference != with_adapter
-    assert task.model_id == inner.model_id and inner.model_id.endswith(":")  # the base's identity in cache keys
+    assert task.model_id == "pool:base"
 
 
 def test_train_with_the_self_task_model(tmp_path: Path, tiny_model_dir: str) -> None:
+    from lse_engine.llm.pool import model_identity
     from lse_engine.train import train
 
     prompt = make_runs(tmp_path / "ws", seeds=(0,))
-    ws = Workspace(prompt, tiny_overrides(tiny_model_dir, steps=1, states=1, epochs=1, task_model="self"))
+    ws = Workspace(prompt, tiny_overrides(tiny_model_dir, steps=1, states=1, task_model="self"))
     result = train(ws)
+    base = dataclasses.replace(ws.config.evolver, adapter="")
     ws.close()
     assert result.status == "done" and math.isfinite(result.history[0]["mean_reward"])
     meta = json.loads((result.out_dir / "lse_meta.json").read_text())
-    assert meta["task_model"] == meta["base_model"] and meta["task_model"].startswith("transformers:")
+    # the base weights' identity: the cache keys of a run whose task model had these weights
+    assert meta["task_model"] == "pool:" + model_identity(base, ws.config.root)
 
 
 def test_no_runs_means_no_states(tmp_path: Path, tiny_model_dir: str) -> None:
@@ -315,25 +492,41 @@ def test_no_runs_means_no_states(tmp_path: Path, tiny_model_dir: str) -> None:
     assert result.status == "no-states" and "lse evolve" in result.message
 
 
-def test_cli_train_tiny(tmp_path: Path, tiny_model_dir: str, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_old_epochs_key_is_a_clear_error(tmp_path: Path, tiny_model_dir: str) -> None:
+    from lse_engine.errors import LSEError
+    from lse_engine.train import train
+
+    prompt = make_runs(tmp_path / "ws", seeds=(0,), rounds=2)
+    ws = Workspace(prompt, tiny_overrides(tiny_model_dir, epochs=4))
+    with pytest.raises(LSEError, match="train.epochs is gone.*train.ppo_epochs.*train.data_epochs"):
+        train(ws)
+    ws.close()
+
+
+def test_cli_train_tiny(tmp_path: Path, tiny_model_dir: str, monkeypatch: pytest.MonkeyPatch,
+                        capsys: pytest.CaptureFixture[str]) -> None:
     from lse_engine.cli import main
 
     (tmp_path / "cache").mkdir()
     (tmp_path / "cache" / "tiny-model").symlink_to(tiny_model_dir)  # `--tiny` finds the built model there
     monkeypatch.setenv("LSE_CACHE_DIR", str(tmp_path / "cache"))
-    prompt = make_runs(tmp_path / "ws", seeds=(0, 1))
+    prompt = make_runs(tmp_path / "ws", seeds=(0, 1), rounds=2)
     args = ["train", "--workspace", str(tmp_path / "ws"), "--tiny", "--name", "cli-evolver", "--steps", "1",
-            "--states", "1", "--samples", "2", "--epochs", "1"]
+            "--states", "1", "--samples", "2", "--reward-on", "batch"]
     assert main(args) == 0
     out = tmp_path / "ws" / ".lse" / "evolvers" / "cli-evolver"
     assert (out / "adapter_model.safetensors").is_file() and (out / "lse_meta.json").is_file()
+    assert json.loads((out / "lse_meta.json").read_text())["train"]["rollout_max_tokens"] == 96
+    assert "chosen: step 1" in capsys.readouterr().out
     assert main(["train", str(prompt), "--workspace", str(tmp_path / "ws")]) == 2  # both: refused
+    assert main([*args, "--epochs", "2"]) == 2
+    assert "--ppo-epochs" in capsys.readouterr().err
     # the trained evolver, by name, drives an evolution
     assert main(["evolve", str(prompt), "--tiny", "--evolver", "cli-evolver", "--rounds", "1", "--batch-size", "3",
                  "--dev-size", "4"]) == 0
     store = Workspace(prompt).store
     run = store.list_runs(str(prompt.resolve()), limit=1)[0]
-    assert run["evolver_id"].endswith(f":{out}") and run["evolver_calls"] >= 1
+    assert str(out) in run["evolver_id"] and run["evolver_calls"] >= 1
 
 
 def test_trl_scale_out_uses_raw_delta_rewards_as_advantages(runs_dir: Path, tiny_model_dir: str) -> None:
@@ -343,7 +536,8 @@ def test_trl_scale_out_uses_raw_delta_rewards_as_advantages(runs_dir: Path, tiny
 
     ws = scripted_workspace(runs_dir, tiny_overrides(tiny_model_dir))
     env = TrainEnv(ws)
-    cfg = TrainConfig(name="trl", states=1, samples=2, epochs=1, steps=1, advantage="delta")
+    cfg = TrainConfig(name="trl", states=1, samples=2, steps=1, advantage="delta", reward_on="batch",
+                      rollout_max_tokens=16, loss_agg="seq-mean")
     trainer = build_trainer(env, cfg, harvest(ws.store)[:2], use_cpu=True)
     trainer.train()
     log = trainer.state.log_history[0]

@@ -1,4 +1,5 @@
-"""`lse train`: train an evolver (a LoRA adapter) on the states of your evolve runs, with a live view."""
+"""`lse train`: train an evolver (a LoRA adapter or a full fine-tune) on the states of your evolve runs,
+with a live view; the checkpoint that does best on held-out runs is saved."""
 
 from __future__ import annotations
 
@@ -16,7 +17,9 @@ from lse_engine.errors import LSEError
 from lse_engine.llm.base import CancelToken
 from lse_engine.progress import ProgressEvent
 
-TRAIN_KEYS = ("name", "steps", "epochs", "states", "samples", "advantage", "reward", "task_model")
+TRAIN_KEYS = ("name", "steps", "data_epochs", "ppo_epochs", "states", "samples", "advantage", "reward", "reward_on",
+              "method", "holdout_by", "task_model")
+TINY_ROLLOUT_TOKENS = 96  # --tiny: rollouts as long as the tiny evolver's replies in the search
 
 
 class TrainView:
@@ -54,16 +57,20 @@ class TrainView:
         return t
 
 
-def _evaluation_table(evaluation: dict[str, Any]) -> Table:
-    on = evaluation.get("on", "eval")
-    title = (f"evaluation on {evaluation.get('states', 0)} held-out states (runs not trained on)" if on == "eval"
-             else f"evaluation on {evaluation.get('states', 0)} training states (no held-out runs: add more runs)")
+def _evaluation_table(evaluation: dict[str, Any], data: dict[str, Any]) -> Table:
+    n = evaluation.get("states", 0)
+    if evaluation.get("on", "eval") == "eval":
+        suites = len(data.get("eval_suites") or [])
+        title = f"dev set: {n} states of {data.get('eval_runs', 0)} held-out runs ({suites} suite(s)), never trained on"
+    else:
+        title = f"evaluation on {n} training states (no held-out runs to choose a checkpoint on: add more runs)"
     table = Table(title=title)
-    for col in ("evolver", "mean delta reward", "mean delta (valid edits)", "valid edits"):
+    for col in ("evolver", "step", "mean reward", "mean delta (valid edits)", "valid edits", "no-op edits"):
         table.add_column(col)
-    for label in ("base", "trained"):
+    for label, step in (("base", "0"), ("trained", str(evaluation.get("step", "")))):
         e = evaluation[label]
-        table.add_row(label, f"{e['mean_reward']:+.3f}", f"{e['mean_delta']:+.3f}", f"{e['valid']:.0%}")
+        table.add_row(label, step, f"{e['mean_reward']:+.3f}", f"{e['mean_delta']:+.3f}", f"{e['valid']:.0%}",
+                      f"{e.get('noop', 0.0):.0%}")
     return table
 
 
@@ -73,13 +80,20 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     if bool(args.prompt) == bool(args.workspace):
         raise LSEError("give a prompt file (its runs) or --workspace DIR (all runs in its store), not both")
+    if args.epochs is not None:
+        from lse_engine.train.trainer import EPOCHS_GONE
+
+        raise LSEError(EPOCHS_GONE.replace("train.", "--").replace("_", "-"))
+    if args.config and args.prompt:
+        raise LSEError("--config goes with --workspace (a prompt file uses the lse.toml above it)")
     overrides = overrides_from(args)
     changes = {k: getattr(args, k) for k in TRAIN_KEYS if getattr(args, k, None) is not None}
-    if changes:
-        overrides["train"] = changes
     if args.tiny:
+        changes.setdefault("rollout_max_tokens", TINY_ROLLOUT_TOKENS)
         err_console.print("[yellow]--tiny: a tiny random evolver; it shows the pipeline working, its rewards "
                           "mean nothing.[/]")
+    if changes:
+        overrides["train"] = changes
     target: Workspace | Path = Workspace(args.prompt, overrides) if args.prompt else Path(args.workspace)
     cancel = CancelToken()
     install_sigint(cancel)
@@ -87,7 +101,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     try:
         with Live(view, console=console, refresh_per_second=4, transient=False):
             result = train(target, resume=args.resume, progress=view, cancel=cancel,
-                           overrides=None if isinstance(target, Workspace) else overrides)
+                           overrides=None if isinstance(target, Workspace) else overrides, config=args.config)
     finally:
         if isinstance(target, Workspace):
             target.close()
@@ -98,24 +112,41 @@ def cmd_train(args: argparse.Namespace) -> int:
     console.print(f"[bold]data[/]: {d.get('runs', 0)} runs, {d.get('train_states', 0)} training states "
                   f"({d.get('train_runs', 0)} runs), {d.get('eval_states', 0)} held-out states "
                   f"({d.get('eval_runs', 0)} runs)")
+    for label, key in (("trained on", "train_suites"), ("held out", "eval_suites")):
+        if d.get(key):
+            console.print(f"  [dim]{label}: {', '.join(Path(p).name for p in d[key])}[/]")
     if result.status == "cancelled":
         console.print(f"[yellow]{result.message}[/]")
         return 130
-    console.print(_evaluation_table(result.evaluation))
-    console.print(f"[green]saved[/] {result.adapter}  ·  use it with: lse evolve PROMPT --evolver {result.name}")
+    ev = result.evaluation
+    console.print(_evaluation_table(ev, d))
+    if ev.get("by_step"):
+        steps = "  ".join(f"{k}: {v:+.3f}" for k, v in ev["by_step"].items())
+        console.print(f"[bold]dev mean reward by step[/] {steps}  →  [bold]chosen: step {result.chosen_step}[/]")
+    console.print(f"[green]saved[/] {result.adapter}  ·  use it with: lse evolve PROMPT --evolver {result.adapter}")
     return 0
 
 
 def register(sub: Any) -> None:
     """Add `lse train` to the main parser's subcommands."""
-    p = sub.add_parser("train", help="train an evolver (LoRA adapter) on the states of your evolve runs")
+    p = sub.add_parser("train", help="train an evolver (LoRA adapter or full fine-tune) on the states of your "
+                                     "evolve runs")
     p.add_argument("prompt", nargs="?", help="a prompt file: learn from its runs")
-    p.add_argument("--workspace", help="a workspace directory: learn from every run in its store")
-    p.add_argument("--name", help="the evolver's name (saved under .lse/evolvers/NAME)")
-    p.add_argument("--steps", type=int, help="rollout batches (default: one pass over the training states)")
-    p.add_argument("--epochs", type=int, help="PPO passes over each batch")
+    p.add_argument("--workspace", help="a directory: learn from every run in its store (DIR/.lse/lse.db), e.g. "
+                                       "an `lse bench --out` directory")
+    p.add_argument("--config", help="with --workspace: the lse.toml to read (default: the nearest at or above DIR)")
+    p.add_argument("--name", help="the evolver's name (saved under DIR/.lse/evolvers/NAME)")
+    p.add_argument("--steps", type=int, help="rollout batches (default: data-epochs passes over the training states)")
+    p.add_argument("--data-epochs", type=int, dest="data_epochs", help="passes over the training states (paper: 4)")
+    p.add_argument("--ppo-epochs", type=int, dest="ppo_epochs", help="PPO passes per rollout batch (1: on-policy)")
+    p.add_argument("--epochs", type=int, help=argparse.SUPPRESS)  # gone: a clear error says what replaced it
     p.add_argument("--states", type=int, help="states per batch")
     p.add_argument("--samples", type=int, help="edits sampled per state")
+    p.add_argument("--method", choices=["lora", "full"], help="lora: a LoRA adapter (default); full: every weight")
+    p.add_argument("--reward-on", choices=["holdout", "batch"], dest="reward_on",
+                   help="holdout: the run's fixed dev holdout, k samples (paper, default); batch: the round's batch")
+    p.add_argument("--holdout-by", choices=["run", "suite"], dest="holdout_by",
+                   help="the dev set that picks the checkpoint: whole runs (default) or whole suites (databases)")
     p.add_argument("--advantage", choices=["delta", "grpo"], help="delta: the reward itself (paper); grpo: group-normalised")
     p.add_argument("--reward", choices=["delta", "post"], help="delta: score(edit) − score(parent); post: score(edit)")
     p.add_argument("--task-model", choices=["self", "model"], dest="task_model",

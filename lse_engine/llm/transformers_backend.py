@@ -231,6 +231,12 @@ class TransformersLLM:
     @staticmethod
     def _load_adapter(model: Any, adapter: str) -> Any:
         if not os.path.isfile(os.path.join(adapter, "adapter_config.json")):
+            if os.path.isfile(os.path.join(adapter, "config.json")):  # a full fine-tune (`lse train`, method full)
+                from transformers import AutoModelForCausalLM
+
+                with quiet_progress_bars():
+                    full = AutoModelForCausalLM.from_pretrained(adapter, dtype=model.dtype)
+                return full.to(model.device)
             raise ModelNotFoundError(f"LoRA adapter not found: {os.path.abspath(adapter)} has no adapter_config.json. "
                                      "Set [evolver] adapter to a directory written by `lse train`.")
         try:

@@ -1,24 +1,29 @@
-"""Checkpoints under `.lse/evolvers/NAME/checkpoints/step-NNNNNN/`: the adapter (peft), the optimizer,
-the step, the metric history and every RNG state. `trainer_state.pt` is written last, so a directory
-without it (a kill mid-save) is never resumed from.
+"""Checkpoints under `.lse/evolvers/NAME/checkpoints/step-NNNNNN/`: the weights (a LoRA adapter, or the
+whole model under full fine-tuning), the optimizer, the step, the metric history, the dev evaluations and
+every RNG state. `trainer_state.pt` is written last, so a directory without it (a kill mid-save) is never
+resumed from. Pruning keeps the newest `keep` checkpoints and the one chosen on dev.
 """
 
 from __future__ import annotations
 
+import os
 import random
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
-
-from lse_engine.llm.transformers_backend import quiet_progress_bars
 
 STATE_FILE = "trainer_state.pt"
 
 
 def checkpoints_dir(out: Path) -> Path:
     return out / "checkpoints"
+
+
+def checkpoint_path(out: Path, step: int) -> Path:
+    return checkpoints_dir(out) / f"step-{step:06d}"
 
 
 def rng_state() -> dict[str, Any]:
@@ -35,17 +40,18 @@ def set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def save_checkpoint(out: Path, step: int, model: Any, optimizer: torch.optim.Optimizer,
-                    extra: dict[str, Any], keep: int = 2) -> Path:
-    """Save the adapter and trainer state after `step`; keep only the newest `keep` checkpoints."""
-    path = checkpoints_dir(out) / f"step-{step:06d}"
+def save_checkpoint(out: Path, step: int, save_weights: Callable[[Path], None], optimizer: torch.optim.Optimizer,
+                    extra: dict[str, Any], keep: int = 2, protect: int | None = None) -> Path:
+    """Save the weights and trainer state after `step`; keep the newest `keep` checkpoints and step `protect`."""
+    path = checkpoint_path(out, step)
     path.mkdir(parents=True, exist_ok=True)
-    with quiet_progress_bars():
-        model.save_pretrained(str(path))
+    save_weights(path)
     torch.save({"step": step, "optimizer": optimizer.state_dict(), "rng": rng_state(), **extra},
                path / STATE_FILE)
+    kept = {checkpoint_path(out, protect)} if protect else set()
     for old in all_checkpoints(out)[:-max(1, keep)]:
-        shutil.rmtree(old, ignore_errors=True)
+        if old not in kept:
+            shutil.rmtree(old, ignore_errors=True)
     return path
 
 
@@ -65,3 +71,22 @@ def latest_checkpoint(out: Path) -> Path | None:
 def load_trainer_state(path: Path) -> dict[str, Any]:
     """The trainer state saved with a checkpoint (our own file: python objects included)."""
     return torch.load(path / STATE_FILE, map_location="cpu", weights_only=False)
+
+
+def update_checkpoint(path: Path, **fields: Any) -> None:
+    """Replace fields of a saved trainer state (e.g. the dev evaluations), atomically."""
+    state = load_trainer_state(path)
+    state.update(fields)
+    tmp = path / (STATE_FILE + ".tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path / STATE_FILE)
+
+
+def export_weights(checkpoint: Path, out: Path) -> None:
+    """Make `out` hold exactly the checkpoint's weights (what `lse evolve --evolver NAME` loads)."""
+    for old in out.iterdir():
+        if old.is_file() and old.name != "lse_meta.json":
+            old.unlink()
+    for f in checkpoint.iterdir():
+        if f.is_file() and f.name != STATE_FILE:
+            shutil.copy2(f, out / f.name)

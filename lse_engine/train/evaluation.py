@@ -1,7 +1,10 @@
-"""Base vs trained evolver on held-out states: the same states, the same sampling seeds, delta rewards."""
+"""An evolver on the dev states (held-out runs): mean reward of its edits, sampled as `lse evolve` samples
+the evolver, with the same seeds for every checkpoint and for the base, so they are compared on equal terms.
+"""
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Sequence
 
 from lse_engine.config import TrainConfig
@@ -13,16 +16,19 @@ from lse_engine.train.rollout import collect
 from lse_engine.train.states import State
 
 
+def pick_states(states: Sequence[State], n: int, seed: int) -> list[State]:
+    """A fixed subset of n states (0 = all), the same for every checkpoint."""
+    ranked = sorted(states, key=lambda s: hashlib.sha256(f"{seed}:{s.id}".encode()).hexdigest())
+    return ranked[:n] if n > 0 else ranked
+
+
 def evaluate(env: TrainEnv, policy: Policy, states: Sequence[State], cfg: TrainConfig, sampling: Sampling,
-             on_state: Callable[[str, int, int], None] | None = None) -> dict[str, dict[str, float]]:
-    """Mean delta reward (invalid edits at `invalid_reward`) of the base and the trained evolver."""
-    out: dict[str, dict[str, float]] = {}
-    for label, adapter in (("base", False), ("trained", True)):
-        rewards = []
-        for i, state in enumerate(states):
-            if on_state:
-                on_state(label, i, len(states))
-            seed = (cfg.seed * 7919 + i) % 2**31
-            rewards.extend(collect(env, policy, state, cfg, sampling, seed, adapter=adapter, reward="delta").rewards)
-        out[label] = {**summarize(rewards), "edits": float(len(rewards))}
-    return out
+             base: bool = False, on_state: Callable[[int, int], None] | None = None) -> dict[str, float]:
+    """Mean reward (invalid and no-op edits included), mean delta of valid edits, valid fraction."""
+    rewards = []
+    for i, state in enumerate(states):
+        if on_state:
+            on_state(i, len(states))
+        seed = (cfg.seed * 7919 + i) % 2**31
+        rewards.extend(collect(env, policy, state, cfg, sampling, seed, base=base).rewards)
+    return {**summarize(rewards), "edits": float(len(rewards))}

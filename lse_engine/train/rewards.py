@@ -1,14 +1,19 @@
-"""Rewards for evolver edits, scored exactly as the tree scores nodes, and the advantages built from them.
+"""Rewards for evolver edits, parsed and scored exactly as the search parses and scores nodes, and the
+advantages built from them.
 
-An edit is the evolver's reply for a state. It is parsed as the search parses it (`parse_reply`); a
-malformed reply gets `invalid_reward`. Otherwise the edit's instructions are scored through
-`Scorer.score` on the state's held-out batch H, and
+An edit is the evolver's reply for a state. It is parsed by the search's own parser (`parse_edit`, with the
+state's prefill), so training, rewards and the search agree on what counts as new instructions. A malformed
+reply gets `invalid_reward`; so does a no-op edit, one whose instructions equal the parent's after
+whitespace normalisation, since the search counts it invalid too (`noop_reward = "zero"` gives it 0
+instead). Otherwise the edit's instructions are scored through `Scorer.score` (k samples per problem,
+the outcome cache) on the state's target problems T, and
 
-    reward = score(edit, H) − score(parent, H)   (reward = "delta", the paper's)
-    reward = score(edit, H)                      (reward = "post", its ablation)
+    reward = score(edit, T) − score(parent, T)   (reward = "delta", the paper's)
+    reward = score(edit, T)                      (reward = "post", its ablation)
 
-The parent is re-scored through the same scorer (a cache hit when the task model is the run's), so an
-edit identical to its parent gets exactly 0.
+T is the run's fixed dev holdout (`reward_on = "holdout"`, the paper's) or the round's batch
+(`reward_on = "batch"`, cheap). The parent is re-scored through the same scorer (a cache hit when the task
+model is the run's).
 """
 
 from __future__ import annotations
@@ -17,13 +22,25 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from lse_engine.evolve.evolver import parse_reply
+from lse_engine.evolve.evolver import parse_edit
 from lse_engine.scoring import Scorer, accuracy
 from lse_engine.tasks.base import Problem
 
 ADVANTAGES = ("delta", "grpo")
 REWARDS = ("delta", "post")
+REWARD_ON = ("holdout", "batch")
+NOOP_REWARDS = ("invalid", "zero")
 GROUP_EPS = 1e-4
+
+
+def parse_reply(raw: str, prefilled: bool, max_chars: int) -> tuple[str | None, str | None]:
+    """The search's parser: (new instructions, None) or (None, why not). `raw` includes the prefill."""
+    return parse_edit(raw, prefilled, max_chars)
+
+
+def is_noop(new: str, parent: str) -> bool:
+    """An edit that changes nothing but whitespace (the search's no-op rule)."""
+    return " ".join(new.split()) == " ".join(parent.split())
 
 
 @dataclass
@@ -32,36 +49,44 @@ class EditReward:
 
     reward: float
     valid: bool
-    score: float | None = None  # the edit's score on H
-    delta: float | None = None  # score(edit) − score(parent) on H, whatever the reward kind
+    score: float | None = None  # the edit's score on T
+    delta: float | None = None  # score(edit) − score(parent) on T, whatever the reward kind
     error: str | None = None
+    noop: bool = False
 
 
 def batch_score(scorer: Scorer, instructions: str, problems: Sequence[Problem]) -> float:
-    """Accuracy of instructions on a batch, through the shared outcome cache."""
+    """Mean outcome of instructions on problems (every sample), through the shared outcome cache."""
     return accuracy(scorer.score(instructions, problems)[1])
 
 
 def reward_edit(scorer: Scorer, reply: str, problems: Sequence[Problem], parent_score: float, *,
-                reward: str = "delta", invalid_reward: float = -1.0, max_chars: int = 6000) -> EditReward:
-    """Parse the evolver's reply and reward it on the state's held-out batch."""
+                parent: str | None = None, prefilled: bool = False, reward: str = "delta",
+                invalid_reward: float = -1.0, noop_reward: str = "invalid", max_chars: int = 8000) -> EditReward:
+    """Parse the evolver's reply (prefill included) and reward it on the target problems."""
     if reward not in REWARDS:
         raise ValueError(f"reward must be one of {REWARDS}, got {reward!r}")
-    new, error = parse_reply(reply, max_chars)
+    if noop_reward not in NOOP_REWARDS:
+        raise ValueError(f"noop_reward must be one of {NOOP_REWARDS}, got {noop_reward!r}")
+    new, error = parse_reply(reply, prefilled, max_chars)
     if new is None:
         return EditReward(invalid_reward, valid=False, error=error)
+    if parent is not None and is_noop(new, parent):
+        value = invalid_reward if noop_reward == "invalid" else 0.0
+        return EditReward(value, valid=False, error="the edit repeats the parent's instructions", noop=True)
     score = batch_score(scorer, new, problems)
     delta = score - parent_score
     return EditReward(delta if reward == "delta" else score, valid=True, score=score, delta=delta)
 
 
 def summarize(rewards: Sequence[EditReward]) -> dict[str, float]:
-    """Mean reward, mean delta over the valid edits, and the fraction of valid edits."""
+    """Mean reward, mean delta over the valid edits, the fraction of valid edits and of no-op edits."""
     deltas = [r.delta for r in rewards if r.delta is not None]
     return {
         "mean_reward": sum(r.reward for r in rewards) / max(1, len(rewards)),
         "mean_delta": sum(deltas) / len(deltas) if deltas else 0.0,
         "valid": len(deltas) / max(1, len(rewards)),
+        "noop": sum(r.noop for r in rewards) / max(1, len(rewards)),
     }
 
 

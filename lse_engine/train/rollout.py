@@ -1,5 +1,6 @@
-"""Rollouts: for one state, sample G edits from the evolver, reward each on the state's held-out batch,
-and keep what the PPO update needs (token ids, advantages, old and base log-probs).
+"""Rollouts: for one state, sample G edits from the evolver with the exact chat the search sent it, reward
+each on the state's target problems, and keep what the PPO update needs (token ids, advantages, old and
+base log-probs).
 """
 
 from __future__ import annotations
@@ -11,8 +12,8 @@ import torch
 
 from lse_engine.config import TrainConfig
 from lse_engine.errors import Cancelled
-from lse_engine.evolve.evolver import build_chat, build_textgrad_chat
-from lse_engine.llm.base import Chat, Sampling
+from lse_engine.evolve.evolver import build_chat, build_textgrad_chat, with_prefill
+from lse_engine.llm.base import Chat, Sampling, continues_reply
 from lse_engine.train.env import TrainEnv
 from lse_engine.train.policy import Policy
 from lse_engine.train.rewards import EditReward, advantages, batch_score, reward_edit
@@ -20,9 +21,21 @@ from lse_engine.train.states import State
 
 
 def state_chat(state: State, task_kind: str) -> Chat:
-    """The chat the evolver saw for this state in its run."""
-    build = build_textgrad_chat if state.rule == "textgrad" else build_chat
-    return build(state.instructions, state.feedback, task_kind)
+    """The chat the evolver was sent for this state: as the run recorded it (prefill included), else rebuilt
+    from the state's instructions and feedback (runs older than the `evolver_chat` column)."""
+    recorded = state.messages()
+    if recorded:
+        return recorded
+    if state.rule == "textgrad":
+        chat = build_textgrad_chat(state.instructions, state.feedback)
+    else:
+        chat = build_chat(state.instructions, state.feedback, task_kind)
+    return with_prefill(chat) if state.prefill else chat
+
+
+def reply_text(chat: Chat, completion: str) -> str:
+    """The whole reply as the search parses it: the prefill (when the chat has one) and the completion."""
+    return (chat[-1]["content"] if continues_reply(chat) else "") + completion
 
 
 @dataclass
@@ -45,24 +58,28 @@ class Rollout:
 
 
 def collect(env: TrainEnv, policy: Policy, state: State, cfg: TrainConfig, sampling: Sampling, seed: int,
-            adapter: bool = True, reward: str | None = None) -> Rollout:
-    """Sample `cfg.samples` edits for a state (with the adapter on, or off for the base evolver) and reward them."""
+            base: bool = False, samples: int | None = None) -> Rollout:
+    """Sample edits for a state (with the trained evolver, or the base one with `base`) and reward them."""
     if env.cancel.cancelled:
         raise Cancelled("cancelled")
-    problems = env.problems(state)
+    problems = env.target(state, cfg.reward_on)
     if problems is None:
         raise ValueError(f"state {state.id}: its suite or problems are gone")
-    prompt_ids = policy.chat_ids(state_chat(state, env.task_kind(state)))
-    if adapter:
-        completions = policy.sample(prompt_ids, cfg.samples, sampling, seed)
-    else:
+    chat = state_chat(state, env.task_kind(state))
+    prompt_ids = policy.chat_ids(chat)
+    n = samples or cfg.samples
+    if base:
         with policy.base():
-            completions = policy.sample(prompt_ids, cfg.samples, sampling, seed)
-    texts = [policy.decode(c) for c in completions]
+            completions = policy.sample(prompt_ids, n, sampling, seed)
+    else:
+        completions = policy.sample(prompt_ids, n, sampling, seed)
+    texts = [reply_text(chat, policy.decode(c)) for c in completions]
     scorer = env.scorer(state)
     parent = batch_score(scorer, state.instructions, problems)
+    prefilled = continues_reply(chat)
     max_chars = env.config.evolve.max_prompt_chars
-    rewards = [reward_edit(scorer, t, problems, parent, reward=reward or cfg.reward, invalid_reward=cfg.invalid_reward,
+    rewards = [reward_edit(scorer, t, problems, parent, parent=state.instructions, prefilled=prefilled,
+                           reward=cfg.reward, invalid_reward=cfg.invalid_reward, noop_reward=cfg.noop_reward,
                            max_chars=max_chars) for t in texts]
     return Rollout(state, prompt_ids, completions, texts, parent, rewards,
                    advantages([r.reward for r in rewards], cfg.advantage))
@@ -70,7 +87,7 @@ def collect(env: TrainEnv, policy: Policy, state: State, cfg: TrainConfig, sampl
 
 @torch.no_grad()
 def score_logps(policy: Policy, rollouts: Sequence[Rollout], micro_batch: int) -> None:
-    """Fill each rollout's old (adapter on) and base (adapter off) per-token log-probs."""
+    """Fill each rollout's old (trained) and base per-token log-probs."""
     policy.model.eval()
     items = [(r, i) for r in rollouts for i in range(len(r.completions))]
     for r in rollouts:

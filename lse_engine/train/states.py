@@ -1,10 +1,13 @@
-"""Training states harvested from the run store, the split by run, and the priority sampler.
+"""Training states harvested from the run store, the split into training and dev states, and the sampler.
 
-A state is one expansion an evolve run recorded: the expanded node's instructions, the feedback summary
-the evolver saw (the child's `feedback` column), the held-out batch H the child was scored on (the
-`heldout` batch of the parent in that round) and the parent's score on H. States whose feedback batch
-showed fewer than `min_failures` failures are dropped (nothing to learn from), and duplicates (same suite,
-instructions and batch) are kept once. Evaluation uses states of runs never trained on.
+A state is one expansion an evolve run recorded: the expanded node's instructions, the exact chat the
+evolver was sent (the child's `evolver_chat` column, prefill included; rebuilt from the feedback for runs
+older than that column), the run's fixed dev holdout with the parent's score on it (the paper's reward,
+`reward_on = "holdout"`) and the round's batch with the parent's score on it (`reward_on = "batch"`: the
+held-out batch H when the run scored one, else the feedback batch F). States whose feedback batch showed
+fewer than `min_failures` failures are dropped (nothing to learn from), and duplicates (same suite,
+instructions and batch) are kept once. The dev set that picks the checkpoint holds whole runs (or whole
+suites) never trained on.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from lse_engine.llm.base import continues_reply
 from lse_engine.store import Store
 
 PRIORITY_FLOOR = 0.05  # every state keeps some chance of being drawn, even at its tree's best
@@ -34,21 +38,29 @@ class State:
     suite: str  # the suite file the run used
     instructions: str
     feedback: str
-    heldout: tuple[str, ...]  # problem ids of H
-    parent_heldout: float  # the parent's score on H as the run recorded it
+    heldout: tuple[str, ...]  # problem ids of the round's batch: H, or F when the run scored no H
+    parent_heldout: float  # the parent's score on that batch as the run recorded it
     failures: int  # failures in the feedback batch the evolver saw
     gap: float  # the run's best dev score minus the parent's (the sampler's priority)
     rule: str = "ucb"  # the run's selection rule; `textgrad` runs showed the evolver critiques, not a summary
+    dev: tuple[str, ...] = ()  # problem ids of the run's fixed dev holdout
+    parent_dev: float | None = None  # the parent's dev score as the run recorded it
+    chat: str = ""  # JSON of the messages the evolver was sent ("" for runs older than `evolver_chat`)
+    prefill: bool = False  # the run began the evolver's reply at <prompt> (`evolver_prefill`)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
-        d["heldout"] = list(self.heldout)
+        d["heldout"], d["dev"] = list(self.heldout), list(self.dev)
         return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> State:
         names = cls.__dataclass_fields__
-        return cls(**{k: (tuple(v) if k == "heldout" else v) for k, v in d.items() if k in names})
+        return cls(**{k: (tuple(v) if k in ("heldout", "dev") else v) for k, v in d.items() if k in names})
+
+    def messages(self) -> list[dict[str, str]] | None:
+        """The chat the evolver was sent, when the run recorded it."""
+        return json.loads(self.chat) if self.chat else None
 
 
 def state_id(suite: str, instructions: str, heldout: Sequence[str]) -> str:
@@ -66,26 +78,46 @@ def evolve_runs(store: Store, prompt: str | None = None) -> list[dict[str, Any]]
     return list(store.db.query(q, args))
 
 
+def _run_prefill(run: dict[str, Any]) -> bool:
+    cfg = run.get("config")
+    cfg = json.loads(cfg) if isinstance(cfg, str) else cfg
+    return bool(((cfg or {}).get("evolve") or {}).get("evolver_prefill")) if isinstance(cfg, dict) else False
+
+
+def _ids(batch: dict[str, Any]) -> tuple[str, ...]:
+    """A batch's problems, each once (a batch scored with k samples lists every problem k times)."""
+    return tuple(dict.fromkeys(batch["problem_ids"]))
+
+
 def run_states(store: Store, run: dict[str, Any]) -> list[State]:
-    """Every expansion of one run that has a feedback summary and a scored held-out batch."""
+    """Every expansion of one run that has a feedback summary and a scored batch of its round."""
     nodes = {n["id"]: n for n in store.get_nodes(run["id"])}
     batches = {(b["node_id"], b["split"], b["round"]): b for b in store.get_batches(run["id"])}
     devs = [n["dev_score"] for n in nodes.values() if n["dev_score"] is not None]
     best = max(devs, default=0.0)
+    root_dev = batches.get((0, "dev", 0))
+    prefill = _run_prefill(run)
     out = []
     for child in nodes.values():
         parent = nodes.get(child["parent"]) if child["parent"] is not None else None
-        held = batches.get((child["parent"], "heldout", child["round"]))
-        if parent is None or held is None or not (child.get("feedback") or "").strip():
+        if parent is None or not (child.get("feedback") or "").strip():
             continue
-        fb = batches.get((parent["id"], "feedback", child["round"])) or held
+        fb = batches.get((parent["id"], "feedback", child["round"]))
+        held = batches.get((parent["id"], "heldout", child["round"])) or fb
+        if held is None:
+            continue
+        fb = fb or held
+        dev = batches.get((parent["id"], "dev", 0)) or root_dev
+        chat = child.get("evolver_chat") or ""
         out.append(State(
-            id=state_id(run["suite"], parent["instructions"] or "", held["problem_ids"]),
+            id=state_id(run["suite"], parent["instructions"] or "", _ids(held)),
             run_id=run["id"], node_id=parent["id"], child_id=child["id"], round=child["round"],
             suite=run["suite"], instructions=parent["instructions"] or "", feedback=child["feedback"],
-            heldout=tuple(held["problem_ids"]), parent_heldout=float(held["score"]),
+            heldout=_ids(held), parent_heldout=float(held["score"]),
             failures=int(fb["n"] - fb["correct"]), gap=max(0.0, best - (parent["dev_score"] or 0.0)),
-            rule=run.get("rule") or "ucb",
+            rule=run.get("rule") or "ucb", dev=_ids(dev) if dev else (),
+            parent_dev=parent["dev_score"], chat=chat,
+            prefill=continues_reply(json.loads(chat)) if chat else prefill,
         ))
     return out
 
@@ -103,15 +135,45 @@ def harvest(store: Store, prompt: str | None = None, min_failures: int = 1) -> l
     return out
 
 
-def split_by_run(states: Sequence[State], eval_fraction: float, seed: int = 0) -> tuple[list[State], list[State]]:
-    """(train, eval): whole runs go to eval, so evaluation is on runs the evolver never trained on.
+HOLDOUT_BY = ("run", "suite")
 
-    With a single run there is nothing unseen to evaluate on and every state is for training.
+
+def split_by_run(states: Sequence[State], eval_fraction: float, seed: int = 0,
+                 by: str = "run") -> tuple[list[State], list[State]]:
+    """(train, dev): whole runs (`by="run"`) or whole suites, i.e. databases (`by="suite"`), go to dev, so the
+    checkpoint is chosen on data the evolver never trained on.
+
+    With a single run (suite) there is nothing unseen to hold out and every state is for training.
     """
-    runs = sorted({s.run_id for s in states}, key=lambda r: hashlib.sha256(f"{seed}:{r}".encode()).hexdigest())
-    n_eval = min(len(runs) - 1, max(1 if eval_fraction > 0 else 0, round(len(runs) * eval_fraction)))
-    held = set(runs[: max(0, n_eval)])
-    return [s for s in states if s.run_id not in held], [s for s in states if s.run_id in held]
+    if by not in HOLDOUT_BY:
+        raise ValueError(f"holdout_by must be one of {HOLDOUT_BY}, got {by!r}")
+
+    def group(s: State) -> str:
+        return s.run_id if by == "run" else s.suite
+
+    groups = sorted({group(s) for s in states}, key=lambda g: hashlib.sha256(f"{seed}:{g}".encode()).hexdigest())
+    n_eval = min(len(groups) - 1, max(1 if eval_fraction > 0 else 0, round(len(groups) * eval_fraction)))
+    held = set(groups[: max(0, n_eval)])
+    return [s for s in states if group(s) not in held], [s for s in states if group(s) in held]
+
+
+def epoch_order(states: Sequence[State], seed: int, epoch: int) -> list[State]:
+    """One data epoch: every training state once, those furthest below their tree's best most likely first
+    (the reference orders its dataset by improvement potential)."""
+    return sample_states(states, len(states), random.Random(f"{seed}:epoch:{epoch}"))
+
+
+def batch_at(states: Sequence[State], batch_size: int, seed: int, step: int) -> tuple[int, list[State]]:
+    """(data epoch, states) of rollout batch `step` (1-based): epochs are consecutive, each cut into batches
+    of `batch_size` (the last one of an epoch may be smaller). Depends only on (seed, step): resumable."""
+    per_epoch = batches_per_epoch(len(states), batch_size)
+    epoch, index = divmod(step - 1, per_epoch)
+    order = epoch_order(states, seed, epoch)
+    return epoch + 1, order[index * batch_size : (index + 1) * batch_size]
+
+
+def batches_per_epoch(n_states: int, batch_size: int) -> int:
+    return max(1, -(-n_states // max(1, batch_size)))
 
 
 def sample_states(states: Sequence[State], k: int, rng: random.Random) -> list[State]:

@@ -7,9 +7,12 @@ adapter layout as `lse train`. See docs/training.md.
         --config_file lse_engine/train/accelerate_multi_gpu.yaml \\
         -m lse_engine.train.trl_scale --workspace DIR --name NAME --vllm-server http://localhost:8000
 
-Mapping: states → prompts (each row carries its `state_id`, which TRL hands to the reward function),
-samples → `num_generations`, epochs → `num_iterations` (PPO passes per generation batch), clip →
-`epsilon`, no KL → `beta = 0`, `loss_type = "grpo"`. `advantage = grpo` is TRL's own group normalisation
+Mapping: states → prompts (each row carries its `state_id`, which TRL hands to the reward function; the
+prompt is the chat the search sent, prefill included), samples → `num_generations`, data_epochs →
+`num_train_epochs`, ppo_epochs → `num_iterations` (PPO passes per generation batch), clip → `epsilon`,
+rollout_temperature → `temperature`, rollout_max_tokens → `max_completion_length`, no KL → `beta = 0`,
+loss_agg `token-mean` → `loss_type = "dapo"` (token sum / the batch's tokens), `seq-mean` → `"grpo"`,
+method `full` → no `peft_config`. `advantage = grpo` is TRL's own group normalisation
 (`scale_rewards = "group"`). `advantage = delta` is not expressible in TRL's config (it always subtracts
 the group mean), so `LSEGRPOTrainer` overwrites TRL's advantages with the raw rewards the reward
 function computed for this process's completions. The task model is the workspace's `[model]` backend
@@ -29,12 +32,13 @@ from typing import Any
 import torch
 
 from lse_engine.config import TrainConfig
+from lse_engine.llm.base import continues_reply
 from lse_engine.train.env import TrainEnv
 from lse_engine.train.rewards import batch_score, reward_edit
-from lse_engine.train.rollout import state_chat
+from lse_engine.train.rollout import reply_text, state_chat
 from lse_engine.train.states import State, harvest, split_by_run
 from lse_engine.train.trainer import check_config, evolver_dir
-from lse_engine.workspace import Workspace, sampling_of
+from lse_engine.workspace import Workspace
 
 
 class StateReward:
@@ -50,7 +54,7 @@ class StateReward:
 
     def _parent(self, state: State) -> float:
         if state.id not in self.parents:
-            problems = self.env.problems(state) or []
+            problems = self.env.target(state, self.cfg.reward_on) or []
             self.parents[state.id] = batch_score(self.env.scorer(state), state.instructions, problems)
         return self.parents[state.id]
 
@@ -58,10 +62,12 @@ class StateReward:
         out = []
         for completion, sid in zip(completions, state_id):
             state = self.states[sid]
-            text = completion[-1]["content"] if isinstance(completion, list) else str(completion)
-            r = reward_edit(self.env.scorer(state), text, self.env.problems(state) or [], self._parent(state),
+            chat = state_chat(state, self.env.task_kind(state))
+            text = reply_text(chat, completion[-1]["content"] if isinstance(completion, list) else str(completion))
+            r = reward_edit(self.env.scorer(state), text, self.env.target(state, self.cfg.reward_on) or [],
+                            self._parent(state), parent=state.instructions, prefilled=continues_reply(chat),
                             reward=self.cfg.reward, invalid_reward=self.cfg.invalid_reward,
-                            max_chars=self.env.config.evolve.max_prompt_chars)
+                            noop_reward=self.cfg.noop_reward, max_chars=self.env.config.evolve.max_prompt_chars)
             out.append(r.reward)
         self.last = out
         return out
@@ -86,18 +92,20 @@ def _trainer_class() -> type:
     return LSEGRPOTrainer
 
 
-def grpo_config(cfg: TrainConfig, output_dir: Path, max_tokens: int, temperature: float, top_p: float,
-                processes: int = 1, vllm_server: str | None = None, **extra: Any) -> Any:
+def grpo_config(cfg: TrainConfig, output_dir: Path, processes: int = 1, vllm_server: str | None = None,
+                **extra: Any) -> Any:
     """The GRPOConfig equivalent to a TrainConfig (one state per device per micro-step)."""
     from trl import GRPOConfig
 
     accumulation = max(1, math.ceil(cfg.states / max(1, processes)))
     kwargs: dict[str, Any] = dict(
         output_dir=str(output_dir), learning_rate=cfg.learning_rate, seed=cfg.seed, beta=0.0, epsilon=cfg.clip,
-        loss_type="grpo", scale_rewards="group" if cfg.advantage == "grpo" else "none",
+        loss_type="dapo" if cfg.loss_agg == "token-mean" else "grpo",
+        scale_rewards="group" if cfg.advantage == "grpo" else "none",
         num_generations=cfg.samples, per_device_train_batch_size=cfg.samples,
-        gradient_accumulation_steps=accumulation, num_iterations=cfg.epochs, max_completion_length=max_tokens,
-        temperature=temperature if temperature > 0 else 1.0, top_p=top_p, max_grad_norm=cfg.max_grad_norm or None,
+        gradient_accumulation_steps=accumulation, num_iterations=cfg.ppo_epochs,
+        num_train_epochs=cfg.data_epochs, max_completion_length=cfg.rollout_max_tokens,
+        temperature=cfg.rollout_temperature, top_p=1.0, max_grad_norm=cfg.max_grad_norm or None,
         save_steps=max(1, cfg.checkpoint_every), save_total_limit=cfg.keep_checkpoints, logging_steps=1,
         lr_scheduler_type="constant", report_to="none", disable_dropout=False,
     )
@@ -119,14 +127,13 @@ def build_trainer(env: TrainEnv, cfg: TrainConfig, states: Sequence[State], vllm
     base = env.evolver_base()
     env.use_task_model("model", None)
     rows = [{"prompt": state_chat(s, env.task_kind(s)), "state_id": s.id} for s in states]
-    sampling = sampling_of(env.config.evolver)
-    args = grpo_config(cfg, evolver_dir(env.root, cfg.name) / "checkpoints-trl", sampling.max_tokens,
-                       sampling.temperature, sampling.top_p, processes, vllm_server, **extra)
+    args = grpo_config(cfg, evolver_dir(env.home, cfg.name) / "checkpoints-trl", processes, vllm_server, **extra)
     reward = StateReward(env, states, cfg)
     lora = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
-                      target_modules="all-linear", task_type="CAUSAL_LM")
-    trainer = _trainer_class()(model=base.model, reward_funcs=[reward], args=args, train_dataset=Dataset.from_list(rows),
-                               processing_class=base.tokenizer, peft_config=lora)
+                      target_modules="all-linear", task_type="CAUSAL_LM") if cfg.method == "lora" else None
+    trainer = _trainer_class()(model=base.model, reward_funcs=[reward], args=args,
+                               train_dataset=Dataset.from_list(rows), processing_class=base.tokenizer,
+                               peft_config=lora)
     trainer.lse_reward, trainer.lse_advantage = reward, cfg.advantage
     return trainer
 
@@ -137,7 +144,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--workspace", help="a workspace directory: states from all its runs")
     ap.add_argument("--name")
     ap.add_argument("--steps", type=int)
-    ap.add_argument("--epochs", type=int)
+    ap.add_argument("--data-epochs", type=int, dest="data_epochs")
+    ap.add_argument("--ppo-epochs", type=int, dest="ppo_epochs")
+    ap.add_argument("--method", choices=["lora", "full"])
+    ap.add_argument("--reward-on", choices=["holdout", "batch"], dest="reward_on")
     ap.add_argument("--samples", type=int)
     ap.add_argument("--states", type=int)
     ap.add_argument("--advantage", choices=["delta", "grpo"])
@@ -150,14 +160,17 @@ def main(argv: list[str] | None = None) -> int:
     target: Workspace | str = Workspace(args.prompt) if args.prompt else (args.workspace or ".")
     env = TrainEnv(target)
     try:
-        changes = {k: getattr(args, k) for k in ("name", "steps", "epochs", "samples", "states", "advantage", "reward")
-                   if getattr(args, k) is not None}
+        keys = ("name", "steps", "data_epochs", "ppo_epochs", "samples", "states", "advantage", "reward", "method",
+                "reward_on")
+        changes = {k: getattr(args, k) for k in keys if getattr(args, k) is not None}
         cfg = dataclasses.replace(env.config.train, **changes)
-        train_s, _ = split_by_run(harvest(env.store, env.prompt, cfg.min_failures), cfg.eval_fraction, cfg.seed)
-        train_s = [s for s in train_s if env.problems(s) is not None]
+        check_config(cfg)
+        found = harvest(env.store, env.prompt, cfg.min_failures)
+        train_s, _ = split_by_run(found, cfg.eval_fraction, cfg.seed, cfg.holdout_by)
+        train_s = [s for s in train_s if env.target(s, cfg.reward_on) is not None]
         trainer = build_trainer(env, cfg, train_s, args.vllm_server, PartialState().num_processes)
         trainer.train(resume_from_checkpoint=True if args.resume else None)
-        trainer.save_model(str(evolver_dir(env.root, cfg.name)))
+        trainer.save_model(str(evolver_dir(env.home, cfg.name)))
     finally:
         env.close()
     return 0

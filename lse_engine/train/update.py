@@ -1,7 +1,10 @@
-"""One policy update from a batch of rollouts: `epochs` PPO-clip passes, one optimizer step per pass.
+"""One policy update from a batch of rollouts: `ppo_epochs` PPO-clip passes (1, on-policy, as the
+reference), one optimizer step per pass, gradients accumulated over micro-batches.
 
-The loss is the mean over every edit of the batch; edits whose advantage is 0 (e.g. a GRPO group whose
-rewards are all equal) add exactly nothing, so they are not even run through the model.
+The loss is aggregated over the whole batch as the reference's `loss_agg_mode`: `token-mean` divides the
+sum over every completion token by the batch's token count, `seq-mean` averages per edit. Edits whose
+advantage is 0 (e.g. a GRPO group whose rewards are all equal) add exactly nothing to the sum, so they are
+not even run through the model (they still count in the denominator, as in the reference).
 """
 
 from __future__ import annotations
@@ -31,20 +34,21 @@ def _pad(rows: Sequence[torch.Tensor], width: int) -> torch.Tensor:
     return out
 
 
-def batch_loss(policy: Policy, items: Sequence[Item], clip: float, total: int) -> torch.Tensor:
-    """This micro-batch's share of the batch loss (sum of its per-edit losses / all edits of the batch)."""
+def batch_loss(policy: Policy, items: Sequence[Item], clip: float, agg: str, denominator: float) -> torch.Tensor:
+    """This micro-batch's share of the batch loss (its summed losses / the whole batch's denominator)."""
     logps, mask = policy.token_logps([(it.prompt_ids, it.completion) for it in items])
     old = _pad([it.old_logps for it in items], logps.shape[1]).to(logps.device)
     adv = torch.tensor([it.advantage for it in items], dtype=logps.dtype, device=logps.device)
-    return ppo_loss(logps, old, adv, mask, clip) * (len(items) / max(1, total))
+    return ppo_loss(logps, old, adv, mask, clip, agg, denominator)
 
 
 def ppo_update(policy: Policy, optimizer: torch.optim.Optimizer, rollouts: Sequence[Rollout], epochs: int,
-               clip: float, micro_batch: int, max_grad_norm: float) -> dict[str, float]:
-    """Run the update; returns the batch's loss (first pass) and gradient norm (last pass)."""
+               clip: float, micro_batch: int, max_grad_norm: float, agg: str = "token-mean") -> dict[str, float]:
+    """Run `epochs` PPO passes over the batch; returns its loss (first pass) and gradient norm (last pass)."""
     items = [Item(r.prompt_ids, c, a, old) for r in rollouts
              for c, a, old in zip(r.completions, r.advantages, r.old_logps)]
     active = [it for it in items if it.advantage != 0.0]
+    denominator = float(max(1, sum(len(it.completion) for it in items)) if agg == "token-mean" else max(1, len(items)))
     params = policy.trainable_parameters()
     first_loss, grad_norm = 0.0, 0.0
     if not active:
@@ -55,7 +59,7 @@ def ppo_update(policy: Policy, optimizer: torch.optim.Optimizer, rollouts: Seque
         optimizer.zero_grad(set_to_none=True)
         loss_sum = 0.0
         for start in range(0, len(active), mb):
-            loss = batch_loss(policy, active[start : start + mb], clip, len(items))
+            loss = batch_loss(policy, active[start : start + mb], clip, agg, denominator)
             loss.backward()
             loss_sum += float(loss.detach())
         grad_norm = float(torch.nn.utils.clip_grad_norm_(params, max_grad_norm if max_grad_norm > 0 else float("inf")))
