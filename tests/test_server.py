@@ -1,7 +1,9 @@
-"""The real language server over stdio (pytest-lsp): diagnostics, code actions, evolve/evaluate, cancel.
+"""The real language server over stdio (pytest-lsp): diagnostics, code actions, runs on the buffer the user
+sees, confirmed edits, cancel, untrusted workspaces, hostile stores and odd paths.
 
 Exact checks use scripted replies from a real loopback OpenAI-compatible HTTP server (tests/openai_stub.py);
-the worker process talks to it over HTTP like it would to vLLM serve or llama.cpp.
+the worker process talks to it over HTTP like it would to vLLM serve or llama.cpp. Two kinds of client: one
+like VS Code (work-done progress, change annotations, lens refresh) and a plain one like eglot (none of them).
 """
 
 from __future__ import annotations
@@ -21,26 +23,28 @@ from lsprotocol import types
 from pygls.exceptions import JsonRpcException
 from pytest_lsp import ClientServerConfig, LanguageClient
 
+from lse_engine.files.prompt_file import parse_prompt, replace_instructions
 from tests.conftest import build_skill_workspace
 from tests.openai_stub import ScriptedOpenAIServer
+from tests.scripted import current_of, user_message
 
 WORKDIR = Path(__file__).parent / ".lsp-work"
+SERVER = [sys.executable, "-m", "lse_server", "--stdio"]
+REQUEST_FAILED = -32803
 
 
 def scripted_reply(messages: list[dict[str, Any]], request: dict[str, Any]) -> str:
-    """Task model: right iff the question's tag is in the instructions. Evolver: add the next tag."""
-    content = messages[-1]["content"]
-    if messages[0]["content"].startswith("You improve the instructions"):
-        cur = re.search(r"<current>\n(.*?)\n</current>", content, re.DOTALL).group(1)
+    """Task model: right iff the question's tag is among the instruction words. Evolver: add the next tag."""
+    user = user_message(messages)
+    if "<current>" in user:
+        cur = current_of(messages)
         have = set(cur.split())
         nxt = next(f"t{i}" for i in range(100) if f"t{i}" not in have)
         return f"<prompt>{cur} {nxt}</prompt>"
-    instr = content.split("Instructions:\n", 1)[-1].split()
-    tag, num = re.search(r"\[(t\d+)\] which row holds (\d+)\?", content).groups()
-    delay = float(request.get("metadata", {}).get("delay", 0) or 0)
-    if delay:
-        time.sleep(delay)
-    return f"<answer>SELECT n FROM nums WHERE n = {num if tag in instr else -1}</answer>"
+    system = messages[0]["content"] if messages and messages[0].get("role") == "system" else ""
+    instructions = system.split("**Instructions**\n", 1)[-1].split()
+    tag, num = re.search(r"\[(t\d+)\] which row holds (\d+)\?", user).groups()
+    return f"<answer>SELECT n FROM nums WHERE n = {num if tag in instructions else -1}</answer>"
 
 
 class SlowReply:
@@ -61,32 +65,67 @@ def stub():
         yield srv
 
 
-def settings_for(stub) -> dict[str, Any]:
-    return {"settings": {"model": {"backend": "openai", "name": "scripted", "baseUrl": stub.base_url,
+def settings_for(stub, trusted: Any = True, **evolve: Any) -> dict[str, Any]:
+    return {"trusted": trusted,
+            "settings": {"model": {"backend": "openai", "name": "scripted", "baseUrl": stub.base_url,
                                    "batchSize": 4, "maxConcurrency": 4},
-                         "evolve": {"rounds": 2, "batchSize": 4, "devSize": 8}}}
+                         "evolve": {"rounds": 2, "batchSize": 4, "devSize": 8, **evolve}}}
 
 
-@pytest_lsp.fixture(config=ClientServerConfig(server_command=[sys.executable, "-m", "lse_server", "--stdio"]))
-async def client(lsp_client: LanguageClient, stub):
-    lsp_client.run_progress: list[dict] = []
-    lsp_client.apply_edits: list[types.ApplyWorkspaceEditParams] = []
+EDIT_CAPS = types.WorkspaceEditClientCapabilities(
+    document_changes=True, change_annotation_support=types.ChangeAnnotationsSupportOptions(groups_on_label=True))
+VSCODE_LIKE = types.ClientCapabilities(
+    window=types.WindowClientCapabilities(work_done_progress=True),
+    workspace=types.WorkspaceClientCapabilities(
+        apply_edit=True, workspace_edit=EDIT_CAPS,
+        code_lens=types.CodeLensWorkspaceClientCapabilities(refresh_support=True)))
+# eglot 1.9: versioned document changes, nothing else
+PLAIN = types.ClientCapabilities(workspace=types.WorkspaceClientCapabilities(
+    apply_edit=True, workspace_edit=types.WorkspaceEditClientCapabilities(document_changes=True)))
 
-    @lsp_client.feature("lse/runProgress")
+
+def prepare(client: LanguageClient) -> None:
+    """Record what the server sends; answer applyEdit (applied) and showMessageRequest (from `answers`)."""
+    client.run_progress: list[dict] = []
+    client.apply_edits: list[types.ApplyWorkspaceEditParams] = []
+    client.questions: list[types.ShowMessageRequestParams] = []
+    client.answers: list[str] = []
+
+    @client.feature("lse/runProgress")
     def on_progress(params):
-        lsp_client.run_progress.append(params if isinstance(params, dict) else _todict(params))
+        client.run_progress.append(_todict(params))
 
-    @lsp_client.feature(types.WORKSPACE_APPLY_EDIT)
+    @client.feature(types.WORKSPACE_APPLY_EDIT)
     def on_apply(params: types.ApplyWorkspaceEditParams):
-        lsp_client.apply_edits.append(params)
+        client.apply_edits.append(params)
         return types.ApplyWorkspaceEditResult(applied=True)
 
-    fix_code_action_parsing(lsp_client)
-    await lsp_client.initialize_session(types.InitializeParams(
-        capabilities=types.ClientCapabilities(window=types.WindowClientCapabilities(work_done_progress=True),
-                                              workspace=types.WorkspaceClientCapabilities(apply_edit=True)),
-        initialization_options=settings_for(stub),
-    ))
+    @client.feature(types.WINDOW_SHOW_MESSAGE_REQUEST)
+    def on_question(params: types.ShowMessageRequestParams):
+        client.questions.append(params)
+        return types.MessageActionItem(client.answers.pop(0)) if client.answers else None
+
+    @client.feature(types.WORKSPACE_CODE_LENS_REFRESH)
+    def on_refresh(params):
+        return None
+
+    fix_code_action_parsing(client)
+
+
+@pytest_lsp.fixture(config=ClientServerConfig(server_command=SERVER))
+async def client(lsp_client: LanguageClient, stub):
+    prepare(lsp_client)
+    await lsp_client.initialize_session(types.InitializeParams(capabilities=VSCODE_LIKE,
+                                                               initialization_options=settings_for(stub)))
+    yield
+    await lsp_client.shutdown_session()
+
+
+@pytest_lsp.fixture(config=ClientServerConfig(server_command=SERVER))
+async def plain(lsp_client: LanguageClient, stub):
+    prepare(lsp_client)
+    await lsp_client.initialize_session(types.InitializeParams(capabilities=PLAIN,
+                                                               initialization_options=settings_for(stub)))
     yield
     await lsp_client.shutdown_session()
 
@@ -107,10 +146,15 @@ def fix_code_action_parsing(client: LanguageClient) -> None:
     conv.register_structure_hook(Union[types.Command, types.CodeAction], hook)  # noqa: UP007 (the key lsprotocol uses)
 
 
-def _todict(obj) -> dict:
+def _todict(obj: Any) -> Any:
+    """Plain JSON values from what the pygls client hands over (custom payloads arrive as named tuples)."""
     if isinstance(obj, dict):
-        return obj
-    return {k: getattr(obj, k) for k in dir(obj) if not k.startswith("_") and not callable(getattr(obj, k))}
+        return {k: _todict(v) for k, v in obj.items()}
+    if hasattr(obj, "_asdict"):
+        return {k: _todict(v) for k, v in obj._asdict().items()}
+    if isinstance(obj, (list, tuple)):
+        return [_todict(v) for v in obj]
+    return obj
 
 
 def open_doc(client: LanguageClient, path: Path, text: str | None = None, lang: str = "yaml", version: int = 1) -> str:
@@ -118,6 +162,12 @@ def open_doc(client: LanguageClient, path: Path, text: str | None = None, lang: 
     client.text_document_did_open(types.DidOpenTextDocumentParams(types.TextDocumentItem(
         uri=uri, language_id=lang, version=version, text=text if text is not None else path.read_text())))
     return uri
+
+
+def change_doc(client: LanguageClient, uri: str, text: str, version: int) -> None:
+    client.text_document_did_change(types.DidChangeTextDocumentParams(
+        types.VersionedTextDocumentIdentifier(uri=uri, version=version),
+        [types.TextDocumentContentChangeWholeDocument(text=text)]))
 
 
 async def wait_for(predicate, timeout: float = 30.0, what: str = "condition"):
@@ -130,13 +180,52 @@ async def wait_for(predicate, timeout: float = 30.0, what: str = "condition"):
     raise AssertionError(f"timed out waiting for {what}")
 
 
-def fresh_workspace(name: str) -> Path:
+def done_of(client: LanguageClient, run_id: str) -> dict | None:
+    return next((p for p in client.run_progress if p["runId"] == run_id and p["done"]), None)
+
+
+async def run_to_end(client: LanguageClient, command: str, args: dict, timeout: float = 90) -> dict:
+    result = await client.workspace_execute_command_async(types.ExecuteCommandParams(command, [args]))
+    return await wait_for(lambda: done_of(client, result["runId"]), timeout=timeout, what=f"{command} to finish")
+
+
+def apply_edits(text: str, edits: list[types.TextEdit]) -> str:
+    """`text` with LSP text edits applied (ASCII test texts: characters are UTF-16 units)."""
+    lines = text.split("\n")
+    starts = [0]
+    for line in lines[:-1]:
+        starts.append(starts[-1] + len(line) + 1)
+
+    def offset(pos: types.Position) -> int:
+        if pos.line >= len(lines):
+            return len(text)
+        return starts[pos.line] + min(pos.character, len(lines[pos.line]))
+
+    for e in sorted(edits, key=lambda e: (e.range.start.line, e.range.start.character), reverse=True):
+        text = text[: offset(e.range.start)] + e.new_text + text[offset(e.range.end):]
+    return text
+
+
+def accuracy(prompt: Path, instructions: str, split: str, size: int | None = None) -> float:
+    """What the scripted task model scores with `instructions` on a split (the first `size` problems)."""
+    from lse_engine.files import load_suite
+
+    problems = load_suite(prompt.parent / "nums.suite.yaml").split()[split][:size]
+    tags = set(instructions.split())
+    return sum(re.search(r"\[(t\d+)\]", p.question).group(1) in tags for p in problems) / len(problems)
+
+
+def messages_of(client: LanguageClient) -> list[str]:
+    return [m.message for m in client.messages]
+
+
+def fresh_workspace(name: str, **kwargs: Any) -> Path:
     import shutil
 
     root = WORKDIR / f"{name}-{time.time_ns()}"
     if root.exists():
         shutil.rmtree(root)
-    return build_skill_workspace(root, n_problems=24)
+    return build_skill_workspace(root, n_problems=24, **kwargs)
 
 
 BROKEN_SUITE = """task: text-to-sql
@@ -160,6 +249,7 @@ problems:
 """
 
 
+# -- diagnostics ------------------------------------------------------------------------------------------------
 async def test_broken_gold_sql_diagnostics_at_their_ranges_then_cleared(client: LanguageClient) -> None:
     prompt = fresh_workspace("diag")
     suite = prompt.parent / "broken.suite.yaml"
@@ -176,13 +266,50 @@ async def test_broken_gold_sql_diagnostics_at_their_ranges_then_cleared(client: 
     second_ok = len(lines) - 1 - lines[::-1].index("  - id: ok")
     assert by_code["duplicate-id"].range.start.line == second_ok
     assert by_code["duplicate-id"].range.start.character == len("  - id: ")
-    fixed = "\n".join(lines[:6]) + "\n"  # only the first problem
-    client.text_document_did_change(types.DidChangeTextDocumentParams(
-        types.VersionedTextDocumentIdentifier(uri=uri, version=2),
-        [types.TextDocumentContentChangeWholeDocument(text=fixed)]))
+    change_doc(client, uri, "\n".join(lines[:6]) + "\n", 2)  # only the first problem
     await wait_for(lambda: list(client.diagnostics.get(uri, [None])) == [], what="cleared diagnostics")
 
 
+async def test_prompt_files_that_are_not_lse_get_nothing(client: LanguageClient, stub) -> None:
+    """A Copilot prompt file (`*.prompt.md`, no `suite:`) gets no diagnostics, actions or lenses; a prompt that
+    names a missing suite does; the name pattern is a setting."""
+    prompt = fresh_workspace("copilot")
+    copilot = prompt.parent / ".github" / "prompts" / "review.prompt.md"
+    copilot.parent.mkdir(parents=True)
+    copilot.write_text("---\nmode: agent\ndescription: Review the change\n---\nReview ${file} for bugs.\n")
+    bare = prompt.parent / "bare.prompt.md"
+    bare.write_text("Just some instructions without front matter.\n")
+    missing = prompt.parent / "other.prompt.md"
+    missing.write_text("---\nsuite: missing.suite.yaml\n---\nhi\n")
+    for path in (copilot, bare):
+        uri = open_doc(client, path, lang="markdown")
+        await wait_for(lambda uri=uri: uri in client.diagnostics, what="a publish")
+        assert list(client.diagnostics[uri]) == []
+        assert not await client.text_document_code_lens_async(types.CodeLensParams(types.TextDocumentIdentifier(uri)))
+        actions = await client.text_document_code_action_async(types.CodeActionParams(
+            types.TextDocumentIdentifier(uri), types.Range(types.Position(0, 0), types.Position(0, 0)),
+            types.CodeActionContext(diagnostics=[])))
+        assert not actions
+        with pytest.raises(JsonRpcException, match="not an LSE prompt file"):
+            await client.workspace_execute_command_async(types.ExecuteCommandParams("lse.evaluate", [{"uri": uri}]))
+    uri = open_doc(client, missing, lang="markdown")
+    diags = await wait_for(lambda: client.diagnostics.get(uri), what="missing suite diagnostic")
+    assert diags[0].code == "missing-suite" and diags[0].range.start.line == 1
+    # another name pattern for prompt files
+    custom = prompt.parent / "shop.lse.md"
+    custom.write_text("---\nsuite: missing.suite.yaml\n---\nhi\n")
+    settings = settings_for(stub)
+    settings["settings"]["files"] = {"prompts": ["*.lse.md"]}
+    client.workspace_did_change_configuration(types.DidChangeConfigurationParams(settings=settings))
+    try:
+        uri = open_doc(client, custom, lang="markdown")
+        diags = await wait_for(lambda: client.diagnostics.get(uri), what="diagnostics under the custom glob")
+        assert diags[0].code == "missing-suite"
+    finally:
+        client.workspace_did_change_configuration(types.DidChangeConfigurationParams(settings=settings_for(stub)))
+
+
+# -- runs on the buffer ---------------------------------------------------------------------------------------------
 async def test_code_actions_lens_and_evaluate_end_to_end(client: LanguageClient) -> None:
     prompt = fresh_workspace("eval")
     uri = open_doc(client, prompt, lang="markdown")
@@ -190,18 +317,22 @@ async def test_code_actions_lens_and_evaluate_end_to_end(client: LanguageClient)
         types.TextDocumentIdentifier(uri), types.Range(types.Position(3, 0), types.Position(3, 0)),
         types.CodeActionContext(diagnostics=[])))
     titles = {a.title: a for a in actions}
-    assert {"Evolve prompt", "Evaluate prompt"} <= set(titles)
+    assert list(titles) == ["Evolve prompt", "Evaluate prompt"]
     cmd = titles["Evaluate prompt"].command
     result = await client.workspace_execute_command_async(types.ExecuteCommandParams(cmd.command, cmd.arguments))
     run_id = result["runId"]
-    done = await wait_for(lambda: next((p for p in client.run_progress if p["runId"] == run_id and p["done"]), None),
-                          what="evaluate to finish")
-    assert done["error"] is None and done["dev"] == pytest.approx(0.25) and done["train"] == pytest.approx(0.25)
+    done = await wait_for(lambda: done_of(client, run_id), what="evaluate to finish")
+    assert done["error"] is None and done["accuracy"] == {"train": pytest.approx(0.25), "dev": pytest.approx(0.25)}
+    assert done["winnerDev"] == pytest.approx(0.25)
+    assert "LSE evaluate of nums.prompt.md: train 25%, dev 25%" in messages_of(client)
+    steps = [p for p in client.run_progress if p["runId"] == run_id and not p["done"]]
+    assert steps and all(p["stepTotal"] >= p["stepDone"] >= 0 for p in steps)
+    assert any(re.search(r"scoring \w+ \d+/\d+", p["message"]) for p in steps), [p["message"] for p in steps]
     token = f"lse-{run_id}"
     kinds = [type(v).__name__ for v in client.progress_reports[token]]
     assert kinds[0] == "WorkDoneProgressBegin" and kinds[-1] == "WorkDoneProgressEnd"
     lenses = await client.text_document_code_lens_async(types.CodeLensParams(types.TextDocumentIdentifier(uri)))
-    assert any(lens.command.title.startswith("dev 25%") for lens in lenses)
+    assert any(lens.command.title.startswith("dev 25% (evaluate") for lens in lenses)
     assert {"Evaluate", "Evolve", "Show tree"} <= {lens.command.title for lens in lenses}
     # hover on a suite problem: gold result and the latest outcome
     suite = prompt.parent / "nums.suite.yaml"
@@ -214,33 +345,127 @@ async def test_code_actions_lens_and_evaluate_end_to_end(client: LanguageClient)
     assert "latest outcome" in hover.contents.value
 
 
-async def test_evolve_end_to_end_applies_the_winner(client: LanguageClient) -> None:
+async def test_evaluate_scores_the_unsaved_buffer(client: LanguageClient) -> None:
+    """The file on disk says `t0`; the buffer says `t0 t1`: the run scores the buffer."""
+    prompt = fresh_workspace("unsaved-eval")
+    on_disk = prompt.read_text()
+    uri = open_doc(client, prompt, lang="markdown")
+    change_doc(client, uri, on_disk.replace("t0\n", "t0 t1\n"), 2)
+    done = await run_to_end(client, "lse.evaluate", {"uri": uri})
+    assert done["accuracy"] == {"train": pytest.approx(accuracy(prompt, "t0 t1", "train")),
+                                "dev": pytest.approx(accuracy(prompt, "t0 t1", "dev"))}
+    assert done["accuracy"] != {"train": pytest.approx(accuracy(prompt, "t0", "train")),
+                                "dev": pytest.approx(accuracy(prompt, "t0", "dev"))}
+    assert prompt.read_text() == on_disk  # nothing written
+    store = sqlite3.connect(prompt.parent / ".lse" / "lse.db")
+    root = store.execute("SELECT root_instructions FROM runs WHERE id = ?", [done["runId"]]).fetchone()[0]
+    assert root == "t0 t1"
+
+
+async def test_evolve_puts_the_winner_into_the_unsaved_buffer_exactly(client: LanguageClient) -> None:
+    """An unsaved line is part of what evolves; the winner replaces exactly the instructions, once, guarded by
+    the buffer's version, labelled with the scores, and needs the user's confirmation."""
     prompt = fresh_workspace("evolve")
-    uri = open_doc(client, prompt, lang="markdown", version=7)
+    buffer = prompt.read_text().replace("t0\n", "t0 keep-me\n")
+    uri = open_doc(client, prompt, text=buffer, lang="markdown", version=7)
     result = await client.workspace_execute_command_async(types.ExecuteCommandParams("lse.evolve", [{"uri": uri}]))
     run_id = result["runId"]
-    again = None
-    try:
+    with pytest.raises(JsonRpcException) as again:  # one run per prompt file at a time: a one-line RequestFailed
         await client.workspace_execute_command_async(types.ExecuteCommandParams("lse.evolve", [{"uri": uri}]))
-    except Exception as exc:  # one run per prompt file at a time
-        again = str(exc)
-    assert again and "already going" in again
-    done = await wait_for(lambda: next((p for p in client.run_progress if p["runId"] == run_id and p["done"]), None),
-                          timeout=60, what="evolve to finish")
+    assert again.value.code == REQUEST_FAILED and "already going" in again.value.message
+    assert "\n" not in again.value.message and again.value.data is None
+    done = await wait_for(lambda: done_of(client, run_id), timeout=90, what="evolve to finish")
     assert done["error"] is None and done["winner"] not in (None, 0)
+    assert done["instructions"] == "t0 keep-me t1 t2" and done["rootDev"] == pytest.approx(0.25)
+    assert done["winnerDev"] == pytest.approx(0.75) and done["roundsDone"] == 2
+    assert "LSE evolve of nums.prompt.md: dev 25% → 75%, 2 rounds" in messages_of(client)
     nodes = [p for p in client.run_progress if p["runId"] == run_id and not p["done"] and p.get("node")]
-    assert nodes, "lse/runProgress streamed node scores"
-    edit = await wait_for(lambda: client.apply_edits, what="workspace/applyEdit")
-    change = edit[0].edit.document_changes[0]
-    assert change.text_document.version == 7
-    new_text = change.edits[0].new_text
-    assert new_text.strip() in ("t0 t1 t2", "t0 t1") and "t1" in new_text
-    annotation = edit[0].edit.change_annotations[change.edits[0].annotation_id]
-    assert annotation.needs_confirmation and re.match(r"LSE: dev \d+% → \d+%", annotation.label)
-    assert change.edits[0].range.start.line == 3  # the instructions, not the front matter
-    tree = await client.protocol.send_request_async("lse/tree", {"runId": run_id})
-    tree = _todict(tree)
+    assert nodes and {"id", "parent", "dev", "instructions"} <= set(nodes[-1]["node"])
+    edits = await wait_for(lambda: client.apply_edits, what="workspace/applyEdit")
+    assert len(edits) == 1 and len(edits[0].edit.document_changes) == 1
+    change = edits[0].edit.document_changes[0]
+    assert change.text_document.version == 7 and len(change.edits) == 1
+    after = apply_edits(buffer, change.edits)
+    assert after == replace_instructions(parse_prompt(buffer, prompt)[0], done["instructions"])
+    assert after == "---\nsuite: nums.suite.yaml\n---\nt0 keep-me t1 t2\n"
+    annotation = edits[0].edit.change_annotations[change.edits[0].annotation_id]
+    assert annotation.needs_confirmation and annotation.label == "LSE: dev 25% → 75%"
+    tree = _todict(await client.protocol.send_request_async("lse/tree", {"runId": run_id}))
     assert tree["runId"] == run_id and len(tree["nodes"]) == 3 and tree["winner"] == done["winner"]
+    assert tree["winnerDev"] == pytest.approx(0.75) and "★ winner" in tree["text"]
+    shown = await client.workspace_execute_command_async(types.ExecuteCommandParams("lse.showTree", [{"uri": uri}]))
+    assert shown["runId"] == run_id and shown["text"].startswith(f"run {run_id} (evolve, done")
+
+
+async def test_winner_never_overwrites_instructions_edited_during_the_run(client: LanguageClient) -> None:
+    prompt = fresh_workspace("edited")
+    text = prompt.read_text()
+    uri = open_doc(client, prompt, lang="markdown")
+    result = await client.workspace_execute_command_async(types.ExecuteCommandParams("lse.evolve", [{"uri": uri}]))
+    change_doc(client, uri, text.replace("t0\n", "t0\nanswer in lower case\n"), 2)
+    await wait_for(lambda: done_of(client, result["runId"]), timeout=90, what="evolve to finish")
+    warning = await wait_for(lambda: next((m for m in client.messages if "changed during the run" in m.message), None),
+                             what="a refusal")
+    assert warning.type == types.MessageType.Warning and result["runId"] in warning.message
+    await asyncio.sleep(0.3)
+    assert not client.apply_edits
+
+
+async def test_winner_follows_a_front_matter_edit_made_during_the_run(client: LanguageClient) -> None:
+    prompt = fresh_workspace("front")
+    uri = open_doc(client, prompt, lang="markdown")
+    result = await client.workspace_execute_command_async(types.ExecuteCommandParams("lse.evolve", [{"uri": uri}]))
+    edited = "---\nsuite: nums.suite.yaml\nname: numbers\n---\nt0\n"
+    change_doc(client, uri, edited, 5)
+    await wait_for(lambda: done_of(client, result["runId"]), timeout=90, what="evolve to finish")
+    edits = await wait_for(lambda: client.apply_edits, what="workspace/applyEdit")
+    change = edits[0].edit.document_changes[0]
+    assert change.text_document.version == 5
+    assert apply_edits(edited, change.edits) == "---\nsuite: nums.suite.yaml\nname: numbers\n---\nt0 t1 t2\n"
+
+
+async def test_without_annotations_the_server_asks_apply_discard_show_diff(plain: LanguageClient) -> None:
+    """A client without change annotations or work-done progress (eglot): progress as log lines, a summary,
+    then a question before the edit; Show diff shows the diff and asks again."""
+    prompt = fresh_workspace("plain")
+    text = prompt.read_text()
+    uri = open_doc(plain, prompt, lang="markdown", version=3)
+    plain.answers[:] = ["Show diff", "Apply"]
+    done = await run_to_end(plain, "lse.evolve", {"uri": uri})
+    edits = await wait_for(lambda: plain.apply_edits, what="workspace/applyEdit")
+    assert [q.message for q in plain.questions] == [
+        "LSE: dev 25% → 75% for nums.prompt.md. Replace its instructions with the evolved ones?"] * 2
+    assert [[a.title for a in q.actions] for q in plain.questions] == [["Apply", "Discard", "Show diff"],
+                                                                        ["Apply", "Discard"]]
+    diff = next(m for m in messages_of(plain) if m.startswith("--- nums.prompt.md (now)"))
+    assert "-t0\n+t0 t1 t2\n" in diff
+    change = edits[0].edit.document_changes[0]
+    assert change.text_document.version == 3 and not edits[0].edit.change_annotations
+    assert apply_edits(text, change.edits) == replace_instructions(parse_prompt(text, prompt)[0], done["instructions"])
+    logs = [m.message for m in plain.log_messages if m.message.startswith("LSE evolve of nums.prompt.md: round")]
+    assert logs and all(m.type == types.MessageType.Info for m in plain.log_messages if m.message in logs)
+    assert any("now holds the evolved instructions" in m for m in messages_of(plain))
+
+
+async def test_discarding_the_winner_leaves_the_buffer(plain: LanguageClient) -> None:
+    prompt = fresh_workspace("discard")
+    uri = open_doc(plain, prompt, lang="markdown")
+    plain.answers[:] = ["Discard"]
+    done = await run_to_end(plain, "lse.evolve", {"uri": uri})
+    kept = await wait_for(lambda: next((m for m in messages_of(plain) if m.startswith("LSE: kept")), None),
+                          what="the discard message")
+    assert done["runId"] in kept and not plain.apply_edits
+
+
+async def test_an_evolve_that_keeps_the_root_says_so(client: LanguageClient, stub) -> None:
+    prompt = fresh_workspace("root-best")
+    prompt.write_text("---\nsuite: nums.suite.yaml\n---\nt0 t1 t2 t3\n")  # every tag: nothing to improve
+    uri = open_doc(client, prompt, lang="markdown")
+    done = await run_to_end(client, "lse.evolve", {"uri": uri})
+    assert done["winner"] == 0
+    assert any(m.startswith("LSE evolve of nums.prompt.md: the original prompt is still best (dev 100%")
+               for m in messages_of(client)), messages_of(client)
+    assert not client.apply_edits
 
 
 async def test_cancel_mid_run_stops_quickly_and_keeps_the_file(client: LanguageClient) -> None:
@@ -254,13 +479,16 @@ async def test_cancel_mid_run_stops_quickly_and_keeps_the_file(client: LanguageC
         run_id = result["runId"]
         await wait_for(lambda: any(p["runId"] == run_id and (p.get("round") or 0) >= 1 for p in client.run_progress),
                        timeout=60, what="round 1")
+        lenses = await client.text_document_code_lens_async(types.CodeLensParams(types.TextDocumentIdentifier(uri)))
+        running = next(lens for lens in lenses if lens.command.command == "lse.cancel")
+        assert re.match(r"evolve: round \d+/50 · ", running.command.title), running.command.title
         start = time.monotonic()
-        await client.workspace_execute_command_async(types.ExecuteCommandParams("lse.cancel", [{"uri": uri}]))
-        done = await wait_for(lambda: next((p for p in client.run_progress if p["runId"] == run_id and p["done"]), None),
-                              timeout=15, what="cancelled run to end")
+        cancelled = await client.workspace_execute_command_async(types.ExecuteCommandParams("lse.cancel", [{"uri": uri}]))
+        done = await wait_for(lambda: done_of(client, run_id), timeout=15, what="cancelled run to end")
         elapsed = time.monotonic() - start
     finally:
         SLOW.delay = 0.0
+    assert cancelled == {"cancelled": True, "runId": run_id, "message": f"cancelled run {run_id}"}
     assert done["error"] == "cancelled" and elapsed < 8
     assert hashlib.sha256(prompt.read_bytes()).hexdigest() == before
     assert not client.apply_edits
@@ -269,8 +497,11 @@ async def test_cancel_mid_run_stops_quickly_and_keeps_the_file(client: LanguageC
     pending = store.execute("SELECT COUNT(*) FROM nodes WHERE run_id = ? AND status = 'ok' AND dev_score IS NULL",
                             [run_id]).fetchone()[0]
     assert status == "cancelled" and pending == 0
+    again = await client.workspace_execute_command_async(types.ExecuteCommandParams("lse.cancel", [{"uri": uri}]))
+    assert again == {"cancelled": False, "runId": None, "message": "no run is going"}
 
 
+# -- bad input, errors, paths ------------------------------------------------------------------------------------
 async def test_malformed_input_never_kills_the_server(client: LanguageClient) -> None:
     prompt = fresh_workspace("bad")
     root = prompt.parent
@@ -287,31 +518,22 @@ async def test_malformed_input_never_kills_the_server(client: LanguageClient) ->
     d3 = await wait_for(lambda: client.diagnostics.get(uri3), what="not-sqlite diagnostic")
     assert d1[0].code == "binary" and d2[0].code == "too-large" and d3[0].code == "not-sqlite"
     missing = (root / "nowhere.suite.yaml").as_uri()
-    with pytest.raises(JsonRpcException):
-        await client.text_document_hover_async(types.HoverParams(types.TextDocumentIdentifier(missing),
-                                                                 types.Position(0, 0)))
-    with pytest.raises(JsonRpcException):
-        await client.workspace_execute_command_async(types.ExecuteCommandParams("lse.evolve", [{"uri": missing}]))
+    for request in (client.text_document_hover_async(types.HoverParams(types.TextDocumentIdentifier(missing),
+                                                                        types.Position(0, 0))),
+                    client.workspace_execute_command_async(types.ExecuteCommandParams("lse.evolve", [{"uri": missing}])),
+                    client.workspace_execute_command_async(types.ExecuteCommandParams("lse.evolve", [{"uri": "http://x/y"}])),
+                    client.workspace_execute_command_async(types.ExecuteCommandParams("lse.evolve", [{"uri": prompt.as_uri(),
+                                                                                                     "rounds": "many"}]))):
+        with pytest.raises(JsonRpcException) as failed:
+            await request
+        assert failed.value.code == REQUEST_FAILED and "\n" not in failed.value.message and not failed.value.data
     lenses = await client.text_document_code_lens_async(types.CodeLensParams(types.TextDocumentIdentifier(
         (root / "nowhere.prompt.md").as_uri())))
-    assert {lens.command.title for lens in lenses} >= {"Evaluate"}
-    # still alive and answering
+    assert not lenses
     actions = await client.text_document_code_action_async(types.CodeActionParams(
         types.TextDocumentIdentifier(prompt.as_uri()), types.Range(types.Position(0, 0), types.Position(0, 0)),
         types.CodeActionContext(diagnostics=[])))
     assert len(actions) == 2
-
-
-async def test_prompt_without_suite_gets_a_diagnostic(client: LanguageClient) -> None:
-    prompt = fresh_workspace("nosuite")
-    lonely = prompt.parent / "lonely.prompt.md"
-    uri = open_doc(client, lonely, text="Just some instructions without front matter.\n", lang="markdown")
-    diags = await wait_for(lambda: client.diagnostics.get(uri), what="prompt diagnostic")
-    assert diags[0].code == "missing-suite"
-    other = prompt.parent / "other.prompt.md"
-    uri2 = open_doc(client, other, text="---\nsuite: missing.suite.yaml\n---\nhi\n", lang="markdown")
-    diags2 = await wait_for(lambda: client.diagnostics.get(uri2), what="missing suite diagnostic")
-    assert diags2[0].code == "missing-suite" and diags2[0].range.start.line == 1
 
 
 async def test_invalid_settings_are_reported_at_once(client: LanguageClient, stub) -> None:
@@ -324,39 +546,206 @@ async def test_invalid_settings_are_reported_at_once(client: LanguageClient, stu
     client.workspace_did_change_configuration(types.DidChangeConfigurationParams(settings=settings_for(stub)))
 
 
-@pytest_lsp.fixture(config=ClientServerConfig(server_command=[sys.executable, "-m", "lse_server", "--stdio"]))
-async def untrusted(lsp_client: LanguageClient):
-    fix_code_action_parsing(lsp_client)
-    await lsp_client.initialize_session(types.InitializeParams(
-        capabilities=types.ClientCapabilities(), initialization_options={"trusted": False}))
+async def test_server_log_reaches_the_client_at_its_level(client: LanguageClient) -> None:
+    """The server's log goes to the client as window/logMessage at the record's level (info as info), one line
+    per failed request, no traceback."""
+    prompt = fresh_workspace("log")
+    with pytest.raises(JsonRpcException):
+        await client.workspace_execute_command_async(types.ExecuteCommandParams("lse.evaluate", [{"uri": (
+            prompt.parent / "none.prompt.md").as_uri()}]))
+    failed = await wait_for(lambda: next((m for m in client.log_messages if "no such file" in m.message), None),
+                            what="the failure in the log")
+    assert failed.type == types.MessageType.Info and "Traceback" not in failed.message
+    assert "\n" not in failed.message
+
+
+@pytest.mark.parametrize("folder", ["ws#1", "ws?x", "ws 2 ünï"])
+async def test_workspace_folders_with_uri_characters(client: LanguageClient, folder: str) -> None:
+    parent = WORKDIR / f"uri-{time.time_ns()}"
+    prompt = build_skill_workspace(parent / folder, n_problems=8)
+    uri = open_doc(client, prompt, lang="markdown")
+    assert ("%23" in uri) == ("#" in folder) and ("%3F" in uri) == ("?" in folder)
+    await wait_for(lambda: uri in client.diagnostics, what="diagnostics")
+    assert list(client.diagnostics[uri]) == []
+    done = await run_to_end(client, "lse.evaluate", {"uri": uri})
+    assert done["error"] is None
+    assert (prompt.parent / ".lse" / "lse.db").is_file()
+    lenses = await client.text_document_code_lens_async(types.CodeLensParams(types.TextDocumentIdentifier(uri)))
+    assert any(lens.command.title.startswith("dev ") for lens in lenses)
+    runs = _todict(await client.protocol.send_request_async("lse/runs", {"uri": uri}))
+    assert [r["promptUri"] for r in runs["runs"]] == [uri]
+    assert sorted(p.name for p in parent.iterdir()) == [folder]  # no stray file beside the workspace
+
+
+# -- trust and hostile stores ----------------------------------------------------------------------------------------
+HOSTILE_STORE = """
+CREATE VIEW runs AS WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT x AS id, 'evolve' AS kind,
+  '{prompt}' AS prompt, '' AS suite, 'done' AS status, x AS created, 0.99 AS best_dev, 0 AS root_dev, NULL AS rule,
+  0 AS winner FROM c;
+"""
+
+
+def plant_store(root: Path, prompt: Path, hostile: bool) -> None:
+    """A store under `.lse/`: a `runs` view over an endless query (hostile), or a real finished run."""
+    (root / ".lse").mkdir(exist_ok=True)
+    db = sqlite3.connect(root / ".lse" / "lse.db")
+    if hostile:
+        db.executescript(HOSTILE_STORE.format(prompt=str(prompt.resolve())))
+    else:
+        from lse_engine.store import Store
+
+        db.close()
+        store = Store(root / ".lse" / "lse.db")
+        run = store.create_run("evaluate", str(prompt.resolve()), str(root / "nums.suite.yaml"))
+        store.update_run(run, status="done", best_dev=0.99, root_dev=0.99)
+        store.close()
+        return
+    db.commit()
+    db.close()
+
+
+async def test_hostile_store_never_freezes_the_server(client: LanguageClient) -> None:
+    prompt = fresh_workspace("hostile")
+    plant_store(prompt.parent, prompt, hostile=True)
+    uri = open_doc(client, prompt, lang="markdown")
+    start = time.monotonic()
+    lenses = await asyncio.wait_for(client.text_document_code_lens_async(
+        types.CodeLensParams(types.TextDocumentIdentifier(uri))), 5)
+    assert time.monotonic() - start < 3
+    assert [lens.command.title for lens in lenses] == ["Evaluate", "Evolve", "Show tree"]
+    with pytest.raises(JsonRpcException, match="no runs for nums.prompt.md"):
+        await asyncio.wait_for(client.protocol.send_request_async("lse/tree", {"uri": uri}), 5)
+    logged = await wait_for(lambda: next((m for m in client.log_messages if "not reading the run store" in m.message),
+                                         None), what="the store refusal in the log")
+    assert "view" in logged.message and logged.type == types.MessageType.Warning
+
+
+UNTRUSTED_VALUES = [False, "false", 0, None, "true", 1, {}, []]
+
+
+@pytest_lsp.fixture(config=ClientServerConfig(server_command=SERVER), params=UNTRUSTED_VALUES)
+async def untrusted(lsp_client: LanguageClient, request, stub):
+    prepare(lsp_client)
+    options = settings_for(stub, trusted=request.param)
+    await lsp_client.initialize_session(types.InitializeParams(capabilities=VSCODE_LIKE, initialization_options=options))
     yield
     await lsp_client.shutdown_session()
 
 
-async def test_untrusted_workspace_runs_no_sql_and_no_model(untrusted: LanguageClient) -> None:
+def _children(pid: int) -> list[int]:
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            out.append(int(stat.parent.name))
+    return out
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="lists child processes through /proc")
+async def test_untrusted_means_no_sql_no_model_no_store(untrusted: LanguageClient, stub) -> None:
+    """Anything but `trusted: true` is untrusted. Every command, action, lens, hover and setting is tried: no
+    SQL runs, no worker starts, no model is called, the run store is never opened (a hostile one included)."""
+    client = untrusted
     prompt = fresh_workspace("untrusted")
-    suite = prompt.parent / "broken.suite.yaml"
+    root = prompt.parent
+    suite = root / "broken.suite.yaml"
     suite.write_text(BROKEN_SUITE)
-    uri = open_doc(untrusted, suite)
-    diags = await wait_for(lambda: untrusted.diagnostics.get(uri), what="parse diagnostics")
+    other = root / "other"
+    other_prompt = build_skill_workspace(other, n_problems=8)
+    plant_store(root, prompt, hostile=True)
+    plant_store(other, other_prompt, hostile=False)
+    calls_before = len(stub.requests)
+    server_pid = getattr(getattr(client, "_server", None), "pid", None)
+    suite_uri = open_doc(client, suite)
+    diags = await wait_for(lambda: client.diagnostics.get(suite_uri), what="parse diagnostics")
+    uri = open_doc(client, prompt, lang="markdown")
+    other_uri = open_doc(client, other_prompt, lang="markdown")
     await asyncio.sleep(0.5)  # SQL checks, were they to run, would publish again by now
-    assert {d.code for d in untrusted.diagnostics[uri]} == {d.code for d in diags} == {"duplicate-id"}
+    assert {d.code for d in client.diagnostics[suite_uri]} == {d.code for d in diags} == {"duplicate-id"}
     line = BROKEN_SUITE.split("\n").index("    question: which row holds 1?")
-    hover = await untrusted.text_document_hover_async(types.HoverParams(types.TextDocumentIdentifier(uri),
-                                                                        types.Position(line, 6)))
+    hover = await client.text_document_hover_async(types.HoverParams(types.TextDocumentIdentifier(suite_uri),
+                                                                     types.Position(line, 6)))
     assert "untrusted" in hover.contents.value and "gold result" not in hover.contents.value
+    for doc in (uri, other_uri):
+        lenses = await asyncio.wait_for(client.text_document_code_lens_async(
+            types.CodeLensParams(types.TextDocumentIdentifier(doc))), 5)
+        assert [lens.command.title for lens in lenses] == ["Evaluate", "Evolve", "Show tree"]  # no store read
+        actions = await client.text_document_code_action_async(types.CodeActionParams(
+            types.TextDocumentIdentifier(doc), types.Range(types.Position(0, 0), types.Position(0, 0)),
+            types.CodeActionContext(diagnostics=[])))
+        for action in actions:
+            with pytest.raises(JsonRpcException, match="not trusted"):
+                await client.workspace_execute_command_async(types.ExecuteCommandParams(
+                    action.command.command, action.command.arguments))
+        for lens in lenses:
+            with pytest.raises(JsonRpcException, match="not trusted"):
+                await client.workspace_execute_command_async(types.ExecuteCommandParams(
+                    lens.command.command, lens.command.arguments))
+        for command in ("lse.evaluate", "lse.evolve", "lse.train", "lse.showTree"):
+            with pytest.raises(JsonRpcException, match="not trusted") as refused:
+                await client.workspace_execute_command_async(types.ExecuteCommandParams(command, [{"uri": doc}]))
+            assert refused.value.code == REQUEST_FAILED
+        for method, params in (("lse/tree", {"uri": doc}), ("lse/runs", {}), ("lse/runs", {"uri": doc})):
+            with pytest.raises(JsonRpcException, match="not trusted"):
+                await client.protocol.send_request_async(method, params)
+    cancel = await client.workspace_execute_command_async(types.ExecuteCommandParams("lse.cancel", [{"uri": uri}]))
+    assert cancel["cancelled"] is False
+    # settings cannot grant trust
+    client.workspace_did_change_configuration(types.DidChangeConfigurationParams(
+        settings={"trusted": True, "settings": {"trusted": True, "evolve": {"rounds": 1}}}))
     with pytest.raises(JsonRpcException, match="not trusted"):
-        await untrusted.workspace_execute_command_async(
-            types.ExecuteCommandParams("lse.evaluate", [{"uri": prompt.as_uri()}]))
+        await client.workspace_execute_command_async(types.ExecuteCommandParams("lse.evaluate", [{"uri": uri}]))
+    await asyncio.sleep(0.3)
+    assert len(stub.requests) == calls_before
+    assert not (root / ".lse" / "lse.db-wal").exists() and not (other / ".lse" / "lse.db-wal").exists()
+    assert server_pid is None or _children(server_pid) == []
+    assert not client.run_progress
+
+
+# -- the protocol ------------------------------------------------------------------------------------------------
+def _ts_interfaces(source: str) -> dict[str, set[str]]:
+    """Interface name -> field names (with inherited ones) of a TypeScript module."""
+    found: dict[str, set[str]] = {}
+    parents: dict[str, str] = {}
+    for m in re.finditer(r"export interface (\w+)(?: extends (\w+))? \{(.*?)\n\}", source, re.DOTALL):
+        name, parent, body = m.groups()
+        body = re.sub(r"/\*.*?\*/|//[^\n]*", "", body, flags=re.DOTALL)
+        found[name] = set(re.findall(r"^\s*(\w+)\??:", body, re.MULTILINE))
+        if parent:
+            parents[name] = parent
+    for name, parent in parents.items():
+        found[name] |= found.get(parent, set())
+    return found
+
+
+def test_protocol_ts_mirrors_protocol_py() -> None:
+    """Every client-facing payload of lse_server/protocol.py has an interface of the same name and fields in
+    vscode-client/src/protocol.ts, and the command and method names agree."""
+    from typing import get_type_hints
+
+    from lse_server import protocol
+
+    ts = (Path(__file__).parents[1] / "vscode-client" / "src" / "protocol.ts").read_text()
+    interfaces = _ts_interfaces(ts)
+    shared = ["CommandArgs", "StartResult", "CancelResult", "TreeNode", "TreeResult", "RunSummary", "RunsResult",
+              "RunProgress", "RunDone"]
+    for name in shared:
+        fields = set(get_type_hints(getattr(protocol, name)))
+        assert interfaces.get(name) == fields, f"{name}: protocol.ts {sorted(interfaces.get(name, []))} != {sorted(fields)}"
+    for value in protocol.Command.ALL:
+        assert f"'{value}'" in ts, value
+    for value in (protocol.Method.RUN_PROGRESS, protocol.Method.TREE, protocol.Method.RUNS):
+        assert f"'{value}'" in ts, value
 
 
 @pytest.mark.slow
 async def test_train_command_learns_from_the_prompts_runs(client: LanguageClient, stub, tiny_model_dir: str) -> None:
     prompt = fresh_workspace("train")
     uri = open_doc(client, prompt, lang="markdown")
-    first = await client.workspace_execute_command_async(types.ExecuteCommandParams("lse.evolve", [{"uri": uri}]))
-    await wait_for(lambda: any(p["runId"] == first["runId"] and p["done"] for p in client.run_progress),
-                   timeout=60, what="the evolve run that gives training states")
+    await run_to_end(client, "lse.evolve", {"uri": uri})
     settings = settings_for(stub)
     settings["settings"]["evolver"] = {"backend": "transformers", "name": tiny_model_dir,
                                        "sampling": {"maxTokens": 16, "temperature": 1.0}}
@@ -364,12 +753,10 @@ async def test_train_command_learns_from_the_prompts_runs(client: LanguageClient
                                      "rolloutMaxTokens": 16, "rewardOn": "batch", "taskModel": "model"}
     client.workspace_did_change_configuration(types.DidChangeConfigurationParams(settings=settings))
     try:
-        result = await client.workspace_execute_command_async(types.ExecuteCommandParams("lse.train", [{"uri": uri}]))
-        run_id = result["runId"]
-        done = await wait_for(lambda: next((p for p in client.run_progress if p["runId"] == run_id and p["done"]),
-                                           None), timeout=240, what="training to finish")
+        done = await run_to_end(client, "lse.train", {"uri": uri}, timeout=240)
     finally:
         client.workspace_did_change_configuration(types.DidChangeConfigurationParams(settings=settings_for(stub)))
+    run_id = done["runId"]
     assert done["error"] is None and "saved" in done["message"]
     steps = [p for p in client.run_progress if p["runId"] == run_id and not p["done"] and p.get("rounds")]
     assert steps and steps[-1]["rounds"] == 1

@@ -144,7 +144,8 @@ def test_a_client_that_never_reads_stderr_does_not_stall_the_server(tmp_path: Pa
     watchdog = threading.Timer(60, proc.kill)  # a stalled server fails the test instead of hanging it
     watchdog.start()
     try:
-        client.request("initialize", {"processId": None, "rootUri": None, "capabilities": {}})
+        client.request("initialize", {"processId": None, "rootUri": None, "capabilities": {},
+                                      "initializationOptions": {"trusted": True}})
         client.send("initialized", {}, notify=True)
         client.send("textDocument/didOpen", {"textDocument": {"uri": suite.as_uri(), "languageId": "yaml",
                                                               "version": 1, "text": text}}, notify=True)

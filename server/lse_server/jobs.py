@@ -1,99 +1,142 @@
-"""Worker processes for long jobs: start, read their progress lines, cancel, and stop them all on shutdown."""
+"""Worker processes for long jobs: start one per run, read its lines, cancel it, and never leave one behind.
+
+A worker gets its `WorkerInput` (the buffer's text included) on stdin and dies with the server: it asks the
+kernel for a parent-death signal and watches its parent (lse_server/worker.py). The server, for its part,
+cancels every run on shutdown, exit, stdin EOF and SIGTERM (`shutdown`, `terminate_all`).
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import logging
 import os
 import signal
 import sys
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from lse_engine.progress import ProgressEvent
+from lse_server.protocol import RunKind, WorkerInput
+
 log = logging.getLogger("lse_server.jobs")
+_EVENT_FIELDS = {f.name for f in dataclasses.fields(ProgressEvent)}
 
 
 @dataclass
 class Job:
     run_id: str
-    kind: str  # evaluate | evolve | train
+    kind: RunKind
     uri: str
     path: Path
-    token: str
-    version: int | None
+    text: str  # the buffer's text the run scores
+    version: int | None  # the buffer's version then (None: the file on disk)
+    instructions: str  # the instructions in `text`
+    token: str = ""  # the work-done progress token ("" when the client has none)
     proc: asyncio.subprocess.Process | None = None
     result: dict[str, Any] | None = None
     error: str | None = None
     cancelled: bool = False
-    last_event: dict[str, Any] = field(default_factory=dict)
+    last_event: ProgressEvent | None = None
     done: asyncio.Event = field(default_factory=asyncio.Event)
-    pump: asyncio.Task | None = None  # reads the worker's lines; held here because asyncio keeps tasks weakly
+    pump: asyncio.Task[None] | None = None  # reads the worker's lines; held here because asyncio keeps tasks weakly
+    started: float = field(default_factory=time.monotonic)
 
 
-LineHandler = Callable[[Job, dict[str, Any]], Awaitable[None]]
+def to_event(data: Any) -> ProgressEvent | None:
+    """A worker's event line back into the engine's ProgressEvent (unknown keys dropped)."""
+    if not isinstance(data, dict) or not isinstance(data.get("run_id"), str):
+        return None
+    try:
+        return ProgressEvent(**{k: v for k, v in data.items() if k in _EVENT_FIELDS})
+    except TypeError:
+        return None
+
+
+LineHandler = Callable[[Job, ProgressEvent], Awaitable[None]]
+ExitHandler = Callable[[Job], Awaitable[None]]
+
+
+async def _ignore_line(job: Job, event: ProgressEvent) -> None:
+    return None
+
+
+async def _ignore_exit(job: Job) -> None:
+    return None
 
 
 class JobManager:
-    """One job per prompt file at a time; each job is a `lse_server.worker` child process."""
+    """One job per prompt file at a time; each job is a `python -m lse_server.worker` child process."""
 
-    def __init__(self, on_line: LineHandler, on_exit: Callable[[Job], Awaitable[None]]) -> None:
-        self.on_line = on_line
-        self.on_exit = on_exit
+    def __init__(self) -> None:
+        self.on_event: LineHandler = _ignore_line
+        self.on_exit: ExitHandler = _ignore_exit
         self.jobs: dict[str, Job] = {}  # run id -> job (running or finished recently)
 
     def running_for(self, uri: str) -> Job | None:
         return next((j for j in self.jobs.values() if j.uri == uri and not j.done.is_set()), None)
 
-    def by_token(self, token: str) -> Job | None:
-        return next((j for j in self.jobs.values() if j.token == token), None)
+    def running(self) -> list[Job]:
+        return [j for j in self.jobs.values() if not j.done.is_set()]
 
-    async def start(self, job: Job, settings: dict[str, Any], rounds: int | None = None) -> Job:
-        cmd = [sys.executable, "-m", "lse_server.worker", job.kind, "--prompt", str(job.path), "--run-id", job.run_id,
-               "--settings", json.dumps(settings)]
-        if rounds:
-            cmd += ["--rounds", str(rounds)]
+    def by_token(self, token: str) -> Job | None:
+        return next((j for j in self.jobs.values() if token and j.token == token), None)
+
+    async def start(self, job: Job, work: WorkerInput) -> Job:
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", "LSE_SERVER_PID": str(os.getpid())}
         job.proc = await asyncio.create_subprocess_exec(
-            *cmd, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-            limit=16 * 1024 * 1024, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            sys.executable, "-m", "lse_server.worker", stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, limit=16 * 1024 * 1024, env=env,
         )
         self.jobs[job.run_id] = job
-        job.pump = asyncio.get_running_loop().create_task(self._pump(job))
+        job.pump = asyncio.get_running_loop().create_task(self._pump(job, json.dumps(work).encode()))
         return job
 
-    async def _pump(self, job: Job) -> None:
-        assert job.proc and job.proc.stdout and job.proc.stderr
+    async def _pump(self, job: Job, work: bytes) -> None:
+        proc = job.proc
+        assert proc and proc.stdin and proc.stdout and proc.stderr
+
+        async def feed() -> None:
+            with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+                proc.stdin.write(work)
+                await proc.stdin.drain()
+            proc.stdin.close()
 
         async def stderr() -> None:
-            async for raw in job.proc.stderr:  # type: ignore[union-attr]
+            async for raw in proc.stderr:  # type: ignore[union-attr]
                 log.info("[worker %s] %s", job.run_id, raw.decode(errors="replace").rstrip())
 
-        err_task = asyncio.get_running_loop().create_task(stderr())
+        loop = asyncio.get_running_loop()
+        feeding, err_task = loop.create_task(feed()), loop.create_task(stderr())
         try:
-            async for raw in job.proc.stdout:
+            async for raw in proc.stdout:
                 try:
                     msg = json.loads(raw)
                 except json.JSONDecodeError:
                     log.info("[worker %s] %s", job.run_id, raw.decode(errors="replace").rstrip())
                     continue
-                if "result" in msg:
+                if not isinstance(msg, dict):
+                    continue
+                if isinstance(msg.get("result"), dict):
                     job.result = msg["result"]
                 elif "error" in msg:
-                    job.error = msg["error"]
-                elif "event" in msg:
-                    job.last_event = msg["event"]
-                try:
-                    await self.on_line(job, msg)
-                except Exception:
-                    log.exception("progress handler failed")
-            await job.proc.wait()
+                    job.error = str(msg["error"])
+                elif (event := to_event(msg.get("event"))) is not None:
+                    job.last_event = event
+                    try:
+                        await self.on_event(job, event)
+                    except Exception:
+                        log.exception("progress handler failed")
+            await proc.wait()
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(err_task, 2)
+                await asyncio.wait_for(asyncio.gather(feeding, err_task), 2)
             if job.result is None and job.error is None:
-                job.error = "cancelled" if job.cancelled else f"the worker exited with code {job.proc.returncode}"
+                job.error = "cancelled" if job.cancelled else f"the worker exited with code {proc.returncode}"
         finally:
             job.done.set()
             try:
@@ -118,12 +161,32 @@ class JobManager:
                 await asyncio.wait_for(job.done.wait(), 2)
 
     async def shutdown(self, grace_s: float = 2.0) -> None:
-        running = [j for j in self.jobs.values() if not j.done.is_set()]
-        await asyncio.gather(*(self.cancel(j, grace_s) for j in running), return_exceptions=True)
+        await asyncio.gather(*(self.cancel(j, grace_s) for j in self.running()), return_exceptions=True)
 
-    def kill_all(self) -> None:
-        """Last resort at exit: no waiting."""
+    def terminate_all(self, grace_s: float = 2.0) -> None:
+        """Without the event loop (exit, the loop gone): SIGTERM every worker, SIGKILL what is left after
+        `grace_s`. Blocks at most `grace_s` seconds."""
+        pids = [j.proc.pid for j in self.jobs.values() if j.proc is not None and j.proc.returncode is None]
         for job in self.jobs.values():
-            if job.proc is not None and job.proc.returncode is None:
-                with contextlib.suppress(ProcessLookupError):
-                    job.proc.kill()
+            job.cancelled = True
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + grace_s
+        alive = list(pids)
+        while alive and time.monotonic() < deadline:
+            time.sleep(0.05)
+            alive = [pid for pid in alive if _alive(pid)]
+        for pid in alive:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+            log.warning("killed worker %d (it did not stop within %.1f s)", pid, grace_s)
+
+
+def _alive(pid: int) -> bool:
+    """Whether a child process still runs (reaping it when it has ended)."""
+    try:
+        done, _ = os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:  # reaped already (by asyncio's child watcher)
+        return False
+    return done == 0

@@ -1,0 +1,76 @@
+"""What the user reads about a run: the progress line, the summary at the end, the winner's label."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from lse_engine.progress import ProgressEvent
+
+
+def pct(x: float | None) -> str:
+    return "–" if x is None else f"{x:.0%}"
+
+
+def _eta(seconds: float) -> str:
+    if seconds < 90:
+        return f"~{max(1, round(seconds))} s left"
+    return f"~{round(seconds / 60)} min left"
+
+
+def progress_line(kind: str, ev: ProgressEvent | None) -> str:
+    """"round 2/8 · scoring dev 12/40 · ~30 s left · best dev 55%" (the parts the event has)."""
+    if ev is None:
+        return "starting (loading models)…"
+    parts = []
+    if kind == "evolve" and ev.rounds:
+        parts.append(f"round {ev.round}/{ev.rounds}")
+    step = ev.step or ev.message
+    if ev.step_total:
+        step = f"{step} {ev.step_done}/{ev.step_total}"
+    if step:
+        parts.append(step)
+    if ev.eta_s is not None and ev.eta_s > 0:
+        parts.append(_eta(ev.eta_s))
+    if kind == "evolve" and ev.best_dev is not None:
+        parts.append(f"best dev {pct(ev.best_dev)}")
+    return " · ".join(parts) or kind
+
+
+def percentage(ev: ProgressEvent) -> int | None:
+    """How far the run is, 0–100, from its rounds and the step within the round."""
+    if not ev.rounds:
+        return None
+    within = ev.step_done / ev.step_total if ev.step_total else 0.0
+    done = max(0, ev.round - 1) + within if ev.round else within
+    return max(0, min(100, int(100 * done / ev.rounds)))
+
+
+def score_label(root: float | None, winner: float | None) -> str:
+    """The winner's edit label: "LSE: dev 40% → 55%"."""
+    return f"LSE: dev {pct(root)} → {pct(winner)}"
+
+
+def summary(kind: str, name: str, result: Mapping[str, Any], rounds_fallback: int | None = None) -> str:
+    """The message shown when a run finishes."""
+    if kind == "evaluate":
+        acc = result.get("accuracy") or {}
+        scores = ", ".join(f"{split} {pct(v)}" for split, v in acc.items())
+        return f"LSE evaluate of {name}: {scores or 'nothing to score'}"
+    if kind == "evolve":
+        rounds = result.get("roundsDone")
+        rounds = rounds if rounds is not None else rounds_fallback
+        rounds_text = f"{rounds} round{'s' if rounds != 1 else ''}" if rounds is not None else ""
+        root, best = result.get("rootDev"), result.get("winnerDev")
+        root_test, best_test = result.get("rootTest"), result.get("winnerTest")
+        if not result.get("winner"):
+            extra = ", ".join(p for p in (f"dev {pct(root)}", rounds_text,
+                                          f"test {pct(root_test)}" if root_test is not None else "") if p)
+            return f"LSE evolve of {name}: the original prompt is still best ({extra})"
+        parts = [f"dev {pct(root)} → {pct(best)}"]
+        if rounds_text:
+            parts.append(rounds_text)
+        if best_test is not None:
+            parts.append(f"test {pct(root_test)} → {pct(best_test)}" if root_test is not None else f"test {pct(best_test)}")
+        return f"LSE evolve of {name}: " + ", ".join(parts)
+    return f"LSE {kind}: {result.get('message') or 'done'}"
