@@ -242,7 +242,7 @@ class TransformersLLM:
         try:
             from peft import PeftModel
         except ImportError as e:
-            raise LSEError("loading a LoRA adapter needs peft: pip install 'lse[train]'") from e
+            raise LSEError("loading a LoRA adapter needs peft: pip install 'lse-prompts[train]'") from e
         return PeftModel.from_pretrained(model, adapter)
 
     # -- generation ------------------------------------------------------------------------------------------

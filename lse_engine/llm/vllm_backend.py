@@ -1,6 +1,6 @@
 """In-process vLLM (GPU): `LLM.chat` over the whole list of chats (vLLM schedules the batch), LoRA per request.
 
-vLLM is an optional dependency (`pip install 'lse[gpu]'`), imported only when a VLLMLLM is built.
+vLLM is an optional dependency (`pip install 'lse-prompts[gpu]'`), imported only when a VLLMLLM is built.
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ class VLLMLLM:
         try:
             from vllm import LLM, SamplingParams
         except ImportError as e:
-            raise LSEError("the vllm backend needs vLLM: install the gpu extra: pip install 'lse[gpu]' "
+            raise LSEError("the vllm backend needs vLLM: install the gpu extra: pip install 'lse-prompts[gpu]' "
                            '(or set [model] backend = "transformers")') from e
         self.name = model
         self.gguf_file = gguf_file or None
