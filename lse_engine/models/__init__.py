@@ -14,6 +14,7 @@ from lse_engine.models.pull import (
     ensure_model,
     locate,
     not_downloaded_message,
+    on_disk,
     pull,
     require_local,
     verify,
@@ -24,4 +25,4 @@ from lse_engine.models.view import PullView, RichPullView
 
 __all__ = ["KNOWN", "Catalog", "HFFile", "ModelSpec", "PullResult", "PullView", "RichPullView", "VerifyResult",
            "WheelChunk", "cache_path", "cache_root", "ensure_model", "locate", "models_dir", "not_downloaded_message",
-           "pull", "require_local", "resolve_model", "split_gguf", "verify"]
+           "on_disk", "pull", "require_local", "resolve_model", "split_gguf", "verify"]

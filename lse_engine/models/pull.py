@@ -274,6 +274,12 @@ def not_downloaded_message(spec: ModelSpec, bad: list[Check] | None = None) -> s
             f"run `lse models pull {spec.name}`")
 
 
+def on_disk(name: str, catalog: Catalog | None = None) -> bool:
+    """Whether some copy of model `name` is on disk (cheap: not hashed; `locate` checks it)."""
+    spec = (catalog or Catalog()).get(name)
+    return spec is not None and any(path.is_file() for path, _ in candidates(spec))
+
+
 def require_local(spec: ModelSpec, view: PullView | None = None) -> Path:
     """The model's verified file, or ModelNotFoundError naming `lse models pull NAME` (never downloads)."""
     found, bad = locate(spec, view)
