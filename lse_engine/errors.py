@@ -2,19 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 
 class LSEError(Exception):
     """Base class for errors shown to users as-is (no traceback)."""
-
-
-@dataclass
-class Position:
-    """A 1-based line and column in a file."""
-
-    line: int = 1
-    column: int = 1
 
 
 class FileFormatError(LSEError):
@@ -38,6 +28,14 @@ class FileFormatError(LSEError):
         self.end_line = end_line if end_line is not None else line
         self.end_column = end_column if end_column is not None else column
         super().__init__(f"{self.path}:{line}:{column}: {message}")
+
+
+class DatabaseOpenError(LSEError):
+    """A user's database cannot be read: missing, unreadable, not SQLite, truncated or a bad path (one line)."""
+
+
+class StoreError(LSEError):
+    """The run store cannot be opened or written (a read-only or full disk, a bad file), or is busy (one line)."""
 
 
 class ModelNotFoundError(LSEError):

@@ -6,6 +6,7 @@ runs the queries that changed.
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,7 +14,10 @@ from pathlib import Path
 import sqlglot
 from sqlglot import exp
 
-from lse_engine.tasks.sqlite_exec import ExecResult, ReadOnlyDatabase, open_readonly
+from lse_engine.errors import DatabaseOpenError
+from lse_engine.tasks.sqlite_exec import MAX_SQL_CHARS, ExecResult, ReadOnlyDatabase, open_readonly
+
+MAX_NESTING = 100  # parentheses deep; sqlglot's parser recurses once per level (and more)
 
 
 @dataclass
@@ -23,24 +27,42 @@ class GoldCheck:
 
 
 def read_schema(db_path: str | Path) -> dict[str, set[str]]:
-    """Lower-cased table name -> lower-cased column names."""
+    """Lower-cased table name -> lower-cased column names (a view whose definition fails has none).
+
+    Raises DatabaseOpenError when the file is not a readable SQLite database."""
     conn = open_readonly(db_path)
     try:
         tables = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type IN ('table', 'view')")]
-        return {
-            t.lower(): {c[1].lower() for c in conn.execute(f'PRAGMA table_info("{t.replace(chr(34), chr(34) * 2)}")')}
-            for t in tables
-        }
+        schema: dict[str, set[str]] = {}
+        for t in tables:
+            try:
+                cols = conn.execute(f'PRAGMA table_info("{t.replace(chr(34), chr(34) * 2)}")').fetchall()
+            except sqlite3.Error:
+                cols = []
+            schema[t.lower()] = {c[1].lower() for c in cols}
+        return schema
+    except sqlite3.Error as exc:
+        raise DatabaseOpenError(f"cannot read the schema of {db_path}: {exc}") from exc
     finally:
         conn.close()
 
 
 def name_issues(sql: str, schema: dict[str, set[str]]) -> list[tuple[str, str, str]]:
-    """Parse errors and names that are not in the schema (CTEs, aliases and subquery outputs allowed)."""
+    """Parse errors and names that are not in the schema (CTEs, aliases and subquery outputs allowed).
+
+    SQL too long or nested too deeply to parse safely is a `gold-parse` error, never a crash."""
+    if len(sql) > MAX_SQL_CHARS:
+        return [("gold-parse", f"gold SQL is too long ({len(sql):,} characters > {MAX_SQL_CHARS:,})", "error")]
+    depth = _nesting(sql)
+    if depth > MAX_NESTING:
+        return [("gold-parse", f"gold SQL nests {depth} parentheses deep (at most {MAX_NESTING} are checked)",
+                 "error")]
     try:
         statements = [s for s in sqlglot.parse(sql, read="sqlite") if s is not None]
     except sqlglot.errors.SqlglotError as exc:
-        return [("gold-parse", f"gold SQL does not parse: {str(exc).splitlines()[0]}", "error")]
+        return [("gold-parse", f"gold SQL does not parse: {(str(exc).splitlines() or [''])[0][:300]}", "error")]
+    except (RecursionError, MemoryError, ValueError) as exc:
+        return [("gold-parse", f"gold SQL cannot be parsed: {type(exc).__name__}", "error")]
     if len(statements) != 1 or not isinstance(statements[0], exp.Query):
         return [("gold-parse", "gold SQL must be exactly one read query", "error")]
     tree = statements[0]
@@ -70,10 +92,30 @@ def name_issues(sql: str, schema: dict[str, set[str]]) -> list[tuple[str, str, s
     return issues
 
 
-class GoldChecker:
-    """Checks gold queries of one database with a cache; thread-safe."""
+def _nesting(sql: str) -> int:
+    """The deepest parenthesis nesting outside string literals and quoted names (an upper bound is enough)."""
+    if sql.count("(") <= MAX_NESTING:
+        return sql.count("(")
+    depth = deepest = 0
+    quote = ""
+    for ch in sql:
+        if quote:
+            if ch == quote:
+                quote = ""
+        elif ch in "'\"`[":
+            quote = "]" if ch == "[" else ch
+        elif ch == "(":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif ch == ")":
+            depth -= 1
+    return deepest
 
-    def __init__(self, db_path: str | Path, timeout_s: float = 5.0) -> None:
+
+class GoldChecker:
+    """Checks gold queries of one database with a cache; thread-safe. `timeout_s` is the gold limit."""
+
+    def __init__(self, db_path: str | Path, timeout_s: float = 30.0) -> None:
         self.db_path = Path(db_path)
         self.db = ReadOnlyDatabase(self.db_path, timeout_s=timeout_s, row_cap=100_000)
         self.schema = read_schema(self.db_path)

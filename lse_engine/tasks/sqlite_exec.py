@@ -1,13 +1,29 @@
 """Safe execution of untrusted SQL against a user's SQLite database.
 
-A predicted query runs on a connection that cannot write: the database is opened with a read-only URI,
-`PRAGMA query_only` is on, ATTACH is disabled by limit and by the authorizer, extension loading stays
-off, and only read operations are authorized. Every query runs under a wall-clock deadline enforced by
-SQLite's progress handler (no process per query) and a row cap.
+A query runs on a connection that cannot write: the database is opened with a read-only URI, `PRAGMA
+query_only` is on, ATTACH is disabled by limit and by the authorizer, extension loading stays off, the schema
+is not trusted, and only read operations are authorized. Every query is bounded in time and memory:
+
+- **time:** a watchdog thread interrupts a connection whose query runs past its deadline
+  (`sqlite3_interrupt`, checked by SQLite between VM steps; no per-step Python callback), and the Python side
+  checks the deadline between the chunks of rows it materialises;
+- **memory:** per-connection limits (`setlimit`: a value ≤ 5 MB, SQL text ≤ 100 kB, expression depth,
+  compound selects, columns, …), SQLite's process-wide heap limit (soft 64 MiB, hard 128 MiB: beyond it an
+  allocation fails and the query ends with "out of memory"), temporary b-trees and sorts on temporary files
+  (unlinked at once, in the system's temp directory) rather than in memory, and a budget for the rows built
+  in Python (row tuples and values), measured row by row as SQLite hands them over;
+- **rows:** a row cap.
+
+A database in WAL mode is read without creating `-wal`/`-shm` files next to it: when both already exist (a
+writer has it open) they are shared as usual; otherwise the file is opened `immutable`, which reads the main
+file only. The trade-off: with `immutable`, changes another process makes while the connection is open are
+not seen (and may read as corruption), and committed pages still in a `-wal` file left by a crashed writer
+without its `-shm` are not seen either. The user's files stay byte-identical either way.
 """
 
 from __future__ import annotations
 
+import marshal
 import math
 import os
 import sqlite3
@@ -16,6 +32,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
+
+from lse_engine.errors import DatabaseOpenError
+from lse_engine.tasks import sqlite_guards
 
 # Authorizer action codes that a read-only query legitimately needs.
 _ALLOWED_ACTIONS = {
@@ -26,7 +45,31 @@ _ALLOWED_ACTIONS = {
 }
 _READ_PRAGMAS = {"table_info", "table_xinfo", "foreign_key_list", "index_list", "index_info"}
 _DENIED_FUNCTIONS = {"load_extension", "readfile", "writefile", "edit", "fts3_tokenizer"}
-_PROGRESS_EVERY = 2000  # VM instructions between deadline checks
+
+MAX_VALUE_BYTES = 5_000_000  # one string or blob (SQLITE_LIMIT_LENGTH)
+MAX_SQL_CHARS = 100_000  # one statement's text (SQLITE_LIMIT_SQL_LENGTH)
+# Per-connection limits; names absent from an older `sqlite3` module are skipped.
+LIMITS = {
+    "SQLITE_LIMIT_LENGTH": MAX_VALUE_BYTES,
+    "SQLITE_LIMIT_SQL_LENGTH": MAX_SQL_CHARS,
+    "SQLITE_LIMIT_COLUMN": 1000,
+    "SQLITE_LIMIT_EXPR_DEPTH": 500,
+    "SQLITE_LIMIT_COMPOUND_SELECT": 200,
+    "SQLITE_LIMIT_VDBE_OP": 1_000_000,
+    "SQLITE_LIMIT_FUNCTION_ARG": 100,
+    "SQLITE_LIMIT_ATTACHED": 0,
+    "SQLITE_LIMIT_LIKE_PATTERN_LENGTH": 50,  # LIKE/GLOB cost up to value × pattern in one call: ≤ ~0.5 s
+    "SQLITE_LIMIT_VARIABLE_NUMBER": 32,
+    "SQLITE_LIMIT_TRIGGER_DEPTH": 10,
+    "SQLITE_LIMIT_WORKER_THREADS": 0,
+}
+HEAP_SOFT_LIMIT = 64 << 20  # SQLite starts recycling page cache past this (process-wide)
+HEAP_HARD_LIMIT = 128 << 20  # SQLite's allocations fail past this (process-wide)
+RESULT_BUDGET = 64 << 20  # bytes a result may take in Python (its row tuples and values)
+_VALUE_BYTES = 40  # a value's object and pointer overhead in Python, about, beyond its marshalled size
+_CHUNK_ROWS = 256  # rows fetched at a time, at most
+_WATCH_EVERY_S = 0.02  # how often the watchdog looks at running queries
+_HEADER = b"SQLite format 3\x00"
 
 
 @dataclass
@@ -57,17 +100,93 @@ def _decode_text(raw: bytes) -> str:
     return raw.decode("utf-8", errors="replace")
 
 
-def open_readonly(path: str | os.PathLike[str]) -> sqlite3.Connection:
-    """Open `path` so that nothing done through the connection can change the file."""
+# -- opening ------------------------------------------------------------------------------------------------
+def database_uri(path: str | os.PathLike[str]) -> str:
+    """A read-only URI for `path` after checking that it is a whole SQLite file; raises DatabaseOpenError.
+
+    `immutable=1` for a WAL database without both of its `-wal` and `-shm` files (see the module's notes)."""
     p = Path(path)
-    if not p.is_file():
-        raise FileNotFoundError(f"database not found: {p}")
-    uri = f"file:{quote(str(p.resolve()))}?mode=ro"
-    conn = sqlite3.connect(uri, uri=True, check_same_thread=False, isolation_level=None)
-    conn.text_factory = _decode_text  # text that is not UTF-8 never raises
-    conn.execute("PRAGMA query_only = ON")
-    if hasattr(conn, "setlimit"):
-        conn.setlimit(sqlite3.SQLITE_LIMIT_ATTACHED, 0)
+    try:
+        if not p.is_file():
+            raise DatabaseOpenError(f"database not found: {_shown(p)}")
+        resolved = p.resolve()
+        size = resolved.stat().st_size
+        with open(resolved, "rb") as fh:
+            header = fh.read(100)
+    except DatabaseOpenError:
+        raise
+    except (OSError, ValueError) as exc:  # unreadable, a NUL byte or an over-long name in the path, …
+        raise DatabaseOpenError(f"cannot open the database {_shown(p)}: {_os_reason(exc)}") from exc
+    if size == 0:
+        raise DatabaseOpenError(f"the database file is empty: {p}")
+    if not header.startswith(_HEADER) or len(header) < 100:
+        raise DatabaseOpenError(f"not an SQLite database: {p}")
+    page_size = int.from_bytes(header[16:18], "big")
+    page_size = 65536 if page_size == 1 else page_size
+    pages = int.from_bytes(header[28:32], "big")
+    if page_size < 512 or page_size & (page_size - 1):
+        raise DatabaseOpenError(f"not an SQLite database (its header is damaged): {p}")
+    if header[24:28] == header[92:96] and pages and size < page_size * pages:
+        raise DatabaseOpenError(f"the database file is truncated: {p} has {size:,} bytes, its header says "
+                                f"{page_size * pages:,}")
+    uri = f"file:{quote(str(resolved))}?mode=ro"
+    if 2 in (header[18], header[19]):  # WAL mode
+        wal, shm = (Path(f"{resolved}-wal"), Path(f"{resolved}-shm"))
+        if not (wal.exists() and shm.exists()):
+            uri += "&immutable=1"
+    return uri
+
+
+def _shown(p: Path) -> str:
+    text = str(p).replace("\x00", "\\0")
+    return text if len(text) <= 200 else text[:120] + f"…({len(text)} characters)"
+
+
+def _os_reason(exc: BaseException) -> str:
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    return str(exc) or type(exc).__name__
+
+
+_heap_limited = False
+
+
+def _limit_heap(conn: sqlite3.Connection) -> None:
+    """Cap SQLite's heap for the whole process, once; never raise a stricter cap set by someone else."""
+    global _heap_limited
+    if _heap_limited:
+        return
+    _heap_limited = True
+    try:
+        soft = conn.execute("PRAGMA soft_heap_limit").fetchone()[0]
+        if not soft or soft > HEAP_SOFT_LIMIT:
+            conn.execute(f"PRAGMA soft_heap_limit = {HEAP_SOFT_LIMIT}")
+        conn.execute(f"PRAGMA hard_heap_limit = {HEAP_HARD_LIMIT}")  # only ever lowers the limit
+    except sqlite3.Error:  # an SQLite older than 3.31: value, SQL and row limits still hold
+        pass
+
+
+def open_readonly(path: str | os.PathLike[str]) -> sqlite3.Connection:
+    """Open `path` so that nothing done through the connection can change the file or add files next to it,
+    with the limits above. Raises DatabaseOpenError (one line) when it is not a readable SQLite database."""
+    uri = database_uri(path)
+    try:
+        conn = sqlite3.connect(uri, uri=True, check_same_thread=False, isolation_level=None)
+    except sqlite3.Error as exc:
+        raise DatabaseOpenError(f"cannot open the database {_shown(Path(path))}: {exc}") from exc
+    try:
+        conn.text_factory = _decode_text  # text that is not UTF-8 never raises
+        _limit_heap(conn)
+        for pragma in ("query_only = ON", "trusted_schema = OFF", "temp_store = FILE"):
+            conn.execute(f"PRAGMA {pragma}")
+        for name, value in LIMITS.items():
+            if hasattr(sqlite3, name):
+                conn.setlimit(getattr(sqlite3, name), value)
+        sqlite_guards.install(conn, MAX_VALUE_BYTES)
+        conn.execute("SELECT count(*) FROM sqlite_master").fetchone()  # the schema is readable
+    except (sqlite3.Error, MemoryError) as exc:
+        conn.close()
+        raise DatabaseOpenError(f"cannot read the database {_shown(Path(path))}: {exc or 'out of memory'}") from exc
     conn.set_authorizer(_authorizer)
     return conn
 
@@ -84,23 +203,90 @@ def classify_error(message: str) -> str:
     return "runtime"
 
 
+# -- deadlines ----------------------------------------------------------------------------------------------
 class _Guarded:
-    """One thread's read-only connection and the deadline its progress handler enforces (installed once)."""
+    """One thread's read-only connection, the deadline of the query it runs and what its result may still take.
+
+    Its row factory measures each row as SQLite hands it over (marshalled size, plus a tuple's and the values'
+    object overhead), so a result stops within one row of its budget however large its rows are."""
 
     def __init__(self, conn: sqlite3.Connection) -> None:
         self.conn = conn
         self.deadline = math.inf
         self.timed_out = False
+        self.budget = [RESULT_BUDGET]  # bytes left; a list, which the row factory reads fastest
         conn.text_factory = str  # decoding in C; `ReadOnlyDatabase.execute` falls back to `_decode_text`
-        conn.set_progress_handler(self._past_deadline, _PROGRESS_EVERY)
-
-    def _past_deadline(self) -> int:
-        if time.perf_counter() > self.deadline:
-            self.timed_out = True
-            return 1
-        return 0
+        conn.row_factory = _measuring(self.budget)
 
 
+def _measuring(budget: list[int]):
+    dumps = marshal.dumps
+
+    def measured(cursor: sqlite3.Cursor, row: tuple) -> tuple:
+        budget[0] -= len(dumps(row)) + len(row) * _VALUE_BYTES
+        if budget[0] < 0:
+            raise _Stop("runtime", f"the result is too large: more than {RESULT_BUDGET >> 20} MiB")
+        return row
+
+    return measured
+
+
+class _Watchdog:
+    """One daemon thread that interrupts connections whose query is past its deadline.
+
+    Registering a query costs a dict insert; the thread sleeps on an event while nothing runs."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._running: dict[int, _Guarded] = {}
+        self._wake = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def watch(self, guarded: _Guarded) -> None:
+        self._running[id(guarded)] = guarded
+        if not self._wake.is_set():
+            self._wake.set()
+        if self._thread is None:
+            with self._lock:
+                if self._thread is None:
+                    self._thread = threading.Thread(target=self._loop, name="lse-sql-watchdog", daemon=True)
+                    self._thread.start()
+
+    def unwatch(self, guarded: _Guarded) -> None:
+        with self._lock:  # after this, the watchdog cannot interrupt the connection's next query
+            self._running.pop(id(guarded), None)
+
+    def _loop(self) -> None:
+        while True:
+            if not self._running:
+                self._wake.clear()
+                if not self._running:
+                    self._wake.wait()
+                continue
+            time.sleep(_WATCH_EVERY_S)
+            now = time.perf_counter()
+            with self._lock:
+                for guarded in list(self._running.values()):
+                    if now > guarded.deadline and not guarded.timed_out:
+                        guarded.timed_out = True
+                        try:
+                            guarded.conn.interrupt()
+                        except sqlite3.Error:
+                            pass
+
+
+_WATCHDOG = _Watchdog()
+
+
+class _Stop(Exception):
+    """The result outgrew its budget or the deadline passed while rows were being built in Python."""
+
+    def __init__(self, kind: str, message: str) -> None:
+        super().__init__(message)
+        self.kind = kind
+
+
+# -- execution ----------------------------------------------------------------------------------------------
 class ReadOnlyDatabase:
     """Thread-safe executor over one database file: one read-only connection per thread."""
 
@@ -122,52 +308,82 @@ class ReadOnlyDatabase:
         return guarded
 
     def execute(self, sql: str, timeout_s: float | None = None, row_cap: int | None = None) -> ExecResult:
-        """Run one query under the deadline and row cap; never raises for SQL problems."""
-        guarded = self._guarded()
-        conn = guarded.conn
+        """Run one query under the deadline, the memory limits and the row cap; never raises for SQL problems."""
+        start = time.perf_counter()
         limit = self.timeout_s if timeout_s is None else timeout_s
         cap = self.row_cap if row_cap is None else row_cap
-        start = time.perf_counter()
+        if len(sql) > MAX_SQL_CHARS:
+            return ExecResult(None, "runtime", f"the query is too long ({len(sql):,} characters > "
+                                               f"{MAX_SQL_CHARS:,})", 0.0)
+        try:
+            guarded = self._guarded()
+        except DatabaseOpenError as exc:
+            return ExecResult(None, "runtime", str(exc), time.perf_counter() - start)
+        conn = guarded.conn
         guarded.deadline, guarded.timed_out = start + limit, False
+        guarded.budget[0] = RESULT_BUDGET
+        sqlite_guards.reset_error()
+        _WATCHDOG.watch(guarded)
         try:
             try:
-                rows = self._fetch(conn, sql, cap)
+                rows = self._fetch(conn, sql, cap, guarded.deadline)
             except sqlite3.OperationalError as exc:
                 if "could not decode" not in str(exc).lower():
                     raise
                 conn.text_factory = _decode_text  # text that is not UTF-8: decode it leniently, in Python
                 try:
-                    rows = self._fetch(conn, sql, cap)
+                    rows = self._fetch(conn, sql, cap, guarded.deadline)
                 finally:
                     conn.text_factory = str
             if rows is None:
                 return ExecResult(None, "too_many_rows", f"more than {cap} rows", time.perf_counter() - start)
             return ExecResult(rows, seconds=time.perf_counter() - start)
+        except _Stop as stop:
+            message = f"timed out after {limit:g} s" if stop.kind == "timeout" else str(stop)
+            return ExecResult(None, stop.kind, message, time.perf_counter() - start)
         except sqlite3.Error as exc:
             elapsed = time.perf_counter() - start
             if guarded.timed_out:
                 return ExecResult(None, "timeout", f"timed out after {limit:g} s", elapsed)
             msg = str(exc) or type(exc).__name__
+            if msg == "user-defined function raised exception":
+                msg = sqlite_guards.last_error() or msg
             if "not authorized" in msg.lower():
                 return ExecResult(None, "not_a_query", f"refused: {msg}", elapsed)
+            if "too big" in msg.lower():
+                msg += f" (values are limited to {MAX_VALUE_BYTES // 1_000_000} MB)"
             return ExecResult(None, classify_error(msg), msg, elapsed)
-        except (MemoryError, OverflowError, ValueError) as exc:
+        except MemoryError as exc:  # SQLite's heap limit (SQLITE_NOMEM) or Python's own
+            msg = f"out of memory: the query needs more than SQLite's {HEAP_HARD_LIMIT >> 20} MiB heap limit"
+            return ExecResult(None, "runtime", str(exc) or msg, time.perf_counter() - start)
+        except (OverflowError, ValueError, RecursionError) as exc:
             return ExecResult(None, "runtime", f"{type(exc).__name__}: {exc}", time.perf_counter() - start)
         finally:
+            _WATCHDOG.unwatch(guarded)
             guarded.deadline = math.inf
 
     @staticmethod
-    def _fetch(conn: sqlite3.Connection, sql: str, cap: int) -> list[tuple] | None:
-        """All rows of `sql`, or None when there are more than `cap`."""
+    def _fetch(conn: sqlite3.Connection, sql: str, cap: int, deadline: float) -> list[tuple] | None:
+        """All rows of `sql`, or None when there are more than `cap`; raises `_Stop` past the budget (the row
+        factory measures each row) or past the deadline (checked between chunks)."""
         cur = conn.execute(sql)
         try:
-            rows = cur.fetchmany(cap + 1)
+            rows: list[tuple] = []
+            while True:
+                want = min(_CHUNK_ROWS, cap + 1 - len(rows))
+                chunk = cur.fetchmany(want)
+                rows += chunk
+                if len(rows) > cap:
+                    return None
+                if len(chunk) < want:
+                    return rows
+                if time.perf_counter() > deadline:
+                    raise _Stop("timeout", "")
         finally:
             try:
                 cur.close()
             except sqlite3.Error:
                 pass
-        return None if len(rows) > cap else rows
 
     def close(self) -> None:
         with self._lock:
