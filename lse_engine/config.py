@@ -79,7 +79,8 @@ class EvolveConfig:
 
 @dataclass
 class SQLConfig:
-    timeout_s: float = 5.0
+    timeout_s: float = 5.0  # each predicted query
+    gold_timeout_s: float = 30.0  # each gold query, in scoring and in the editor's checks (BIRD's harness: 30 s)
     row_cap: int = 100_000
     example_values: int = 3
 

@@ -21,7 +21,8 @@ def task_for(suite: Suite, config: Config) -> Task:
     """The task a suite describes, bound to its environment under the workspace's SQL limits."""
     sql = config.sql
     return make_task(suite.task, str(suite.database) if suite.database else None,
-                     timeout_s=sql.timeout_s, row_cap=sql.row_cap, example_values=sql.example_values)
+                     timeout_s=sql.timeout_s, row_cap=sql.row_cap, example_values=sql.example_values,
+                     gold_timeout_s=sql.gold_timeout_s)
 
 
 class Workspace:

@@ -22,7 +22,7 @@ from lse_engine.llm.base import Chat
 from lse_engine.tags import extract_tag
 from lse_engine.tasks import sql_template
 from lse_engine.tasks.base import Outcome, Problem
-from lse_engine.tasks.sqlite_exec import ExecResult, ReadOnlyDatabase, open_readonly
+from lse_engine.tasks.sqlite_exec import MAX_SQL_CHARS, ExecResult, ReadOnlyDatabase, open_readonly
 
 logging.getLogger("sqlglot").setLevel(logging.ERROR)
 
@@ -130,13 +130,31 @@ def results_match(predicted: Iterable[tuple], gold: Iterable[tuple]) -> bool:
 
 
 def preview_rows(rows: Sequence[tuple] | None, limit: int = _PREVIEW_ROWS) -> str:
-    """A short text rendering of the first rows of a result."""
+    """A short text rendering of the first rows of a result, e.g. "(1, 'a'), (2, 'b') (2 rows)".
+
+    Built value by value and cut at `_PREVIEW_CHARS`: a 5 MB value costs no more than a short one."""
     if rows is None:
         return ""
-    shown = repr(list(rows[:limit]))[1:-1]  # "(1, 'a'), (2, 'b')": each row's repr, comma-separated
+    parts: list[str] = []
+    used = 0
+    for row in rows[:limit]:
+        cells = [_value_repr(v, _PREVIEW_CHARS - used) for v in row]
+        part = "(" + ", ".join(cells) + ("," if len(cells) == 1 else "") + ")"
+        parts.append(part)
+        used += len(part) + 2
+        if used > _PREVIEW_CHARS:
+            break
+    shown = ", ".join(parts)
     more = f" … ({len(rows)} rows)" if len(rows) > limit else f" ({len(rows)} rows)"
     text = shown + more
     return text if len(text) <= _PREVIEW_CHARS else text[:_PREVIEW_CHARS] + "…"
+
+
+def _value_repr(value: object, room: int) -> str:
+    """`repr(value)`, of a prefix when a text or blob is longer than the room left (it is cut anyway)."""
+    if isinstance(value, (str, bytes)) and len(value) > room + 1:
+        return repr(value[: max(0, room) + 1])
+    return repr(value)
 
 
 def _quote_ident(name: str) -> str:
@@ -214,9 +232,12 @@ class SQLiteTask:
         row_cap: int = 100_000,
         example_values: int = 3,
         workers: int | None = None,
+        gold_timeout_s: float = 30.0,
     ) -> None:
+        """`timeout_s` bounds each predicted query, `gold_timeout_s` each gold query (BIRD's harness: 30 s)."""
         self.database = Path(database)
         self.db = ReadOnlyDatabase(self.database, timeout_s=timeout_s, row_cap=row_cap)
+        self.gold_timeout_s = gold_timeout_s
         self.example_values = example_values
         self.workers = workers or max(1, min(4, os.cpu_count() or 1))
         self._schema: str | None = None
@@ -250,7 +271,7 @@ class SQLiteTask:
         cached = self._gold.get(sql)
         if cached is not None:
             return cached
-        result = self.db.execute(sql)
+        result = self.db.execute(sql, timeout_s=self.gold_timeout_s)
         entry = _Gold(result, preview_rows(result.rows) if result.ok else f"gold failed: {result.error}",
                       frozenset(result.rows) if result.rows is not None else None)
         with self._gold_lock:
@@ -264,7 +285,8 @@ class SQLiteTask:
         if not sql:
             out.error_kind, out.error = "no_answer", "no SQL found in <answer> tags or a fenced block"
             return out
-        problem_found = check_query(sql)
+        problem_found = check_query(sql) if len(sql) <= MAX_SQL_CHARS else \
+            ("runtime", f"the query is too long ({len(sql):,} characters > {MAX_SQL_CHARS:,})")
         if problem_found:
             out.error_kind, out.error = problem_found
             return out
