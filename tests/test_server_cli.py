@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -11,6 +15,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from lse_engine import __version__
 from tests.conftest import build_skill_workspace
@@ -72,6 +78,25 @@ class RawClient:
                 return msg
             if "method" in msg and "id" not in msg:
                 self.notifications.append(msg)
+
+    def wait_notification_where(self, pred: Callable[[dict[str, Any]], bool], timeout: float = 60) -> dict[str, Any]:
+        """The first notification (seen or still to come) that `pred` accepts."""
+        found = next((n for n in self.notifications if pred(n)), None)
+        deadline = time.monotonic() + timeout
+        while found is None:
+            assert time.monotonic() < deadline, "timed out waiting for a notification"
+            msg = self._read()
+            if "method" in msg and "id" not in msg:
+                self.notifications.append(msg)
+                if pred(msg):
+                    found = msg
+            elif "method" in msg and "id" in msg:  # a request from the server: answer it (null)
+                self.send_response(msg["id"], None)
+        return found
+
+    def send_response(self, msg_id: Any, result: Any) -> None:
+        body = json.dumps({"jsonrpc": "2.0", "id": msg_id, "result": result}).encode()
+        self.write(b"Content-Length: %d\r\n\r\n" % len(body) + body)
 
     def wait_notification(self, method: str) -> dict[str, Any]:
         found = next((n for n in self.notifications if n["method"] == method), None)
@@ -161,3 +186,177 @@ def test_a_client_that_never_reads_stderr_does_not_stall_the_server(tmp_path: Pa
         watchdog.cancel()
         if proc.poll() is None:
             proc.kill()
+
+
+# -- no orphans: the worker dies with its server, however the server ends -------------------------------------------
+def _alive(pid: int) -> bool:
+    """Whether a process runs (a zombie waiting for its reaper does not)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state not in ("Z", "X")
+
+
+def _children(pid: int) -> list[int]:
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if int(fields[1]) == pid:
+            out.append(int(stat.parent.name))
+    return out
+
+
+class _SlowScripted:
+    """The scripted models of tests/test_server.py, each reply `delay` seconds late (a run that lasts)."""
+
+    def __init__(self, delay: float) -> None:
+        self.delay = delay
+
+    def __call__(self, messages: list[dict[str, Any]], request: dict[str, Any]) -> str:
+        from tests.test_server import scripted_reply
+
+        time.sleep(self.delay)
+        return scripted_reply(messages, request)
+
+
+def _start_run(prompt: Path, settings: dict[str, Any]) -> tuple[subprocess.Popen, RawClient, str, list[int]]:
+    """A server on stdio running an evolve of `prompt`, past its first scored child; returns its worker pids."""
+    log = prompt.parent / "server.log"
+    proc = subprocess.Popen([*SERVER, "--stdio", "--log-file", str(log)], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    assert proc.stdin and proc.stdout
+
+    def write(data: bytes) -> None:
+        proc.stdin.write(data)
+        proc.stdin.flush()
+
+    def read() -> bytes:
+        data = proc.stdout.read1(65536)  # type: ignore[union-attr]
+        if not data:
+            raise AssertionError("the server ended early; its log:\n" + log.read_text()[-4000:])
+        return data
+
+    client = RawClient(write, read)
+    client.request("initialize", {"processId": None, "rootUri": prompt.parent.as_uri(), "capabilities": {},
+                                  "initializationOptions": {"trusted": True, "settings": settings}})
+    client.send("initialized", {}, notify=True)
+    client.send("textDocument/didOpen", {"textDocument": {"uri": prompt.as_uri(), "languageId": "markdown",
+                                                          "version": 1, "text": prompt.read_text()}}, notify=True)
+    started = client.request("workspace/executeCommand", {"command": "lse.evolve",
+                                                          "arguments": [{"uri": prompt.as_uri(), "rounds": 40}]})
+    run_id = started["result"]["runId"]
+    client.wait_notification_where(lambda n: n["method"] == "lse/runProgress" and (n["params"].get("node") or {})
+                                   .get("id", 0) >= 1 and n["params"]["node"].get("dev") is not None)
+    workers = _children(proc.pid)
+    assert workers, "the run has a worker process"
+    return proc, client, run_id, workers
+
+
+def _end(proc: subprocess.Popen, client: RawClient, how: str) -> None:
+    assert proc.stdin
+    if how == "stdin EOF":
+        proc.stdin.close()
+    elif how == "SIGTERM":
+        proc.send_signal(signal.SIGTERM)
+    elif how == "exit":
+        client.send("exit", None, notify=True)
+    elif how == "SIGKILL":
+        proc.kill()
+
+
+def _resumable(prompt: Path, settings: dict[str, Any], run_id: str, nodes_before: list[tuple]) -> None:
+    """The store is intact, the committed nodes are all there, and the run finishes when resumed."""
+    from lse_server.settings import to_overrides
+
+    from lse_engine.runner import evolve
+    from lse_engine.workspace import Workspace
+
+    db = prompt.parent / ".lse" / "lse.db"
+    conn = sqlite3.connect(db)
+    assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    conn.close()
+    ws = Workspace(prompt, to_overrides({"settings": settings}))
+    try:
+        result = evolve(ws, run_id=run_id, rounds=len(nodes_before) + 1)
+    finally:
+        ws.close()
+    assert result.status == "done"
+    conn = sqlite3.connect(db)
+    after = conn.execute("SELECT id, instructions, dev_score FROM nodes WHERE run_id = ? ORDER BY id", [run_id]).fetchall()
+    assert after[: len(nodes_before)] == nodes_before
+    conn.close()
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="lists processes through /proc")
+@pytest.mark.parametrize("how", ["stdin EOF", "SIGTERM", "exit", "SIGKILL"])
+def test_no_worker_outlives_its_server(tmp_path: Path, how: str) -> None:
+    from tests.openai_stub import ScriptedOpenAIServer
+
+    prompt = build_skill_workspace(tmp_path / "ws", n_problems=24)
+    with ScriptedOpenAIServer(_SlowScripted(0.05)) as stub:
+        settings = {"model": {"backend": "openai", "name": "scripted", "baseUrl": stub.base_url, "maxConcurrency": 2},
+                    "evolve": {"batchSize": 4, "devSize": 8}}
+        proc, client, run_id, workers = _start_run(prompt, settings)
+        try:
+            _end(proc, client, how)
+            ended = time.monotonic()
+            proc.wait(timeout=10)
+            while any(map(_alive, workers)) and time.monotonic() - ended < 5:
+                time.sleep(0.1)
+            assert not any(map(_alive, workers)), f"a worker outlived its server ({how})"
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+            for pid in workers:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+        conn = sqlite3.connect(prompt.parent / ".lse" / "lse.db")
+        nodes = conn.execute("SELECT id, instructions, dev_score FROM nodes WHERE run_id = ? AND dev_score IS NOT NULL "
+                             "ORDER BY id", [run_id]).fetchall()
+        conn.close()
+        assert len(nodes) >= 2  # the root and the child scored before the end
+        stub.delay_s = 0
+        _resumable(prompt, settings, run_id, nodes)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="lists processes through /proc")
+def test_a_worker_busy_in_a_torch_model_dies_with_a_killed_server(tmp_path: Path, tiny_model_dir: str) -> None:
+    prompt = build_skill_workspace(tmp_path / "ws", n_problems=16)
+    settings = {"model": {"backend": "transformers", "name": tiny_model_dir, "sampling": {"maxTokens": 24}},
+                "evolve": {"batchSize": 4, "devSize": 4}}
+    proc = subprocess.Popen([*SERVER, "--stdio"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL)
+    assert proc.stdin and proc.stdout
+
+    def write(data: bytes) -> None:
+        proc.stdin.write(data)
+        proc.stdin.flush()
+
+    client = RawClient(write, lambda: proc.stdout.read1(65536))
+    try:
+        client.request("initialize", {"processId": None, "rootUri": prompt.parent.as_uri(), "capabilities": {},
+                                      "initializationOptions": {"trusted": True, "settings": settings}})
+        client.send("initialized", {}, notify=True)
+        started = client.request("workspace/executeCommand", {"command": "lse.evolve",
+                                                              "arguments": [{"uri": prompt.as_uri(), "rounds": 40}]})
+        run_id = started["result"]["runId"]
+        client.wait_notification_where(lambda n: n["method"] == "lse/runProgress" and n["params"]["round"] >= 1)
+        workers = _children(proc.pid)
+        proc.kill()
+        ended = time.monotonic()
+        proc.wait(timeout=10)
+        while any(map(_alive, workers)) and time.monotonic() - ended < 5:
+            time.sleep(0.1)
+        assert workers and not any(map(_alive, workers))
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    conn = sqlite3.connect(prompt.parent / ".lse" / "lse.db")
+    assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    assert conn.execute("SELECT COUNT(*) FROM runs WHERE id = ?", [run_id]).fetchone()[0] == 1
+    conn.close()
