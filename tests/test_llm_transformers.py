@@ -1,4 +1,5 @@
-"""The transformers backend on a tiny random model (real weights, real batching) and, marked slow, SmolLM2."""
+"""The transformers backend on tiny random models (real weights, real batching; a Llama and a Qwen2 with grouped
+key/value heads, as the demo model has) and, marked slow, SmolLM2."""
 
 from __future__ import annotations
 
@@ -9,9 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from lse_engine.errors import LSEError, ModelNotFoundError
-from lse_engine.llm import make_llm
-from lse_engine.llm.base import LLM, Sampling
+from lse_engine.errors import Cancelled, LSEError, ModelNotFoundError
+from lse_engine.llm import cpu_threads, make_llm
+from lse_engine.llm.base import LLM, CancelToken, Chat, Sampling
+from lse_engine.llm.prefix_cache import PrefixCache, common_prefix_len
 from lse_engine.llm.tiny import build_tiny_model
 from lse_engine.llm.transformers_backend import TransformersLLM, cut_at_stop
 from lse_engine.models import on_disk
@@ -27,11 +29,51 @@ CHATS = [
 ]
 
 
+# the scorer's shape: one long system prompt (schema + instructions) shared by every chat, a short question each
+SYSTEM = ("You are a SQL assistant. Write one SQLite query that answers the question. " * 3
+          + "CREATE TABLE nums (n INTEGER, label TEXT); SELECT n FROM nums WHERE n = 7; " * 4)
+SHARED_CHATS = [[{"role": "system", "content": SYSTEM}, {"role": "user", "content": q}] for q in
+                ("How many customers live in Oslo?", "hi", "SELECT n FROM nums WHERE n = 7 " * 3,
+                 "Which option is correct? Answer with the letter.", "x", "How many customers live in Bergen?")]
+
+
 @pytest.fixture(scope="module")
 def llm(tiny_model_dir: str) -> Iterator[TransformersLLM]:
     model = TransformersLLM(tiny_model_dir, batch_size=3, dtype="float32")
     yield model
     model.close()
+
+
+@pytest.fixture(scope="module")
+def qwen2(tiny_model_dir: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[TransformersLLM]:
+    """A tiny random Qwen2 (the demo model's architecture: grouped key/value heads, biased q/k/v projections)."""
+    import torch
+    from transformers import AutoTokenizer, GenerationConfig, Qwen2Config, Qwen2ForCausalLM
+
+    out = tmp_path_factory.mktemp("tiny-qwen2")
+    tok = AutoTokenizer.from_pretrained(tiny_model_dir)
+    config = Qwen2Config(vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=2048,
+                         initializer_range=0.2, tie_word_embeddings=True, pad_token_id=tok.pad_token_id,
+                         bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id)
+    torch.manual_seed(1)
+    model = Qwen2ForCausalLM(config)
+    model.generation_config = GenerationConfig(pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id)
+    model.save_pretrained(out)
+    tok.save_pretrained(out)
+    llm = TransformersLLM(str(out), batch_size=4, dtype="float32")
+    yield llm
+    llm.close()
+
+
+def reference(llm: TransformersLLM, chats: list[Chat], sampling: Sampling) -> list:
+    """transformers' own generate(), one chat at a time: no batching, no shared prefix, no cache between calls."""
+    fast, size = llm.fast, llm.batch_size
+    llm.fast, llm.batch_size = False, 1
+    try:
+        return llm.generate(chats, sampling)
+    finally:
+        llm.fast, llm.batch_size = fast, size
 
 
 def test_batched_generate_returns_one_completion_per_chat_in_order(llm: TransformersLLM) -> None:
@@ -89,6 +131,119 @@ def test_prefill_continues_the_assistant_reply(llm: TransformersLLM) -> None:
     assert "<|im_end|>" not in llm.tokenizer.decode(prefill_ids[-3:])  # the reply is left open
     out = llm.generate([prefilled], Sampling(max_tokens=6))[0]
     assert out.prompt_tokens == len(prefill_ids) and out.completion_tokens > 0
+
+
+@pytest.mark.parametrize("name", ["llm", "qwen2"])
+def test_shared_prefix_decoding_matches_generate_token_for_token(name: str, request: pytest.FixtureRequest) -> None:
+    """Prefix computed once, rows padded between prefix and question, rows leaving as they end: the same tokens
+    as transformers' generate() one chat at a time, with and without stop strings, at any batch size."""
+    llm: TransformersLLM = request.getfixturevalue(name)
+    assert llm.fast
+    greedy = Sampling(max_tokens=20)
+    expected = reference(llm, SHARED_CHATS, greedy)
+    assert len({c.text for c in expected}) > 2  # replies depend on the question
+    stop = next(c.text[3:5] for c in expected if len(c.text) >= 8 and "\ufffd" not in c.text[3:5])
+    stopping = Sampling(max_tokens=20, stop=(stop, "</answer>"))
+    expected_stopped = reference(llm, SHARED_CHATS, stopping)
+    assert any(c.finish_reason == "stop" and c.completion_tokens < 20 for c in expected_stopped)
+    size = llm.batch_size
+    try:
+        for llm.batch_size in (1, 4, len(SHARED_CHATS)):
+            llm.prefix_cache.clear()
+            assert llm.generate(SHARED_CHATS, greedy) == expected
+            assert llm.generate(SHARED_CHATS, stopping) == expected_stopped
+    finally:
+        llm.batch_size = size
+    assert [c.prompt_tokens for c in expected] == [len(llm.render(c)) for c in SHARED_CHATS]
+
+
+def test_prefix_cache_serves_later_batches_and_partial_matches(llm: TransformersLLM) -> None:
+    greedy = Sampling(max_tokens=16)
+    llm.prefix_cache.clear()
+    oslo_bergen = [SHARED_CHATS[0], SHARED_CHATS[5]]  # their common prefix runs into "How many customers live in"
+    assert llm.generate(oslo_bergen, greedy) == reference(llm, oslo_bergen, greedy)
+    assert len(llm.prefix_cache) == 1
+    hits, misses = llm.prefix_cache.hits, llm.prefix_cache.misses
+    assert llm.generate(SHARED_CHATS, greedy) == reference(llm, SHARED_CHATS, greedy)
+    renders = [llm.render(c) for c in SHARED_CHATS]
+    shared = min(common_prefix_len(renders[0], r) for r in renders)  # the system turn and the user turn's header
+    assert llm.prefix_cache.hits - hits >= 2 * shared  # both batches (of 3) took it from the cache
+    assert llm.prefix_cache.misses - misses <= 10  # and computed only the few tokens after it
+
+
+def test_prefix_cache_is_dropped_when_the_weights_change(llm: TransformersLLM) -> None:
+    import torch
+
+    greedy = Sampling(max_tokens=12)
+    before = llm.generate(SHARED_CHATS, greedy)
+    weight = llm.model.model.layers[0].self_attn.k_proj.weight
+    with torch.no_grad():
+        weight.mul_(-1)  # in place, as a training step writes it
+    try:
+        after = llm.generate(SHARED_CHATS, greedy)
+        assert after == reference(llm, SHARED_CHATS, greedy) and after != before
+    finally:
+        with torch.no_grad():
+            weight.mul_(-1)
+    assert llm.generate(SHARED_CHATS, greedy) == before
+
+
+def test_cancel_stops_a_batch_between_tokens(llm: TransformersLLM) -> None:
+    class CancelAfter(CancelToken):
+        """Reports cancelled from the `after`-th look on (the decoder looks once per token)."""
+
+        def __init__(self, after: int) -> None:
+            super().__init__()
+            self.looks, self.after = 0, after
+
+        @property
+        def cancelled(self) -> bool:
+            self.looks += 1
+            return self.looks > self.after
+
+    llm.cancel = CancelAfter(3)
+    try:
+        with pytest.raises(Cancelled):
+            llm.generate(SHARED_CHATS[:2], Sampling(max_tokens=50))
+        assert llm.cancel.looks == 4  # one look before the batch, then one per token: it stopped at the third
+    finally:
+        llm.cancel = None
+
+
+def test_int8_weights_generate(tiny_model_dir: str) -> None:
+    llm = TransformersLLM(tiny_model_dir, dtype="int8", batch_size=4)
+    assert "quantized" in type(llm.model.model.layers[0].mlp.up_proj).__module__ and llm.fast
+    out = llm.generate(SHARED_CHATS, Sampling(max_tokens=10))
+    assert [c.prompt_tokens for c in out] == [len(llm.render(c)) for c in SHARED_CHATS]
+    assert all(0 < c.completion_tokens <= 10 for c in out) and len({c.text for c in out}) > 1
+    assert out == llm.generate(SHARED_CHATS, Sampling(max_tokens=10))
+    llm.close()
+
+
+def test_thread_count_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LSE_THREADS", "1")
+    assert cpu_threads.choose(0) == 1 and cpu_threads.choose(3) == 3  # the setting wins over the environment
+    monkeypatch.setenv("LSE_THREADS", "many")
+    assert cpu_threads.choose(0) == cpu_threads.auto()
+
+
+def test_prefix_cache_keeps_within_its_budget() -> None:
+    import torch
+
+    def kv(tokens: int) -> list:
+        return [(torch.zeros(1, 1, tokens, 4), torch.zeros(1, 1, tokens, 4))]  # 32 bytes a token
+
+    cache = PrefixCache(max_bytes=32 * 100)
+    cache.put([1, 2, 3], kv(40))
+    cache.put([1, 2, 4], kv(40))
+    cache.put([7], kv(60))  # over half the budget: not kept
+    assert len(cache) == 2
+    assert cache.longest([8]) == (0, None)
+    assert cache.longest([1, 2, 3, 9])[0] == 3  # [1, 2, 3] is now the most recently used
+    cache.put([5, 5], kv(40))  # evicts the least recently used: [1, 2, 4]
+    assert cache.longest([1, 2, 4])[0] == 2 and cache.longest([5, 5, 5])[0] == 2 and len(cache) == 2
+    cache.check_state("trained")
+    assert len(cache) == 0
 
 
 def test_model_id_and_factory_tiny(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,

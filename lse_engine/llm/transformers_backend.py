@@ -15,8 +15,11 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 from lse_engine.errors import Cancelled, LSEError, ModelNotFoundError
+from lse_engine.llm import cpu_threads
 from lse_engine.llm.base import CancelToken, Chat, Completion, Sampling, continues_reply
+from lse_engine.llm.prefix_cache import PrefixCache
 
+PREFIX_CACHE_MB = 512  # keys/values of recent shared prefixes kept between calls (a 0.5B model: ~25 KB a token)
 HOW_TO_CONFIGURE = (
     'To use another model, set `[model] model` in lse.toml to a name from `lse models list`, a .gguf file, '
     'a local directory with the weights or a Hugging Face id, or use `backend = "openai"` with a `base_url` '
@@ -121,6 +124,19 @@ def _torch_dtype(dtype: str, device: str) -> Any:
     return names[dtype]
 
 
+def sample_rows(scores: Any, generators: Sequence[Any], temperature: float, top_p: float) -> Any:
+    """One token per row, each drawn with its own torch.Generator (so a row's draw does not depend on the others)."""
+    import torch
+
+    probs = torch.softmax(scores.float() / temperature, dim=-1)
+    if top_p < 1.0:
+        sorted_p, order = probs.sort(dim=-1, descending=True)
+        drop = sorted_p.cumsum(dim=-1) - sorted_p > top_p  # keep the smallest prefix reaching top_p
+        probs = probs.scatter(-1, order, sorted_p.masked_fill(drop, 0.0))
+    picks = [torch.multinomial(probs[i].cpu(), 1, generator=g) for i, g in enumerate(generators)]
+    return torch.cat(picks).to(scores.device)
+
+
 class _SeededSampler:
     """A logits processor that samples each row with its own torch.Generator and returns a one-hot score,
     so that greedy decoding in `generate()` picks the sampled token (reproducible, independent of batching)."""
@@ -133,13 +149,7 @@ class _SeededSampler:
     def __call__(self, input_ids: Any, scores: Any) -> Any:
         import torch
 
-        probs = torch.softmax(scores.float() / self.temperature, dim=-1)
-        if self.top_p < 1.0:
-            sorted_p, order = probs.sort(dim=-1, descending=True)
-            drop = sorted_p.cumsum(dim=-1) - sorted_p > self.top_p  # keep the smallest prefix reaching top_p
-            probs = probs.scatter(-1, order, sorted_p.masked_fill(drop, 0.0))
-        picks = [torch.multinomial(probs[i].cpu(), 1, generator=g) for i, g in enumerate(self.generators)]
-        chosen = torch.cat(picks).to(scores.device)
+        chosen = sample_rows(scores, self.generators, self.temperature, self.top_p)
         out = torch.full_like(scores, float("-inf"))
         return out.scatter(-1, chosen[:, None], 0.0)
 
@@ -149,15 +159,34 @@ class _StopStrings:
 
     def __init__(self, tokenizer: Any, stops: Sequence[str], prompt_len: int) -> None:
         self.tokenizer = tokenizer
-        self.stops = list(stops)
+        self.stops = [s for s in stops if s]
         self.prompt_len = prompt_len
-        self.window = 4 * max(len(s) for s in stops) + 2  # tokens: a byte-level token holds ≥ 1 byte
+        self.window = stop_window(self.stops)
 
     def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
         import torch
 
         tails = self.tokenizer.batch_decode(input_ids[:, max(self.prompt_len, input_ids.shape[1] - self.window):])
         return torch.tensor([any(s in t for s in self.stops) for t in tails], device=input_ids.device)
+
+    def seen(self, generated: Sequence[int]) -> bool:
+        """Whether the newest tokens of one row's reply complete a stop string (decodes only the last few)."""
+        tail = self.tokenizer.decode(generated[-self.window:])
+        return any(s in tail for s in self.stops)
+
+
+def stop_window(stops: Sequence[str]) -> int:
+    """Tokens to decode to see any of `stops` whole: a byte-level token holds at least one byte."""
+    return 4 * max((len(s) for s in stops), default=0) + 2
+
+
+def model_state(model: Any) -> tuple[int, ...]:
+    """A cheap fingerprint of a model's weights and adapter switches: it changes when a parameter is written in
+    place (a training step), added or removed (an adapter loaded), or an adapter is switched on or off."""
+    versions = sum(p._version for p in model.parameters())
+    switches = tuple(bool(getattr(m, "_disable_adapters", False)) for m in model.modules()
+                     if hasattr(m, "_disable_adapters"))
+    return (id(model), sum(1 for _ in model.parameters()), versions, hash(switches))
 
 
 def cut_at_stop(text: str, stops: Sequence[str]) -> tuple[str, bool]:
@@ -171,7 +200,8 @@ class TransformersLLM:
 
     def __init__(self, model: str, gguf_file: str | None = None, device: str = "auto", dtype: str = "auto",
                  batch_size: int = 8, adapter: str | None = None, local_files_only: bool = True,
-                 cancel: CancelToken | None = None) -> None:
+                 cancel: CancelToken | None = None, threads: int = 0,
+                 prefix_cache_mb: int = PREFIX_CACHE_MB) -> None:
         import torch
 
         self.name = model
@@ -180,7 +210,10 @@ class TransformersLLM:
         self.batch_size = max(1, int(batch_size))
         self.cancel = cancel
         self.device = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
-        self.dtype = _torch_dtype(dtype, self.device)
+        if self.device == "cpu":
+            self.threads = cpu_threads.apply(threads)
+        self.int8 = dtype == "int8"
+        self.dtype = _torch_dtype("float32" if self.int8 else dtype, self.device)
         self._lock = threading.Lock()
         with quiet_progress_bars():
             self.tokenizer = self._load_tokenizer(local_files_only)
@@ -188,6 +221,15 @@ class TransformersLLM:
         if self.adapter:
             self.model = self._load_adapter(self.model, self.adapter)
         self.model.eval()
+        if self.int8:
+            from lse_engine.llm.cpu_quant import quantize_int8
+
+            self.model = quantize_int8(self.model)
+        from lse_engine.llm import decode
+
+        self.prefix_cache = PrefixCache(prefix_cache_mb << 20)
+        self.fast = decode.supports(self.model)  # prefix-shared batched decoding; else transformers' generate()
+        self.stats = {"batches": 0, "prompt_tokens": 0, "prefilled_tokens": 0, "generated_tokens": 0}
 
     # -- loading ---------------------------------------------------------------------------------------------
     def _source(self) -> tuple[str, dict[str, Any]]:
@@ -271,9 +313,10 @@ class TransformersLLM:
         return sorted(ids)
 
     def generate(self, chats: Sequence[Chat], sampling: Sampling) -> list[Completion]:
-        """One completion per chat, in order; chats of similar length are batched together."""
+        """One completion per chat, in order. Chats are sorted by their token ids, so chats that share a system
+        prompt land in the same batch and share its keys and values."""
         prompts = [self.render(c) for c in chats]
-        order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]), reverse=True)
+        order = sorted(range(len(prompts)), key=lambda i: prompts[i])
         base_seed = sampling.seed if sampling.seed is not None else int.from_bytes(os.urandom(7), "little")
         results: list[Completion | None] = [None] * len(prompts)
         with self._lock:
@@ -281,10 +324,42 @@ class TransformersLLM:
                 if self.cancel is not None and self.cancel.cancelled:
                     raise Cancelled("cancelled")
                 idx = order[start: start + self.batch_size]
-                outs = self._generate_batch([prompts[i] for i in idx], sampling, [base_seed + i for i in idx])
+                batch = self._decode_batch if self.fast else self._generate_batch
+                outs = batch([prompts[i] for i in idx], sampling, [base_seed + i for i in idx])
                 for i, c in zip(idx, outs):
                     results[i] = c
         return [c for c in results if c is not None]
+
+    def _decode_batch(self, prompts: list[list[int]], sampling: Sampling, seeds: list[int]) -> list[Completion]:
+        """One batch through `decode.Decoder`: shared prefix once, rows leave as they finish."""
+        import torch
+
+        from lse_engine.llm import decode
+
+        eos = set(self._eos_ids())
+        stops = _StopStrings(self.tokenizer, sampling.stop, 0) if any(sampling.stop) else None
+        if sampling.temperature > 0:
+            gens = [torch.Generator().manual_seed(s % (2**63)) for s in seeds]
+
+            def choose(logits: Any, rows: list[int]) -> Any:
+                return sample_rows(logits, [gens[r] for r in rows], sampling.temperature, sampling.top_p)
+        else:
+            def choose(logits: Any, rows: list[int]) -> Any:
+                return logits.argmax(dim=-1)
+
+        def finished(row: int, gen: list[int]) -> bool:
+            return gen[-1] in eos or (stops is not None and stops.seen(gen))
+
+        self.prefix_cache.check_state(model_state(self.model))
+        decoder = decode.Decoder(self.model, self.prefix_cache)
+        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
+        with torch.inference_mode():
+            gens_ids = decoder.generate(prompts, sampling.max_tokens, choose, finished, pad, self.cancel)
+        self.stats["batches"] += 1
+        self.stats["prompt_tokens"] += sum(len(p) for p in prompts)
+        self.stats["prefilled_tokens"] += decoder.prefilled
+        self.stats["generated_tokens"] += sum(len(g) for g in gens_ids)
+        return [self._completion(g, len(p), sampling, eos, None) for g, p in zip(gens_ids, prompts)]
 
     def _generate_batch(self, prompts: list[list[int]], sampling: Sampling, seeds: list[int]) -> list[Completion]:
         import torch
@@ -310,11 +385,12 @@ class TransformersLLM:
                 for row, p in zip(out[:, width:], prompts)]
 
     def _completion(self, gen: list[int], prompt_len: int, sampling: Sampling, eos: set[int],
-                    pad: int) -> Completion:
+                    pad: int | None) -> Completion:
+        """`pad`: the padding id that `generate()` appends to rows that stopped early (None: nothing appended)."""
         hit_eos = next((i for i, t in enumerate(gen) if t in eos), None)
         if hit_eos is not None:
             gen = gen[: hit_eos + 1]
-        else:
+        elif pad is not None:
             while gen and gen[-1] == pad:  # rows that stopped early (stop string) are padded to the batch length
                 gen = gen[:-1]
         text, stopped = cut_at_stop(self.tokenizer.decode(gen, skip_special_tokens=True), sampling.stop)
@@ -325,6 +401,7 @@ class TransformersLLM:
     def close(self) -> None:
         """Release the weights (and GPU memory)."""
         self.model = None
+        self.prefix_cache.clear()
         gc.collect()
         if self.device.startswith("cuda"):
             import torch

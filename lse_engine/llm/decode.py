@@ -1,0 +1,159 @@
+"""Batched greedy or sampled decoding of a causal LM on CPU or GPU, built for batches of prompts that share a long
+prefix (a system prompt with a database schema, then a short question).
+
+1. The prompts' common prefix is computed once (or found in the `PrefixCache`) and its keys/values copied into
+   every row: `[prefix][padding][row's own suffix]`, the padding masked out and positions counted without it.
+2. The suffixes are prefilled together in one forward pass (logits of the last position only).
+3. Tokens are decoded one step at a time into a growing KV cache (no per-step concatenation); a row leaves the
+   batch as soon as it ends (an end token, a stop string, its token budget), so the batch never computes for
+   rows that are done.
+
+Greedy decoding here matches transformers' `generate()` token for token (in float32); the tests check it.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from lse_engine.errors import Cancelled
+from lse_engine.llm import kv_cache
+from lse_engine.llm.base import CancelToken
+from lse_engine.llm.prefix_cache import KV, PrefixCache, common_prefix_len
+
+MIN_SHARED = 16  # a shorter common prefix is not worth a separate forward pass
+
+# picks the next token of each active row: (last-position logits [rows, vocab], the rows' indices in the batch)
+Chooser = Callable[[Any, list[int]], Any]
+# whether a row is finished after its newest token: (row index in the batch, its generated ids so far)
+Finished = Callable[[int, list[int]], bool]
+
+
+def supports(model: Any) -> bool:
+    """Whether `model` can take this path: layered caches, `logits_to_keep`, attention with no sliding window."""
+    if not kv_cache.supported() or _forward_params(model) is None:
+        return False
+    config = _text_config(model)
+    layer_types = getattr(config, "layer_types", None) or []
+    sliding = any("sliding" in str(t) for t in layer_types) or bool(getattr(config, "use_sliding_window", False)
+                                                                     and getattr(config, "sliding_window", None))
+    return not sliding and not getattr(config, "is_encoder_decoder", False)
+
+
+def _text_config(model: Any) -> Any:
+    config = model.config
+    return config.get_text_config(decoder=True) if hasattr(config, "get_text_config") else config
+
+
+def _forward_params(model: Any) -> tuple[str, str] | None:
+    """The names this model's forward gives the cache and the kept-logits count, or None when it lacks either."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model  # a peft wrapper passes kwargs on
+    params = inspect.signature(type(base).forward).parameters
+    cache = "cache" if "cache" in params else "past_key_values" if "past_key_values" in params else None
+    keep = "logits_to_keep" if "logits_to_keep" in params else None
+    return (cache, keep) if cache and keep else None
+
+
+class Decoder:
+    """Runs batches through one model; `prefix_cache` keeps shared prefixes between calls."""
+
+    def __init__(self, model: Any, prefix_cache: PrefixCache | None = None) -> None:
+        params = _forward_params(model)
+        if params is None:
+            raise ValueError("this model does not support prefix-shared decoding")
+        self.model = model
+        self.cache_kwarg, self.keep_kwarg = params
+        self.layers = _text_config(model).num_hidden_layers
+        self.prefix_cache = prefix_cache
+        self.device = next(model.parameters()).device
+        self.prefilled = 0  # tokens run through the model before decoding (shared prefix misses and suffixes)
+
+    # -- one forward pass --------------------------------------------------------------------------------------
+    def _forward(self, ids: Any, cache: Any, mask: Any = None, positions: Any = None) -> Any:
+        kwargs = {self.cache_kwarg: cache, self.keep_kwarg: 1, "use_cache": True}
+        out = self.model(input_ids=ids, attention_mask=mask, position_ids=positions, **kwargs)
+        return out.logits[:, -1, :]
+
+    # -- the shared prefix ---------------------------------------------------------------------------------------
+    def prefix_kv(self, ids: Sequence[int]) -> KV:
+        """Keys/values of `ids` (batch of one), reusing the longest cached leading part."""
+        import torch
+
+        have, cached = self.prefix_cache.longest(ids) if self.prefix_cache is not None else (0, None)
+        have = min(have, len(ids))
+        cache = kv_cache.growing_cache(self.layers, len(ids))
+        if cached is not None and have:
+            for layer, (k, v) in zip(cache.layers, cached):
+                layer.load(k[:, :, :have], v[:, :, :have], 1)
+        if have < len(ids):
+            rest = torch.tensor([list(ids[have:])], device=self.device)
+            positions = torch.arange(have, len(ids), device=self.device)[None]
+            mask = torch.ones((1, len(ids)), dtype=torch.long, device=self.device)
+            self._forward(rest, cache, mask, positions)
+        self.prefilled += len(ids) - have
+        kv = [(layer.keys.clone(), layer.values.clone()) for layer in cache.layers]
+        if self.prefix_cache is not None:
+            self.prefix_cache.hits += have
+            self.prefix_cache.misses += len(ids) - have
+            if have < len(ids):
+                self.prefix_cache.put(ids, kv)
+        return kv
+
+    # -- a batch -------------------------------------------------------------------------------------------------
+    def generate(self, prompts: Sequence[Sequence[int]], max_new: int, choose: Chooser, finished: Finished,
+                 pad_id: int, cancel: CancelToken | None = None) -> list[list[int]]:
+        """Generated ids of every prompt (at most `max_new` each, ending with the token that finished the row)."""
+        import torch
+
+        rows = len(prompts)
+        out: list[list[int]] = [[] for _ in range(rows)]
+        if rows == 0 or max_new <= 0:
+            return out
+        shared = min(common_prefix_len(prompts[0], p) for p in prompts)
+        shared = min(shared, min(len(p) for p in prompts) - 1)  # every row keeps one token to prefill
+        if shared < MIN_SHARED:
+            shared = 0
+        suffixes = [list(p[shared:]) for p in prompts]
+        width = max(len(s) for s in suffixes)
+        total = shared + width + max_new
+        cache = kv_cache.growing_cache(self.layers, min(total, shared + width + 512))
+        if shared:
+            for layer, (k, v) in zip(cache.layers, self.prefix_kv(prompts[0][:shared])):
+                layer.load(k, v, rows)
+        dev = self.device
+        mask = torch.zeros((rows, total), dtype=torch.long, device=dev)
+        mask[:, :shared] = 1
+        ids = torch.full((rows, width), pad_id, dtype=torch.long, device=dev)
+        positions = torch.zeros((rows, width), dtype=torch.long, device=dev)
+        for i, s in enumerate(suffixes):
+            gap = width - len(s)
+            ids[i, gap:] = torch.tensor(s, dtype=torch.long)
+            mask[i, shared + gap: shared + width] = 1
+            positions[i, gap:] = torch.arange(shared, shared + len(s))
+        next_pos = torch.tensor([shared + len(s) for s in suffixes], device=dev)
+        length = shared + width
+        logits = self._forward(ids, cache, mask[:, :length], positions)
+        self.prefilled += sum(len(s) for s in suffixes)
+        active = list(range(rows))
+        for step in range(max_new):
+            if cancel is not None and cancel.cancelled:
+                raise Cancelled("cancelled")
+            tokens = choose(logits.float(), active)
+            keep: list[int] = []
+            for j, (row, t) in enumerate(zip(active, tokens.tolist())):
+                out[row].append(t)
+                if not (step + 1 >= max_new or finished(row, out[row])):
+                    keep.append(j)
+            if not keep:
+                break
+            if len(keep) < len(active):
+                index = torch.tensor(keep, device=dev)
+                cache.batch_select_indices(index)
+                mask, next_pos, tokens = mask[index], next_pos[index], tokens[index]
+                active = [active[j] for j in keep]
+            mask[:, length] = 1
+            length += 1
+            logits = self._forward(tokens[:, None], cache, mask[:, :length], next_pos[:, None])
+            next_pos = next_pos + 1
+        return out

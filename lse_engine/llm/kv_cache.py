@@ -1,0 +1,83 @@
+"""A transformers KV cache for batched decoding that never concatenates: each layer's keys and values live in a
+buffer grown in chunks, so a decode step writes one slot (DynamicLayer copies the whole cache every step, which
+on a long shared prefix costs as much as the matrix products), and rows leave the batch by index.
+
+Needs transformers' layered caches (`transformers.cache_utils.DynamicLayer`, 4.56 and later); `supported()`
+says whether they are there.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+try:  # layered caches: transformers >= 4.56
+    from transformers.cache_utils import DynamicCache, DynamicLayer
+except ImportError:  # pragma: no cover - older transformers: the backend falls back to `generate()`
+    DynamicCache = DynamicLayer = None  # type: ignore[assignment,misc]
+
+GROW_TOKENS = 256  # the least a buffer grows by
+
+
+def supported() -> bool:
+    return DynamicLayer is not None
+
+
+class GrowingLayer(DynamicLayer if DynamicLayer is not None else object):  # type: ignore[misc]
+    """One layer's keys and values, [batch, heads, length, head_dim] views of a larger buffer."""
+
+    def __init__(self, capacity: int = 0) -> None:
+        super().__init__()
+        self.capacity_hint = capacity
+        self.length = 0
+        self._k: Any = None
+        self._v: Any = None
+
+    def load(self, keys: Any, values: Any, batch: int) -> None:
+        """Start from a prefix's keys and values ([1, heads, n, dim]), copied into each of `batch` rows."""
+        self.lazy_initialization(keys, values)
+        self._reserve(keys.expand(batch, -1, -1, -1), keys.shape[-2])
+        n = keys.shape[-2]
+        self._k[:, :, :n] = keys
+        self._v[:, :, :n] = values
+        self._set_length(n)
+
+    def update(self, key_states: Any, value_states: Any, *args: Any, **kwargs: Any) -> tuple[Any, Any]:
+        if not self.is_initialized:
+            self.lazy_initialization(key_states, value_states)
+        n, s = self.length, key_states.shape[-2]
+        self._reserve(key_states, n + s)
+        self._k[:, :, n: n + s] = key_states
+        self._v[:, :, n: n + s] = value_states
+        self._set_length(n + s)
+        return self.keys, self.values
+
+    def get_seq_length(self) -> int:
+        return self.length
+
+    def batch_select_indices(self, indices: Any) -> None:
+        if self._k is not None:
+            self._k, self._v = self._k[indices], self._v[indices]
+            self._set_length(self.length)
+
+    def _set_length(self, n: int) -> None:
+        self.length = n
+        self.keys, self.values = self._k[:, :, :n], self._v[:, :, :n]
+
+    def _reserve(self, like: Any, need: int) -> None:
+        cap = 0 if self._k is None else self._k.shape[-2]
+        if need <= cap:
+            return
+        size = max(need, self.capacity_hint, cap + max(GROW_TOKENS, cap // 2))
+        b, h, _, d = like.shape
+        k, v = like.new_empty((b, h, size, d)), like.new_empty((b, h, size, d))
+        if self.length:
+            k[:, :, : self.length] = self._k[:, :, : self.length]
+            v[:, :, : self.length] = self._v[:, :, : self.length]
+        self._k, self._v = k, v
+
+
+def growing_cache(layers: int, capacity: int) -> Any:
+    """A DynamicCache of `layers` GrowingLayers (empty; `load` or the first forward pass fills them)."""
+    cache = DynamicCache()
+    cache.layers = [GrowingLayer(capacity) for _ in range(layers)]
+    return cache
