@@ -101,6 +101,8 @@ class LseServer(LanguageServer):
             return doc.source, doc.version
         path = self.path_of(uri)
         try:
+            if path.exists() and not path.is_file():  # a folder, a FIFO, /dev/zero behind a symlink
+                raise RequestFailed(f"not a regular file: {path}")
             if path.stat().st_size > MAX_FILE_BYTES:
                 raise RequestFailed(f"{path.name} is too large ({path.stat().st_size / 1e6:.0f} MB)")
             return path.read_text(encoding="utf-8", errors="replace"), None

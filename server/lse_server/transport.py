@@ -80,9 +80,8 @@ async def frames(reader: Reader, on_bad: Callable[[str, bytes | None], None]) ->
             if length is None:
                 continue  # a stray blank line
             n, length = length, None
-            if n > BODY_MAX:
+            if n > BODY_MAX:  # refused, not read: its bytes are skipped as junk up to the next header
                 on_bad(f"a message of {n} bytes is too large", None)
-                await _discard(reader, n)
                 continue
             body = await _body(reader, n)
             if body is None:
@@ -101,15 +100,6 @@ async def frames(reader: Reader, on_bad: Callable[[str, bytes | None], None]) ->
         length = int(value) if value.isdigit() and len(value) <= 12 else None
         if length is None:
             on_bad(f"bad Content-Length {value[:40]!r}", None)
-
-
-async def _discard(reader: Reader, n: int) -> None:
-    while n > 0:
-        if not reader.buf and not await reader.fill():
-            return
-        take = min(n, len(reader.buf))
-        del reader.buf[:take]
-        n -= take
 
 
 async def _body(reader: Reader, n: int) -> bytes | None:
