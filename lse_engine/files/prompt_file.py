@@ -18,7 +18,15 @@ import yaml
 from lse_engine.errors import FileFormatError
 from lse_engine.files.atomic import write_text_atomic
 from lse_engine.files.issues import Issue, Span
-from lse_engine.files.yaml_tree import LOADER, mapping_items, span_of, value_of
+from lse_engine.files.text import (
+    MAX_PROMPT_BYTES,
+    describe_char,
+    first_control,
+    position,
+    read_user_text,
+    shown_path,
+)
+from lse_engine.files.yaml_tree import compose_yaml, mapping_items, span_of, value_of
 
 PROMPT_KEYS = {"suite", "name", "description"}
 
@@ -46,6 +54,10 @@ def parse_prompt(text: str, path: str | Path) -> tuple[PromptFile, list[Issue]]:
     """Split a prompt file into front matter and instructions; check the front matter."""
     path = Path(path)
     issues: list[Issue] = []
+    if len(text) > MAX_PROMPT_BYTES:
+        issues.append(Issue(f"the prompt file is too large ({len(text):,} characters; at most {MAX_PROMPT_BYTES:,})",
+                            Span(), "too-large"))
+        text = text[:MAX_PROMPT_BYTES]
     lines = text.split("\n")
     front: dict[str, Any] = {}
     body_line = 0
@@ -55,15 +67,12 @@ def parse_prompt(text: str, path: str | Path) -> tuple[PromptFile, list[Issue]]:
         if end is None:
             issues.append(Issue("front matter is not closed by a `---` line", Span(0, 0, 0, 3), "front-matter"))
         else:
-            fm_text = "\n".join(lines[1:end])
-            try:
-                node = yaml.compose(fm_text, Loader=LOADER)
-            except yaml.MarkedYAMLError as exc:
-                mark = exc.problem_mark
-                ln = (mark.line + 1) if mark else 1
-                issues.append(Issue(f"invalid front matter: {exc.problem}", Span(ln, 0, ln, len(lines[ln]) if ln < len(lines) else 0),
-                                    "front-matter"))
-                node = None
+            node, problems = compose_yaml("\n".join(lines[1:end]))
+            for problem in problems:  # positions are in the front matter, which starts on line 1
+                sp = problem.span
+                message = problem.message.replace("invalid YAML: ", "")
+                issues.append(Issue(f"invalid front matter: {message}",
+                                    Span(sp.line + 1, sp.col, sp.end_line + 1, sp.end_col), "front-matter"))
             if node is not None and not isinstance(node, yaml.MappingNode):
                 issues.append(Issue("front matter must be `key: value` lines", Span(1, 0, end, 0), "front-matter"))
             elif node is not None:
@@ -77,21 +86,53 @@ def parse_prompt(text: str, path: str | Path) -> tuple[PromptFile, list[Issue]]:
                         vs = span_of(v)
                         suite_span = Span(vs.line + 1, vs.col, vs.end_line + 1, vs.end_col)
             body_line = end + 1
+    issues.extend(_text_issues(text, body_line))
     instructions = "\n".join(lines[body_line:]).strip("\n")
     suite_ref = front.get("suite")
     if suite_ref is not None and not isinstance(suite_ref, str):
         issues.append(Issue("`suite` must be a path", suite_span, "type"))
         suite_ref = None
+    elif suite_ref is not None and ("\x00" in suite_ref or not suite_ref.strip()):
+        issues.append(Issue("`suite` must be a path (without NUL bytes)", suite_span, "type"))
+        suite_ref = None
     prompt = PromptFile(path, instructions, suite_ref, front, body_line, text, suite_span)
     if suite_ref is None and not any(i.code == "front-matter" for i in issues):
         issues.append(Issue("no `suite:` in the front matter: add `---\\nsuite: my.suite.yaml\\n---` at the top",
                             Span(0, 0, 0, len(lines[0]) if lines else 0), "missing-suite"))
-    elif suite_ref is not None and prompt.suite_path and not prompt.suite_path.is_file():
-        issues.append(Issue(f"suite not found: {prompt.suite_path}", suite_span, "missing-suite"))
+    elif suite_ref is not None:
+        problem = _suite_problem(prompt)
+        if problem:
+            issues.append(Issue(problem, suite_span, "missing-suite"))
     if not instructions.strip():
         issues.append(Issue("the prompt has no instructions after the front matter", Span(body_line, 0, body_line, 0),
                             "empty", "warning"))
     return prompt, issues
+
+
+def _suite_problem(prompt: PromptFile) -> str | None:
+    """Why the suite a prompt names cannot be read (never raises, whatever the path holds)."""
+    try:
+        suite = prompt.suite_path
+        if suite is not None and not suite.is_file():
+            return f"suite not found: {shown_path(suite)}"
+    except (OSError, ValueError, RuntimeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        return f"cannot read the suite {shown_path(prompt.suite_ref or '')}: {reason}"
+    return None
+
+
+def _text_issues(text: str, body_line: int) -> list[Issue]:
+    """A NUL byte (an error: not a text file) or another control character (a warning) in the file."""
+    if "\x00" in text:
+        line, col = position(text, text.index("\x00"))
+        return [Issue("not a text file: it contains NUL bytes", Span(line, col, line, col + 1), "binary")]
+    body_start = sum(len(line) + 1 for line in text.split("\n", body_line)[:body_line])
+    found = first_control(text[body_start:])  # in the front matter, YAML reports it as an error
+    if found is None:
+        return []
+    line, col = position(text, body_start + found[0])
+    return [Issue(f"the control character {describe_char(found[1])} in the instructions (invisible in most "
+                  "editors)", Span(line, col, line, col + 1), "control-character", "warning")]
 
 
 def load_prompt(path: str | Path, text: str | None = None) -> PromptFile:
@@ -100,9 +141,9 @@ def load_prompt(path: str | Path, text: str | None = None) -> PromptFile:
     path = Path(path)
     if text is None:
         try:
-            text = path.read_text(encoding="utf-8")
+            text = read_user_text(path, "prompt file", MAX_PROMPT_BYTES)
         except FileNotFoundError as exc:
-            raise FileFormatError(str(path), "prompt file not found", code="missing-prompt") from exc
+            raise FileFormatError(shown_path(path), "prompt file not found", code="missing-prompt") from exc
     prompt, issues = parse_prompt(text, path)
     errors = [i for i in issues if i.severity == "error"]
     if errors:

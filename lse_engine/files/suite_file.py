@@ -20,6 +20,7 @@ import yaml
 from lse_engine.errors import FileFormatError
 from lse_engine.files.atomic import write_text_atomic
 from lse_engine.files.issues import Issue, Span, first_error
+from lse_engine.files.text import MAX_SUITE_BYTES, position, read_user_text, shown_path
 from lse_engine.files.yaml_tree import compose, mapping_items, span_of, value_of
 from lse_engine.tasks.base import Problem
 
@@ -74,8 +75,12 @@ class Suite:
 def parse_suite(text: str, path: str | Path) -> tuple[Suite | None, list[Issue]]:
     """Read a suite from `text`; return it (None when unusable) and every issue found, with ranges."""
     path = Path(path)
+    if len(text) > MAX_SUITE_BYTES:
+        return None, [Issue(f"the suite is too large ({len(text):,} characters; at most {MAX_SUITE_BYTES:,})",
+                            Span(), "too-large")]
     if "\x00" in text:
-        return None, [Issue("not a text file (contains NUL bytes)", Span(), "binary")]
+        line, col = position(text, text.index("\x00"))
+        return None, [Issue("not a text file (contains NUL bytes)", Span(line, col, line, col + 1), "binary")]
     root, issues = compose(text, path)
     if root is None and not issues:
         return None, [Issue("empty suite: expected `task`, `database` and `problems`", Span(), "empty")]
@@ -110,15 +115,9 @@ def parse_suite(text: str, path: str | Path) -> tuple[Suite | None, list[Issue]]
             if not isinstance(dval, str) or not dval:
                 issues.append(Issue("`database` must be a path", suite.database_span, "type"))
             else:
-                suite.database = (path.parent / os.path.expanduser(dval)).resolve()
-                if not suite.database.is_file():
-                    issues.append(Issue(f"database not found: {suite.database}", suite.database_span, "missing-database"))
-                    suite.database = None if not suite.database.exists() else suite.database
-                else:
-                    with open(suite.database, "rb") as fh:
-                        if fh.read(16) != b"SQLite format 3\x00":
-                            issues.append(Issue(f"not an SQLite database: {suite.database}", suite.database_span,
-                                                "not-sqlite"))
+                suite.database, problem = _database_at(path.parent, dval)
+                if problem:
+                    issues.append(Issue(problem[0], suite.database_span, problem[1]))
 
     if "split" in top:
         snode = top["split"][1]
@@ -165,6 +164,26 @@ def parse_suite(text: str, path: str | Path) -> tuple[Suite | None, list[Issue]]
     if not suite.problems and not any(i.severity == "error" for i in issues):
         issues.append(Issue("the suite has no problems", span_of(pnode), "empty"))
     return suite, issues
+
+
+def _database_at(folder: Path, ref: str) -> tuple[Path | None, tuple[str, str] | None]:
+    """The database a suite names (relative to its folder) and what is wrong with it: (message, code) or None.
+
+    Never raises: a NUL byte or an over-long name in the path, or an unreadable file, is a problem like any."""
+    if "\x00" in ref:
+        return None, ("the database path contains a NUL byte", "bad-path")
+    try:
+        db = (folder / os.path.expanduser(ref)).resolve()
+        if not db.is_file():
+            return (db if db.exists() else None), (f"database not found: {shown_path(db)}", "missing-database")
+        with open(db, "rb") as fh:
+            header = fh.read(16)
+    except (OSError, ValueError, RuntimeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        return None, (f"cannot open the database {shown_path(folder / ref)}: {reason}", "bad-path")
+    if header != b"SQLite format 3\x00":
+        return db, (f"not an SQLite database: {shown_path(db)}", "not-sqlite")
+    return db, None
 
 
 def _parse_problem(item: yaml.Node, task: str, issues: list[Issue]) -> Problem | None:
@@ -222,11 +241,9 @@ def load_suite(path: str | Path) -> Suite:
     """Load and validate a suite file; raise FileFormatError (file:line:col) on the first error."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        text = read_user_text(path, "suite", MAX_SUITE_BYTES)
     except FileNotFoundError as exc:
-        raise FileFormatError(str(path), "suite file not found", code="missing-suite") from exc
-    except UnicodeDecodeError as exc:
-        raise FileFormatError(str(path), "suite is not UTF-8 text", code="binary") from exc
+        raise FileFormatError(shown_path(path), "suite file not found", code="missing-suite") from exc
     suite, issues = parse_suite(text, path)
     err = first_error(issues, path)
     if err is not None:
