@@ -6,13 +6,16 @@ The default models live here and nowhere else.
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from lse_engine.errors import FileFormatError
+from lse_engine.files.text import MAX_SETTINGS_BYTES, read_user_text
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -146,39 +149,178 @@ class Config:
         return d
 
 
-def _line_of_key(text: str, key: str) -> int:
-    m = re.search(rf"^\s*{re.escape(key)}\s*=", text, re.MULTILINE)
-    return text.count("\n", 0, m.start()) + 1 if m else 1
+# -- validation: every key's type, range or choices, reported at its real file and line --------------------
+def _one_of(*choices: str) -> Callable[[Any], str | None]:
+    return lambda v: None if v in choices else f"must be one of {', '.join(choices)}; got {v!r}"
 
 
-def _apply(obj: Any, data: dict[str, Any], path: Path | None, text: str, prefix: str) -> None:
-    names = {f.name: f for f in dataclasses.fields(obj)}
+def _at_least(low: float) -> Callable[[Any], str | None]:
+    return lambda v: None if _finite(v) and v >= low else f"must be at least {low:g}; got {v!r}"
+
+
+def _above(low: float) -> Callable[[Any], str | None]:
+    return lambda v: None if _finite(v) and v > low else f"must be a finite number above {low:g}; got {v!r}"
+
+
+def _fraction(high_inclusive: bool = False) -> Callable[[Any], str | None]:
+    def check(v: Any) -> str | None:
+        ok = _finite(v) and v >= 0 and (v <= 1 if high_inclusive else v < 1)
+        return None if ok else f"must be a fraction in [0, 1{']' if high_inclusive else ')'}; got {v!r}"
+
+    return check
+
+
+def _matches(pattern: str, what: str) -> Callable[[Any], str | None]:
+    return lambda v: None if re.fullmatch(pattern, v) else f"must be {what}; got {v!r}"
+
+
+def _finite(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _rules() -> dict[str, Callable[[Any], str | None]]:
+    """Checks by dotted key (`[evolver]` shares `[model]`'s). Floats without a rule must be finite; other keys
+    without one accept any value of their type. Enums come from the module that uses them, or (where that module
+    imports torch) are written here and held equal to it by tests/test_files.py."""
+    from lse_engine.evolve.tree import RULES
+    from lse_engine.llm import BACKENDS
+
+    train_name = _matches(r"[A-Za-z0-9][A-Za-z0-9._-]*", "letters, digits, '.', '_' or '-'")
+    return {
+        "model.backend": _one_of("auto", *BACKENDS),
+        "model.dtype": _one_of(*DTYPES),
+        "model.batch_size": _at_least(1), "model.max_concurrency": _at_least(1), "model.timeout_s": _above(0),
+        "model.max_retries": _at_least(0),
+        "model.base_url": lambda v: None if not v or re.match(r"https?://", v) else
+        f"must start with http:// or https://; got {v!r}",
+        "model.sampling.max_tokens": _at_least(1), "model.sampling.temperature": _at_least(0),
+        "model.sampling.top_p": lambda v: None if _finite(v) and 0 < v <= 1 else f"must be in (0, 1]; got {v!r}",
+        "model.sampling.samples": _at_least(1),
+        "evolve.rule": _one_of(*RULES), "evolve.c": _at_least(0), "evolve.rounds": _at_least(0),
+        "evolve.batch_size": _at_least(1), "evolve.dev_size": _at_least(1), "evolve.max_model_calls": _at_least(0),
+        "evolve.max_tokens": _at_least(0), "evolve.max_wall_s": _at_least(0), "evolve.evolver_retries": _at_least(0),
+        "evolve.candidates": _at_least(1), "evolve.max_prompt_chars": _at_least(1),
+        "evolve.feedback_chars": _at_least(0), "evolve.heldout_size": _at_least(0),
+        "sql.timeout_s": _above(0), "sql.gold_timeout_s": _above(0), "sql.row_cap": _at_least(1),
+        "sql.example_values": _at_least(0),
+        "train.name": train_name, "train.method": _one_of(*TRAIN_METHODS),
+        "train.reward_on": _one_of("holdout", "batch"), "train.advantage": _one_of("delta", "grpo"),
+        "train.reward": _one_of("delta", "post"), "train.noop_reward": _one_of("invalid", "zero"),
+        "train.states": _at_least(1), "train.samples": _at_least(1), "train.data_epochs": _at_least(1),
+        "train.ppo_epochs": _at_least(1), "train.loss_agg": _one_of(*LOSS_AGGREGATIONS),
+        "train.rollout_temperature": _above(0), "train.rollout_max_tokens": _at_least(1),
+        "train.learning_rate": _above(0), "train.clip": _above(0), "train.lora_r": _at_least(1),
+        "train.lora_alpha": _above(0), "train.lora_dropout": _fraction(), "train.min_failures": _at_least(0),
+        "train.eval_fraction": _fraction(), "train.holdout_by": _one_of("run", "suite"),
+        "train.eval_states": _at_least(0), "train.checkpoint_every": _at_least(0),
+        "train.task_model": _one_of("self", "model"), "train.steps": _at_least(0),
+        "train.micro_batch": _at_least(1), "train.max_grad_norm": _at_least(0), "train.keep_checkpoints": _at_least(0),
+    }
+
+
+DTYPES = ("auto", "float32", "fp32", "bfloat16", "bf16", "float16", "fp16", "half")  # transformers_backend
+TRAIN_METHODS = ("lora", "full")  # lse_engine.train.policy.METHODS
+LOSS_AGGREGATIONS = ("token-mean", "seq-mean")  # lse_engine.train.policy.LOSS_AGG
+_RULES: dict[str, Callable[[Any], str | None]] = {}
+
+
+def _problem(dotted: str, value: Any) -> str | None:
+    """What is wrong with `value` for the key `dotted` (e.g. "sql.timeout_s"), or None."""
+    if not _RULES:
+        _RULES.update(_rules())
+    rule = _RULES.get(re.sub(r"^evolver\.", "model.", dotted))
+    if rule is not None:
+        return rule(value)
+    if isinstance(value, float) and not math.isfinite(value):
+        return f"must be a finite number; got {value!r}"
+    return None
+
+
+class _Source:
+    """Where settings come from: a file's text (for lines) under a table prefix, or overrides (no lines)."""
+
+    def __init__(self, path: Path | None, text: str = "", base: tuple[str, ...] = ()) -> None:
+        self.path = path
+        self.text = text
+        self.base = base
+        self._keys: list[tuple[tuple[str, ...], int, int]] | None = None
+
+    def name(self, keys: tuple[str, ...]) -> str:
+        """`[sql] timeout_s` (`[tool.lse.sql] timeout_s` in pyproject.toml)."""
+        table = ".".join((*self.base, *keys[:-1]))
+        return f"[{table}] {keys[-1]}" if table else keys[-1]
+
+    def error(self, keys: tuple[str, ...], message: str, code: str, named: bool = True) -> FileFormatError:
+        """An error at the key; `message` follows the key's name unless `named` is False."""
+        line, col = self.position((*self.base, *keys))
+        where = str(self.path) if self.path else "<settings>"
+        return FileFormatError(where, f"{self.name(keys)} {message}" if named else message, line, col, code=code)
+
+    def position(self, keys: tuple[str, ...]) -> tuple[int, int]:
+        """The 1-based line and column of the key (or of the nearest enclosing key written in the file)."""
+        if self._keys is None:
+            self._keys = _key_positions(self.text)
+        best = (0, 1, 1)
+        for found, line, col in self._keys:
+            if found == keys[: len(found)] and len(found) > best[0]:
+                best = (len(found), line, col)
+        return best[1], best[2]
+
+
+_HEADER = re.compile(r"^\s*\[\[?\s*([^\]]+?)\s*\]\]?\s*(#.*)?$")
+_ASSIGN = re.compile(r"^(\s*)((?:[A-Za-z0-9_-]+|\"[^\"]*\"|'[^']*')(?:\s*\.\s*(?:[A-Za-z0-9_-]+|\"[^\"]*\"|'[^']*'))*)\s*=")
+
+
+def _dotted(text: str) -> tuple[str, ...]:
+    return tuple(part.strip().strip("\"'") for part in re.findall(r"\"[^\"]*\"|'[^']*'|[^.]+", text))
+
+
+def _key_positions(text: str) -> list[tuple[tuple[str, ...], int, int]]:
+    """Every table header and `key = ` line of TOML text as (full key path, line, column), 1-based."""
+    out: list[tuple[tuple[str, ...], int, int]] = []
+    table: tuple[str, ...] = ()
+    for number, line in enumerate(text.splitlines(), 1):
+        header = _HEADER.match(line)
+        if header:
+            table = _dotted(header.group(1))
+            out.append((table, number, line.index("[") + 1))
+            continue
+        assign = _ASSIGN.match(line)
+        if assign:
+            out.append(((*table, *_dotted(assign.group(2))), number, len(assign.group(1)) + 1))
+    return out
+
+
+def _apply(obj: Any, data: dict[str, Any], source: _Source, keys: tuple[str, ...] = ()) -> None:
+    """Set `data` on the dataclass `obj`, checking every key: known, of the right type, in range."""
+    names = {f.name: f for f in dataclasses.fields(obj) if f.name not in ("root", "source")}
     for key, value in data.items():
-        if key not in names or key in ("root", "source"):
-            raise FileFormatError(
-                str(path or "<settings>"),
-                f"unknown key {prefix}{key!r}; valid keys: {', '.join(sorted(k for k in names if k not in ('root', 'source')))}",
-                line=_line_of_key(text, key),
-                code="unknown-key",
-            )
+        here = (*keys, key)
+        if key not in names:
+            table = ".".join((*source.base, *keys))
+            raise source.error(here, f"unknown key {source.name(here)}; valid keys{f' in [{table}]' if table else ''}: "
+                                     f"{', '.join(sorted(names))}", "unknown-key", named=False)
         current = getattr(obj, key)
         if dataclasses.is_dataclass(current):
             if not isinstance(value, dict):
-                raise FileFormatError(str(path or "<settings>"), f"{prefix}{key} must be a table",
-                                      line=_line_of_key(text, key), code="type")
-            _apply(current, value, path, text, f"{prefix}{key}.")
+                raise source.error(here, f"must be a table, got {_toml_type(value)}", "type")
+            _apply(current, value, source, here)
             continue
         expected = type(current)
         if expected is float and isinstance(value, int) and not isinstance(value, bool):
             value = float(value)
         if not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
-            raise FileFormatError(
-                str(path or "<settings>"),
-                f"{prefix}{key} must be {expected.__name__}, got {type(value).__name__}",
-                line=_line_of_key(text, key),
-                code="type",
-            )
+            raise source.error(here, f"must be {_toml_type(current)}, got {_toml_type(value)}", "type")
+        problem = _problem(".".join(here), value)
+        if problem:
+            raise source.error(here, problem, "value")
         setattr(obj, key, value)
+
+
+def _toml_type(value: Any) -> str:
+    names = {bool: "a boolean", int: "an integer", float: "a number", str: "a string", dict: "a table",
+             list: "an array"}
+    return names.get(type(value), type(value).__name__)
 
 
 def find_config_file(start: Path) -> Path | None:
@@ -188,32 +330,67 @@ def find_config_file(start: Path) -> Path | None:
         if (d / CONFIG_FILE).is_file():
             return d / CONFIG_FILE
         pp = d / "pyproject.toml"
-        if pp.is_file() and "[tool.lse" in pp.read_text(encoding="utf-8", errors="replace"):
+        if pp.is_file() and _mentions_lse(pp):
             return pp
     return None
 
 
+def _mentions_lse(pyproject: Path) -> bool:
+    try:
+        with open(pyproject, "rb") as fh:
+            head = fh.read(MAX_SETTINGS_BYTES)
+    except OSError:
+        return False
+    if re.search(rb"^\s*\[\s*tool\s*\.\s*[\"']?lse\b", head, re.MULTILINE):
+        return True  # [tool.lse] or [tool.lse.section]
+    return bool(re.search(rb"^\s*\[\s*tool\s*\]", head, re.MULTILINE)
+                and re.search(rb"^\s*[\"']?lse[\"']?\s*[=.]", head, re.MULTILINE))  # [tool] with lse = …
+
+
+def _settings_data(source: Path) -> tuple[dict[str, Any], _Source]:
+    """The settings table of `source` (all of `lse.toml`, or `[tool.lse]` of a pyproject.toml) and its origin."""
+    try:
+        text = read_user_text(source, "settings file", MAX_SETTINGS_BYTES)
+    except FileNotFoundError as exc:
+        raise FileFormatError(str(source), "settings file not found", code="missing") from exc
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        m = re.search(r"line (\d+), column (\d+)", str(exc))
+        line, col = (int(m.group(1)), int(m.group(2))) if m else (1, 1)
+        raise FileFormatError(str(source), f"invalid TOML: {exc}", line, col, code="toml") from exc
+    except (RecursionError, ValueError) as exc:  # arrays nested thousands deep, …
+        raise FileFormatError(str(source), f"invalid TOML: {type(exc).__name__}", code="toml") from exc
+    if source.name != "pyproject.toml":
+        return data, _Source(source, text)
+    origin = _Source(source, text, ("tool", "lse"))
+    tool = data.get("tool", {})
+    if not isinstance(tool, dict):
+        raise FileFormatError(str(source), f"[tool] must be a table, got {_toml_type(tool)}",
+                              *_Source(source, text).position(("tool",)), code="type")
+    lse = tool.get("lse", {})
+    if not isinstance(lse, dict):
+        raise FileFormatError(str(source), f"[tool.lse] must be a table of settings, got {_toml_type(lse)}",
+                              *_Source(source, text).position(("tool", "lse")), code="type")
+    return lse, origin
+
+
 def load_config(start: str | Path | None = None, overrides: dict[str, Any] | None = None) -> Config:
-    """Settings for the workspace containing `start` (a file or directory), with optional overrides."""
+    """Settings for the workspace containing `start` (a file or directory), with optional overrides.
+
+    Every key is checked before anything else happens: unknown keys (the valid ones are listed), wrong types,
+    values out of range or not among the choices raise FileFormatError at the key's file and line."""
     start_path = Path(start or Path.cwd()).resolve()
     source = find_config_file(start_path)
     root = source.parent if source else (start_path if start_path.is_dir() else start_path.parent)
     evolver_keys: set[str] = set()  # [evolver] keys set explicitly; the others follow [model]
     cfg = Config(root=root, source=source)
     if source is not None:
-        text = source.read_text(encoding="utf-8")
-        try:
-            data = tomllib.loads(text)
-        except tomllib.TOMLDecodeError as exc:
-            m = re.search(r"line (\d+), column (\d+)", str(exc))
-            line, col = (int(m.group(1)), int(m.group(2))) if m else (1, 1)
-            raise FileFormatError(str(source), f"invalid TOML: {exc}", line, col, code="toml") from exc
-        if source.name == "pyproject.toml":
-            data = data.get("tool", {}).get("lse", {})
-        _apply(cfg, data, source, text, "")
+        data, origin = _settings_data(source)
+        _apply(cfg, data, origin)
         evolver_keys |= set(data.get("evolver") or {})
     if overrides:
-        _apply(cfg, overrides, None, "", "")
+        _apply(cfg, overrides, _Source(None))
         evolver_keys |= set(overrides.get("evolver") or {})
     # The evolver defaults to the task model's weights, sampled more freely and at more length. Naming any of
     # its own weights (backend, model, ...) makes it a model of its own; runtime keys still follow [model].

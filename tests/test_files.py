@@ -146,7 +146,7 @@ def test_config_defaults_file_and_errors(tmp_path: Path) -> None:
         load_config(tmp_path)
     assert err.value.line == 3 and "bogus" in str(err.value)
     _write(tmp_path / "lse.toml", "[evolve]\nrounds = 'many'\n")
-    with pytest.raises(FileFormatError, match="must be int"):
+    with pytest.raises(FileFormatError, match="must be an integer"):
         load_config(tmp_path)
     (tmp_path / "lse.toml").unlink()
     _write(tmp_path / "pyproject.toml", "[project]\nname='x'\n[tool.lse.evolve]\nrule = 'chain'\n")
