@@ -187,9 +187,9 @@ async def on_exit(ls: LseServer, job: Job) -> None:
     elif job.kind == "evaluate" and not error:
         dev = (res.get("accuracy") or {}).get("dev")
         done.update(rootDev=dev, winnerDev=dev)
-    ls.protocol.notify(Method.RUN_PROGRESS, done)
     kind = types.MessageType.Error if error and error != "cancelled" else types.MessageType.Info
-    ls.show(message, kind)
+    ls.show(message, kind)  # first: a client that waits for the end has the summary by then
+    ls.protocol.notify(Method.RUN_PROGRESS, done)
     if ls.supports_lens_refresh():
         _refresh_lenses(ls)
     if job.kind == "evolve" and not error and res.get("winner") not in (None, 0) and res.get("instructions"):

@@ -12,34 +12,30 @@ export interface LseEvolveEdit {
   uri: string;
   version: number | null;
   edits: TextEdit[];
-  annotationId: string;
+  /** The run whose winner this is: the server names the change annotation after the run id. */
+  runId: string;
   annotation: ChangeAnnotation;
-  /** The label shown to the user, e.g. "LSE: dev 40% → 55%". */
-  label: string;
 }
 
-const ANNOTATION_PREFIX = 'lse-evolve-';
-
-/** The evolve edit carried by an applyEdit request, or undefined for any other edit. */
-export function findEvolveEdit(params: ApplyWorkspaceEditParams): LseEvolveEdit | undefined {
+/** The evolve edit carried by an applyEdit request (its change annotation is a run id `isRun` knows), or
+ * undefined for any other edit. */
+export function findEvolveEdit(params: ApplyWorkspaceEditParams, isRun: (id: string) => boolean): LseEvolveEdit | undefined {
   const edit = params.edit;
   const annotations = edit.changeAnnotations ?? {};
-  const annotationId = Object.keys(annotations).find((id) => id.startsWith(ANNOTATION_PREFIX));
-  if (annotationId === undefined || !edit.documentChanges || edit.documentChanges.length !== 1) {
+  const runId = Object.keys(annotations).find(isRun);
+  if (runId === undefined || !edit.documentChanges || edit.documentChanges.length !== 1) {
     return undefined;
   }
   const change = edit.documentChanges[0];
   if (!('textDocument' in change) || !('edits' in change)) {
     return undefined;
   }
-  const annotation = annotations[annotationId];
   return {
     uri: change.textDocument.uri,
     version: change.textDocument.version,
     edits: change.edits as TextEdit[],
-    annotationId,
-    annotation,
-    label: params.label ?? annotation.label,
+    runId,
+    annotation: annotations[runId],
   };
 }
 

@@ -15,14 +15,16 @@ import {
 } from 'vscode-languageclient/node';
 import { basename, doneMessage } from './format';
 import { ProgressNotifications, RunStatusBar } from './progress';
-import type { CommandArgs, RunKind, RunProgress, StartResult } from './protocol';
-import { Method, ServerCommand } from './protocol';
+import type { CancelResult, CommandArgs, RunKind, RunUpdate, StartResult } from './protocol';
+import { isDone, Method, ServerCommand } from './protocol';
 import { NODE_SCHEME, RunsView } from './runsView';
-import { isMissing, resolveServerCommand } from './serverCommand';
-import { buildSettings, initializationOptions, needsRestart } from './settings';
+import type { InstallPlan } from './serverCommand';
+import { installPlan, isMissing, resolveServerCommand } from './serverCommand';
+import { buildSettings, fileGlobs, initializationOptions, needsRestart } from './settings';
 import { WinnerReview } from './winnerReview';
 
 const PROMPT_GLOB = '**/*.prompt.md';
+const RUN_GOING = 'lse.runGoing';
 
 function config(): vscode.WorkspaceConfiguration {
   return vscode.workspace.getConfiguration('lse');
@@ -40,11 +42,40 @@ function errorText(e: unknown): string {
   return e instanceof Error ? e.message : String(e);
 }
 
+/** An LSE source checkout (its pyproject.toml names the `lse` package): where a one-click install comes from. */
+function isLseCheckout(dir: string): boolean {
+  try {
+    return /^name\s*=\s*"lse"\s*$/m.test(fs.readFileSync(`${dir}/pyproject.toml`, 'utf-8'));
+  } catch {
+    return false;
+  }
+}
+
+/** The Python extension's interpreter for the first workspace folder, if that extension is installed. */
+async function pythonExtensionInterpreter(): Promise<string | undefined> {
+  const ext = vscode.extensions.getExtension<{
+    environments?: { getActiveEnvironmentPath(resource?: vscode.Uri): { path: string } | undefined };
+  }>('ms-python.python');
+  if (!ext) {
+    return undefined;
+  }
+  try {
+    const api = ext.isActive ? ext.exports : await Promise.race([ext.activate(), new Promise<undefined>((r) => setTimeout(() => r(undefined), 5000))]);
+    return api?.environments?.getActiveEnvironmentPath(vscode.workspace.workspaceFolders?.[0]?.uri)?.path;
+  } catch {
+    return undefined;
+  }
+}
+
 class LseExtension implements vscode.Disposable {
   private client: LanguageClient | undefined;
   private starting: Promise<void> | undefined;
   private readonly log = vscode.window.createOutputChannel('LSE', { log: true });
   private readonly status = new RunStatusBar();
+  private readonly language = vscode.languages.createLanguageStatusItem('lse.status', [
+    { scheme: 'file', pattern: '**/*.prompt.md' },
+    { scheme: 'file', pattern: '**/*.suite.{yaml,yml,json}' },
+  ]);
   readonly review = new WinnerReview(this.log);
   private readonly progress = new ProgressNotifications((token) => {
     void this.client?.sendNotification(WorkDoneProgressCancelNotification.type, { token });
@@ -54,6 +85,7 @@ class LseExtension implements vscode.Disposable {
   constructor(private readonly context: vscode.ExtensionContext) {}
 
   dispose(): void {
+    this.language.dispose();
     this.progress.dispose();
     this.status.dispose();
     this.review.dispose();
@@ -70,15 +102,29 @@ class LseExtension implements vscode.Disposable {
   private async doStart(): Promise<void> {
     const trusted = vscode.workspace.isTrusted;
     const folders = (vscode.workspace.workspaceFolders ?? []).filter((f) => f.uri.scheme === 'file').map((f) => f.uri.fsPath);
+    const env = {
+      workspaceFolders: folders,
+      pathEnv: process.env.PATH ?? '',
+      platform: process.platform,
+      home: os.homedir(),
+      trusted,
+      isFile,
+      pythonInterpreter: trusted ? await pythonExtensionInterpreter() : undefined,
+    };
     const resolved = resolveServerCommand(
       { serverPath: config().get('server.path'), python: config().get('python'), logLevel: config().get('server.logLevel') },
-      { workspaceFolders: folders, pathEnv: process.env.PATH ?? '', platform: process.platform, home: os.homedir(), trusted, isFile },
+      env,
     );
     if (isMissing(resolved)) {
       this.log.error(`${resolved.error} Tried: ${resolved.tried.join(', ')}`);
       this.runs.clear('The LSE server is not running: see "LSE: Show setup".');
-      void vscode.window.showErrorMessage(resolved.error, 'Show setup', 'Open settings').then((choice) => {
-        if (choice === 'Show setup') {
+      this.setLanguageStatus('no server', vscode.LanguageStatusSeverity.Error);
+      const plan = trusted ? installPlan(env, isLseCheckout) : undefined;
+      const actions = plan ? ['Install lse-server', 'Show setup', 'Open settings'] : ['Show setup', 'Open settings'];
+      void vscode.window.showErrorMessage(resolved.error, ...actions).then((choice) => {
+        if (choice === 'Install lse-server' && plan) {
+          void this.install(plan);
+        } else if (choice === 'Show setup') {
           void vscode.commands.executeCommand('lse.client.showSetup');
         } else if (choice === 'Open settings') {
           void vscode.commands.executeCommand('workbench.action.openSettings', 'lse.server');
@@ -92,12 +138,12 @@ class LseExtension implements vscode.Disposable {
       args: resolved.args,
       options: { cwd: folders[0], env: { ...process.env, PYTHONUNBUFFERED: '1' } },
     };
+    const globs = fileGlobs((key) => config().get(key));
     const clientOptions: LanguageClientOptions = {
       documentSelector: [
         { scheme: 'file', language: 'lse-prompt' },
         { scheme: 'file', language: 'lse-suite' },
-        { scheme: 'file', pattern: '**/*.prompt.md' },
-        { scheme: 'file', pattern: '**/*.suite.{yaml,yml,json}' },
+        ...[...globs.prompts, ...globs.suites].map((g) => ({ scheme: 'file', pattern: g.startsWith('**/') ? g : `**/${g}` })),
       ],
       outputChannel: this.log,
       revealOutputChannelOn: RevealOutputChannelOn.Never,
@@ -133,13 +179,15 @@ class LseExtension implements vscode.Disposable {
       },
     };
     const client = new LanguageClient('lse', 'LSE', serverOptions, clientOptions);
-    client.onNotification(Method.runProgress, (p: RunProgress) => this.onRunProgress(p));
+    client.onNotification(Method.runProgress, (p: RunUpdate) => this.onRunProgress(p));
     this.client = client;
     try {
       await client.start();
       this.log.info('the LSE server is running');
+      this.setLanguageStatus(trusted ? 'ready' : 'untrusted workspace: checks only', vscode.LanguageStatusSeverity.Information);
     } catch (e) {
       this.log.error(`the LSE server did not start: ${errorText(e)}`);
+      this.setLanguageStatus('the server did not start', vscode.LanguageStatusSeverity.Error);
       void vscode.window.showErrorMessage(`LSE: the server did not start (${errorText(e)}).`, 'Show log', 'Show setup').then((c) => {
         if (c === 'Show log') {
           this.log.show();
@@ -152,12 +200,64 @@ class LseExtension implements vscode.Disposable {
     await this.runs.refresh();
   }
 
+  /** Run the install plan in a terminal task, then start the server it made. */
+  private async install(plan: InstallPlan): Promise<void> {
+    const task = new vscode.Task(
+      { type: 'shell', task: 'lse-install' },
+      vscode.TaskScope.Workspace,
+      'Install lse-server',
+      'LSE',
+      new vscode.ShellExecution(plan.command, { cwd: plan.cwd }),
+    );
+    const done = new Promise<number | undefined>((resolve) => {
+      const sub = vscode.tasks.onDidEndTaskProcess((e) => {
+        if (e.execution.task.name === task.name && e.execution.task.source === task.source) {
+          sub.dispose();
+          resolve(e.exitCode);
+        }
+      });
+    });
+    this.log.info(`installing lse-server: ${plan.command} (in ${plan.cwd})`);
+    await vscode.tasks.executeTask(task);
+    const code = await done;
+    if (code === 0 && isFile(plan.server)) {
+      void vscode.window.showInformationMessage(`LSE: installed ${plan.server}; starting the server.`);
+      await this.restart();
+    } else {
+      void vscode.window.showErrorMessage(`LSE: the install did not finish (exit code ${code ?? '?'}); see its terminal.`);
+    }
+  }
+
+  private setLanguageStatus(detail: string, severity: vscode.LanguageStatusSeverity): void {
+    this.language.name = 'LSE';
+    this.language.text = 'LSE';
+    this.language.detail = detail;
+    this.language.severity = severity;
+    this.language.command = { command: 'lse.client.showOutput', title: 'Show log' };
+  }
+
+  private showRunsGoing(): void {
+    const running = this.status.running;
+    void vscode.commands.executeCommand('setContext', RUN_GOING, running.length > 0);
+    if (running.length > 0) {
+      const p = running[running.length - 1];
+      this.language.text = `LSE ${p.kind}`;
+      this.language.detail = p.message;
+      this.language.busy = true;
+      this.language.command = { command: 'lse.client.cancel', title: 'Cancel' };
+    } else if (this.language.busy) {
+      this.language.busy = false;
+      this.setLanguageStatus('ready', vscode.LanguageStatusSeverity.Information);
+    }
+  }
+
   async stop(): Promise<void> {
     await this.starting;
     const client = this.client;
     this.client = undefined;
     this.status.clear();
     this.progress.clear();
+    this.showRunsGoing();
     if (client) {
       try {
         await client.stop(5000);
@@ -204,25 +304,15 @@ class LseExtension implements vscode.Disposable {
   }
 
   // -- runs --------------------------------------------------------------------------------------------------
-  private onRunProgress(p: RunProgress): void {
+  private onRunProgress(p: RunUpdate): void {
     this.status.update(p);
     this.runs.onProgress(p);
-    if (!p.done) {
-      return;
+    this.showRunsGoing();
+    if (isDone(p)) {
+      // the server shows the summary (window/showMessage) and, for a better prompt, sends the edit next
+      this.log.info(doneMessage(p));
+      this.review.runFinished(p);
     }
-    const message = doneMessage(p);
-    this.log.info(message);
-    if (p.error && p.error !== 'cancelled') {
-      return; // the server shows the error itself
-    }
-    if (p.kind === 'evolve' && p.winner != null && p.winner !== 0) {
-      return; // the diff review follows
-    }
-    void vscode.window.showInformationMessage(message, 'Show runs').then((c) => {
-      if (c === 'Show runs') {
-        void this.runs.revealPrompt(p.uri, p.runId);
-      }
-    });
   }
 
   private async execute<T>(command: string, args: CommandArgs): Promise<T | undefined> {
@@ -281,7 +371,7 @@ class LseExtension implements vscode.Disposable {
         args = { runId: running[0].runId };
       } else if (running.length > 1) {
         const pick = await vscode.window.showQuickPick(
-          running.map((r) => ({ label: `${r.kind} ${basename(r.uri)}`, description: r.message ?? '', runId: r.runId })),
+          running.map((r) => ({ label: `${r.kind} ${basename(r.uri)}`, description: r.message, runId: r.runId })),
           { placeHolder: 'Cancel which LSE run?' },
         );
         args = pick ? { runId: pick.runId } : undefined;
@@ -290,9 +380,9 @@ class LseExtension implements vscode.Disposable {
       }
     }
     if (args) {
-      const res = await this.execute<{ cancelled: boolean; message?: string }>(ServerCommand.cancel, args);
+      const res = await this.execute<CancelResult>(ServerCommand.cancel, args);
       if (res && !res.cancelled) {
-        void vscode.window.showInformationMessage(`LSE: ${res.message ?? 'nothing to cancel'}`);
+        void vscode.window.showInformationMessage(`LSE: ${res.message}`);
       }
     }
   }
@@ -325,7 +415,7 @@ class LseExtension implements vscode.Disposable {
       }
       return;
     }
-    void vscode.window.showInformationMessage('LSE: install the lse package (pip install -e . in the LSE repository), then set lse.python or lse.server.path.');
+    void vscode.window.showInformationMessage('LSE: install the lse package (./scripts/setup.sh in the LSE repository), then set lse.python or lse.server.path.');
   }
 }
 
@@ -387,6 +477,7 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
   reg('lse.client.openNode', (runId, nodeId) => ext.runs.openNode(String(runId), Number(nodeId)));
   reg('lse.client.applyWinner', () => ext.review.decide(true));
   reg('lse.client.discardWinner', () => ext.review.decide(false));
+  void vscode.commands.executeCommand('setContext', RUN_GOING, false);
   await ext.start();
 }
 

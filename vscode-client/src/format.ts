@@ -1,5 +1,5 @@
 // Labels and messages shown in the UI. No `vscode` import here.
-import type { RunProgress, RunSummary, TreeNode } from './protocol';
+import type { RunDone, RunProgress, RunSummary, TreeNode } from './protocol';
 
 /** 0.55 -> "55%"; null/undefined -> "–". */
 export function pct(x: number | null | undefined): string {
@@ -19,15 +19,15 @@ export function basename(pathOrUri: string): string {
 }
 
 /** A run in the tree view: "evolve · dev 40% → 55%" / "evaluate · dev 40%". */
-export function runLabel(run: Pick<RunSummary, 'kind' | 'rootDev' | 'bestDev'>): string {
+export function runLabel(run: Pick<RunSummary, 'kind' | 'rootDev' | 'winnerDev'>): string {
   if (run.kind === 'evolve') {
-    if (run.rootDev == null && run.bestDev == null) {
+    if (run.rootDev == null && run.winnerDev == null) {
       return 'evolve';
     }
-    return `evolve · dev ${pct(run.rootDev)} → ${pct(run.bestDev)}`;
+    return `evolve · dev ${pct(run.rootDev)} → ${pct(run.winnerDev)}`;
   }
   if (run.kind === 'evaluate') {
-    return run.bestDev == null ? 'evaluate' : `evaluate · dev ${pct(run.bestDev)}`;
+    return run.winnerDev == null ? 'evaluate' : `evaluate · dev ${pct(run.winnerDev)}`;
   }
   return run.kind;
 }
@@ -63,7 +63,7 @@ export function nodeTooltip(node: TreeNode): string {
   return `${head}\n\n${body}`;
 }
 
-/** The status bar text while runs are going. */
+/** The status bar text while runs are going: "LSE evolve · round 2/8 · scoring dev 12/40 · best dev 55%". */
 export function statusText(active: readonly RunProgress[]): string {
   if (active.length === 0) {
     return '';
@@ -72,16 +72,19 @@ export function statusText(active: readonly RunProgress[]): string {
   const more = active.length > 1 ? ` (+${active.length - 1})` : '';
   const parts = [`$(sync~spin) LSE ${p.kind}`];
   if (p.kind === 'evolve' && p.rounds) {
-    parts.push(`round ${p.round ?? 0}/${p.rounds}`);
+    parts.push(`round ${p.round}/${p.rounds}`);
   }
-  if (p.bestDev != null) {
-    parts.push(p.kind === 'evolve' ? `best dev ${pct(p.bestDev)}` : `dev ${pct(p.bestDev)}`);
+  if (p.step) {
+    parts.push(p.stepTotal ? `${p.step} ${p.stepDone}/${p.stepTotal}` : p.step);
+  }
+  if (p.winnerDev != null) {
+    parts.push(p.kind === 'evolve' ? `best dev ${pct(p.winnerDev)}` : `dev ${pct(p.winnerDev)}`);
   }
   return parts.join(' · ') + more;
 }
 
-/** The message shown when a run ends. */
-export function doneMessage(p: RunProgress): string {
+/** The message logged when a run ends (the server shows its summary to the user itself). */
+export function doneMessage(p: RunDone): string {
   const name = basename(p.uri);
   if (p.error === 'cancelled') {
     return `LSE ${p.kind} of ${name} cancelled.`;
@@ -89,17 +92,16 @@ export function doneMessage(p: RunProgress): string {
   if (p.error) {
     return `LSE ${p.kind} of ${name} failed: ${p.error}`;
   }
-  return `LSE ${p.kind} of ${name}: ${p.message ?? 'done'}`;
-}
-
-/** "LSE: dev 40% → 55%" -> {before: "40%", after: "55%"}. */
-export function parseScoreLabel(label: string | undefined): { before: string; after: string } | undefined {
-  const m = /dev\s+([\d.]+%|–)\s*(?:→|->)\s*([\d.]+%|–)/.exec(label ?? '');
-  return m ? { before: m[1], after: m[2] } : undefined;
+  return p.message;
 }
 
 /** The diff editor's title: "shop.prompt.md: current (dev 40%) ↔ winner (dev 55%)". */
-export function diffTitle(name: string, label: string | undefined): string {
-  const s = parseScoreLabel(label);
-  return s ? `${name}: current (dev ${s.before}) ↔ winner (dev ${s.after})` : `${name}: current ↔ winner`;
+export function diffTitle(name: string, run: Pick<RunDone, 'rootDev' | 'winnerDev'> | undefined): string {
+  return run ? `${name}: current (dev ${pct(run.rootDev)}) ↔ winner (dev ${pct(run.winnerDev)})` : `${name}: current ↔ winner`;
+}
+
+/** The question asked before an evolved prompt is applied: "LSE: dev 40% → 55%: apply the evolved prompt to x?" */
+export function applyQuestion(name: string, run: Pick<RunDone, 'rootDev' | 'winnerDev'> | undefined): string {
+  const scores = run ? `dev ${pct(run.rootDev)} → ${pct(run.winnerDev)}: ` : '';
+  return `LSE: ${scores}apply the evolved prompt to ${name}?`;
 }

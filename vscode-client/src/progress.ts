@@ -3,7 +3,7 @@
 import * as vscode from 'vscode';
 import type { ProgressToken, WorkDoneProgressBegin, WorkDoneProgressEnd, WorkDoneProgressReport } from 'vscode-languageserver-protocol';
 import { statusText } from './format';
-import type { RunProgress } from './protocol';
+import type { RunProgress, RunUpdate } from './protocol';
 
 type Value = WorkDoneProgressBegin | WorkDoneProgressReport | WorkDoneProgressEnd;
 
@@ -90,12 +90,12 @@ export class RunStatusBar implements vscode.Disposable {
     return [...this.active.values()];
   }
 
-  update(p: RunProgress): void {
+  update(p: RunUpdate): void {
     if (p.done) {
       this.active.delete(p.runId);
     } else {
       const prev = this.active.get(p.runId);
-      this.active.set(p.runId, { ...prev, ...p, bestDev: p.bestDev ?? prev?.bestDev });
+      this.active.set(p.runId, { ...p, winnerDev: p.winnerDev ?? prev?.winnerDev ?? null });
     }
     this.render();
   }
@@ -112,7 +112,7 @@ export class RunStatusBar implements vscode.Disposable {
       return;
     }
     this.item.text = statusText(runs);
-    this.item.tooltip = runs.map((r) => `${r.kind} ${r.runId}: ${r.message ?? ''}`).join('\n') + '\nClick to show LSE Runs';
+    this.item.tooltip = runs.map((r) => `${r.kind} ${r.runId}: ${r.message}`).join('\n') + '\nClick to show LSE Runs';
     this.item.show();
   }
 

@@ -1,4 +1,6 @@
-// Wire types of the LSE language server's custom protocol (see server/app.py). No `vscode` import here.
+// LSE's protocol beyond LSP, mirroring server/lse_server/protocol.py field for field (a test holds the two
+// together: tests/test_server.py::test_protocol_ts_mirrors_protocol_py). No `vscode` import here.
+// A score has one name on every hop: `rootDev` (the prompt the run started from), `winnerDev` (the best node).
 
 export type RunKind = 'evaluate' | 'evolve' | 'train';
 
@@ -6,41 +8,61 @@ export type RunKind = 'evaluate' | 'evolve' | 'train';
 export const ServerCommand = {
   evaluate: 'lse.evaluate',
   evolve: 'lse.evolve',
+  train: 'lse.train',
   cancel: 'lse.cancel',
   showTree: 'lse.showTree',
-  train: 'lse.train',
 } as const;
 
 export const Method = {
-  runs: 'lse/runs',
-  tree: 'lse/tree',
   runProgress: 'lse/runProgress',
+  tree: 'lse/tree',
+  runs: 'lse/runs',
 } as const;
 
-/** One node of an evolution tree, as `lse/tree` and `lse/runProgress` send it. */
+/** The one argument of every command and custom request. */
+export interface CommandArgs {
+  uri?: string;
+  runId?: string;
+  rounds?: number;
+}
+
+/** `lse.evaluate`, `lse.evolve`, `lse.train`: the run started (its progress follows). */
+export interface StartResult {
+  runId: string;
+}
+
+export interface CancelResult {
+  cancelled: boolean;
+  runId: string | null;
+  message: string;
+}
+
+/** One prompt version of a run's tree. */
 export interface TreeNode {
   id: number;
   parent: number | null;
   round: number;
-  status: string; // ok | failed | ...
+  status: string; // ok | failed | noop | ...
   instructions: string;
   dev: number | null;
   train: number | null;
-  visits?: number;
-  error?: string | null;
-  [extra: string]: unknown;
+  visits: number;
+  error: string | null;
 }
 
+/** `lse/tree` and `lse.showTree`: a run's tree, and the same tree as text. */
 export interface TreeResult {
   runId: string;
   kind: RunKind;
   rule: string | null;
   status: string;
   prompt: string;
+  promptUri: string;
   rootDev: number | null;
-  bestDev: number | null;
+  winnerDev: number | null;
   winner: number | null;
   nodes: TreeNode[];
+  text: string;
 }
 
 export interface RunSummary {
@@ -52,7 +74,7 @@ export interface RunSummary {
   started: number; // seconds since the epoch
   rule: string | null;
   rootDev: number | null;
-  bestDev: number | null;
+  winnerDev: number | null;
   winner: number | null;
 }
 
@@ -60,34 +82,41 @@ export interface RunsResult {
   runs: RunSummary[];
 }
 
-/** `lse/runProgress`: one per progress event, then a final one with `done: true`. */
+/** `lse/runProgress` while a run goes: one per progress event of the worker. */
 export interface RunProgress {
   runId: string;
   uri: string;
   kind: RunKind;
   done: boolean;
-  message?: string;
-  round?: number | null;
-  rounds?: number | null;
-  bestDev?: number | null;
-  rootDev?: number | null;
-  node?: TreeNode | null;
-  // final notification only
-  error?: string | null;
-  winner?: number | null;
-  instructions?: string;
-  /** evaluate: accuracy per split */
-  dev?: number;
-  train?: number;
-  [extra: string]: unknown;
+  /** the progress line as shown, e.g. "round 2/8 · scoring dev 12/40 · best dev 55%" */
+  message: string;
+  round: number;
+  rounds: number;
+  step: string;
+  stepDone: number;
+  stepTotal: number;
+  etaS: number | null;
+  rootDev: number | null;
+  winnerDev: number | null;
+  node: TreeNode | null;
 }
 
-export interface CommandArgs {
-  uri?: string;
-  runId?: string;
-  rounds?: number;
+/** The last `lse/runProgress` of a run (`done: true`); `message` is the summary shown to the user. */
+export interface RunDone extends RunProgress {
+  error: string | null; // null: finished; "cancelled"; else why it failed
+  winner: number | null;
+  instructions: string | null; // the winner's instructions (evolve)
+  accuracy: Record<string, number>; // evaluate: per split
+  rootTest: number | null;
+  winnerTest: number | null;
+  roundsDone: number | null;
+  edits: number | null;
+  noopEdits: number | null;
 }
 
-export interface StartResult {
-  runId: string;
+/** Either kind of `lse/runProgress`. */
+export type RunUpdate = RunProgress | RunDone;
+
+export function isDone(p: RunUpdate): p is RunDone {
+  return p.done;
 }

@@ -1,7 +1,7 @@
 // The "LSE Runs" tree view: prompt files -> runs -> evolution tree nodes, updated live from lse/runProgress.
 import * as vscode from 'vscode';
 import { basename, nodeDescription, nodeLabel, nodeTooltip, runDescription, runLabel } from './format';
-import type { RunProgress, RunSummary, RunsResult, TreeNode, TreeResult } from './protocol';
+import type { RunSummary, RunsResult, RunUpdate, TreeNode, TreeResult } from './protocol';
 import { Method } from './protocol';
 import type { TreeModel } from './tree';
 import { applyProgress, buildTree, childrenOf } from './tree';
@@ -107,7 +107,7 @@ export class RunsView implements vscode.TreeDataProvider<Item>, vscode.TextDocum
   }
 
   /** A progress notification: new runs appear, known trees grow, finished runs get their scores. */
-  onProgress(p: RunProgress): void {
+  onProgress(p: RunUpdate): void {
     const model = this.trees.get(p.runId);
     if (model && applyProgress(model, p)) {
       this.changed.fire(this.runItem(p.runId));

@@ -1,4 +1,6 @@
-// Where to find `lse-server`: lse.server.path, lse.python, the workspace's .venv, then PATH. No `vscode` import.
+// Where to find `lse-server`: lse.server.path, lse.python, the workspace's .venv, the .venv of a folder above it
+// (the LSE checkout's, after ./scripts/setup.sh), the Python extension's interpreter, then PATH; and how to
+// install it when it is nowhere. No `vscode` import.
 import * as path from 'node:path';
 
 export interface ServerConfig {
@@ -19,13 +21,15 @@ export interface ResolveEnv {
   /** Whether the workspace is trusted: only then is an executable inside it (its .venv) started. */
   trusted: boolean;
   isFile: (file: string) => boolean;
+  /** The Python extension's selected interpreter, when there is one. */
+  pythonInterpreter?: string;
 }
 
 export interface ServerCommand {
   command: string;
   args: string[];
   /** Where it came from, for the log and messages. */
-  source: 'lse.server.path' | 'lse.python' | 'workspace .venv' | 'PATH';
+  source: 'lse.server.path' | 'lse.python' | 'workspace .venv' | 'repository .venv' | 'Python extension' | 'PATH';
 }
 
 export interface ServerMissing {
@@ -104,15 +108,41 @@ export function resolveServerCommand(cfg: ServerConfig, env: ResolveEnv): Resolu
     return { command: found, args: ['-m', 'lse_server', ...args], source: 'lse.python' };
   }
   const tried: string[] = [];
+  const venvBin = env.platform === 'win32' ? ['.venv', 'Scripts'] : ['.venv', 'bin'];
+  const inFolder = (folder: string): string | undefined => {
+    for (const exe of exeNames('lse-server', env.platform)) {
+      const candidate = pp.join(folder, ...venvBin, exe);
+      tried.push(candidate);
+      if (env.isFile(candidate)) {
+        return candidate;
+      }
+    }
+    return undefined;
+  };
   if (env.trusted) {
-    const rel = env.platform === 'win32' ? ['.venv', 'Scripts'] : ['.venv', 'bin'];
     for (const folder of env.workspaceFolders) {
-      for (const exe of exeNames('lse-server', env.platform)) {
-        const candidate = pp.join(folder, ...rel, exe);
-        tried.push(candidate);
-        if (env.isFile(candidate)) {
-          return { command: candidate, args, source: 'workspace .venv' };
+      const found = inFolder(folder);
+      if (found) {
+        return { command: found, args, source: 'workspace .venv' };
+      }
+    }
+    // the repository's .venv: a workspace opened inside a checkout (examples/shop/ after ./scripts/setup.sh)
+    for (const folder of env.workspaceFolders) {
+      for (const above of ancestors(folder, pp)) {
+        const found = inFolder(above);
+        if (found) {
+          return { command: found, args, source: 'repository .venv' };
         }
+      }
+    }
+  }
+  if (env.pythonInterpreter?.trim()) {
+    const dir = pp.dirname(env.pythonInterpreter.trim());
+    for (const exe of exeNames('lse-server', env.platform)) {
+      const candidate = pp.join(dir, exe);
+      tried.push(candidate);
+      if (env.isFile(candidate)) {
+        return { command: candidate, args, source: 'Python extension' };
       }
     }
   }
@@ -122,7 +152,55 @@ export function resolveServerCommand(cfg: ServerConfig, env: ResolveEnv): Resolu
     return { command: onPath, args, source: 'PATH' };
   }
   return {
-    error: 'LSE: lse-server was not found. Install the lse package (pip install -e . in the LSE repo) or set lse.python / lse.server.path.',
+    error: 'LSE: lse-server was not found. Install it into a .venv (one click), or set lse.python / lse.server.path.',
     tried,
   };
+}
+
+/** The folders above `folder`, nearest first (not `folder` itself). */
+export function ancestors(folder: string, pp: path.PlatformPath = path.posix): string[] {
+  const out: string[] = [];
+  let dir = pp.dirname(folder);
+  while (dir !== folder && out.length < 32) {
+    out.push(dir);
+    folder = dir;
+    dir = pp.dirname(dir);
+  }
+  return out;
+}
+
+export interface InstallPlan {
+  /** Where the shell command runs. */
+  cwd: string;
+  /** One shell command line that creates the .venv and installs lse into it. */
+  command: string;
+  /** The lse-server it will produce. */
+  server: string;
+}
+
+/** How to install lse-server with one click: the LSE checkout holding (or above) a workspace folder runs its
+ * own setup (./scripts/setup.sh: .venv with a CPU torch and `pip install -e .[dev]`); a checkout without it gets
+ * `python -m venv .venv` and `pip install -e .`. Undefined when no workspace folder is inside a checkout. */
+export function installPlan(env: ResolveEnv, isLseCheckout: (folder: string) => boolean, python = 'python3'): InstallPlan | undefined {
+  const pp = paths(env);
+  const bin = env.platform === 'win32' ? pp.join('.venv', 'Scripts') : pp.join('.venv', 'bin');
+  for (const folder of env.workspaceFolders) {
+    for (const dir of [folder, ...ancestors(folder, pp)]) {
+      if (!isLseCheckout(dir)) {
+        continue;
+      }
+      const server = pp.join(dir, bin, env.platform === 'win32' ? 'lse-server.exe' : 'lse-server');
+      const setup = pp.join(dir, 'scripts', 'setup.sh');
+      if (env.platform !== 'win32' && env.isFile(setup)) {
+        return { cwd: dir, command: `bash ${quote(setup)}`, server };
+      }
+      const venvPython = pp.join(dir, bin, env.platform === 'win32' ? 'python.exe' : 'python');
+      return { cwd: dir, command: `${quote(python)} -m venv .venv && ${quote(venvPython)} -m pip install -e .`, server };
+    }
+  }
+  return undefined;
+}
+
+function quote(s: string): string {
+  return /^[\w@%+=:,./-]+$/.test(s) ? s : `'${s.replace(/'/g, "'\\''")}'`;
 }

@@ -1,4 +1,4 @@
-// VS Code settings (`lse.*`) -> the server's `{settings: {model, evolver, evolve, sql}}`. No `vscode` import here.
+// VS Code settings (`lse.*`) -> the server's `{settings: {model, evolver, evolve, sql, files}}`. No `vscode` import.
 //
 // Keys mirror lse.toml. The server maps camelCase keys it knows (baseUrl, batchSize, timeoutSeconds, ...) to
 // lse.toml names and passes the others through; empty strings and nulls mean "use lse.toml", so they are dropped.
@@ -30,10 +30,25 @@ export const SERVER_SETTINGS: Readonly<Record<string, string>> = {
   'evolve.seed': 'evolve.seed',
   'sql.timeoutSeconds': 'sql.timeoutSeconds',
   'sql.rowCap': 'sql.rowCap',
+  'files.prompts': 'files.prompts',
+  'files.suites': 'files.suites',
 };
 
 /** Settings that change how the server process is started (a change restarts it). */
-export const PROCESS_SETTINGS = ['server.path', 'python', 'server.logLevel'] as const;
+export const PROCESS_SETTINGS = ['server.path', 'python', 'server.logLevel', 'files.prompts', 'files.suites'] as const;
+
+/** The globs of `lse.files.prompts` / `lse.files.suites` (the server's defaults when unset). */
+export function fileGlobs(get: (key: string) => unknown): { prompts: string[]; suites: string[] } {
+  const globs = (key: string, fallback: string[]): string[] => {
+    const value = get(key);
+    const list = Array.isArray(value) ? value.filter((g): g is string => typeof g === 'string' && g.trim() !== '') : [];
+    return list.length > 0 ? list : fallback;
+  };
+  return {
+    prompts: globs('files.prompts', ['*.prompt.md']),
+    suites: globs('files.suites', ['*.suite.yaml', '*.suite.yml', '*.suite.json']),
+  };
+}
 
 export type SettingsTree = { [key: string]: unknown };
 
@@ -43,7 +58,12 @@ export interface InitializationOptions {
 }
 
 function isEmpty(value: unknown): boolean {
-  return value === undefined || value === null || (typeof value === 'string' && value.trim() === '');
+  return (
+    value === undefined ||
+    value === null ||
+    (typeof value === 'string' && value.trim() === '') ||
+    (Array.isArray(value) && value.length === 0)
+  );
 }
 
 function setPath(target: SettingsTree, path: string, value: unknown): void {

@@ -1,5 +1,5 @@
 // The evolution tree from `lse/tree` JSON, and live updates from `lse/runProgress`. No `vscode` import here.
-import type { RunProgress, TreeNode, TreeResult } from './protocol';
+import type { RunUpdate, TreeNode, TreeResult } from './protocol';
 
 export interface TreeModel {
   runId: string;
@@ -44,40 +44,16 @@ export function childrenOf(model: TreeModel, id: number | null): TreeNode[] {
   return out;
 }
 
-/** The best scored node by dev score (ties: the earlier node), as the server picks its winner. */
-export function bestNode(model: TreeModel): TreeNode | undefined {
-  let best: TreeNode | undefined;
-  for (const node of model.nodes.values()) {
-    if (node.dev != null && (best === undefined || (best.dev ?? -1) < node.dev)) {
-      best = node;
-    }
-  }
-  return best;
-}
-
 /** Apply one progress notification; returns whether the model changed. */
-export function applyProgress(model: TreeModel, p: RunProgress): boolean {
+export function applyProgress(model: TreeModel, p: RunUpdate): boolean {
   let changed = false;
   if (p.node && typeof p.node.id === 'number') {
     upsertNode(model, p.node);
     changed = true;
   }
-  if (p.done && p.winner !== undefined && p.winner !== model.winner) {
+  if (p.done && 'winner' in p && p.winner !== undefined && p.winner !== model.winner) {
     model.winner = p.winner;
     changed = true;
   }
   return changed;
-}
-
-/** The ids from the root to `id` (for revealing a node). */
-export function pathTo(model: TreeModel, id: number): number[] {
-  const out: number[] = [];
-  let cur: number | null | undefined = id;
-  const seen = new Set<number>();
-  while (cur !== null && cur !== undefined && !seen.has(cur)) {
-    seen.add(cur);
-    out.unshift(cur);
-    cur = model.nodes.get(cur)?.parent;
-  }
-  return out;
 }

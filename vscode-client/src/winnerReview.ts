@@ -4,7 +4,8 @@
 import * as vscode from 'vscode';
 import type { ApplyWorkspaceEditParams, ApplyWorkspaceEditResult } from 'vscode-languageserver-protocol';
 import { confirmed, findEvolveEdit, applyTextEdits } from './edits';
-import { basename, diffTitle } from './format';
+import { applyQuestion, basename, diffTitle } from './format';
+import type { RunDone } from './protocol';
 
 export const WINNER_SCHEME = 'lse-winner';
 type Next = (params: ApplyWorkspaceEditParams) => Promise<ApplyWorkspaceEditResult>;
@@ -18,6 +19,8 @@ export class WinnerReview implements vscode.TextDocumentContentProvider, vscode.
   private readonly contents = new Map<string, string>();
   private readonly pending = new Map<string, Pending>();
   private readonly disposables: vscode.Disposable[] = [];
+  /** Finished evolve runs by id: the server announces a run's end (lse/runProgress) before its edit. */
+  private readonly finished = new Map<string, RunDone>();
 
   constructor(private readonly log: vscode.LogOutputChannel) {
     this.disposables.push(
@@ -61,12 +64,21 @@ export class WinnerReview implements vscode.TextDocumentContentProvider, vscode.
       : undefined;
   }
 
+  /** Remember a finished evolve run: its winner's edit may follow. */
+  runFinished(run: RunDone): void {
+    if (run.kind === 'evolve' && run.winner) {
+      this.finished.set(run.runId, run);
+    }
+  }
+
   /** The middleware: evolve edits are reviewed first, any other edit goes straight through. */
   async handleApplyEdit(params: ApplyWorkspaceEditParams, next: Next): Promise<ApplyWorkspaceEditResult> {
-    const evolve = findEvolveEdit(params);
+    const evolve = findEvolveEdit(params, (id) => this.finished.has(id));
     if (!evolve) {
       return next(params);
     }
+    const run = this.finished.get(evolve.runId);
+    this.finished.delete(evolve.runId);
     const docUri = vscode.Uri.parse(evolve.uri);
     const doc = await vscode.workspace.openTextDocument(docUri);
     if (evolve.version != null && doc.version !== evolve.version) {
@@ -75,15 +87,15 @@ export class WinnerReview implements vscode.TextDocumentContentProvider, vscode.
       return { applied: false, failureReason: reason };
     }
     const name = basename(evolve.uri);
-    const runId = evolve.annotationId.replace(/^lse-evolve-/, '');
+    const runId = evolve.runId;
     const right = vscode.Uri.from({ scheme: WINNER_SCHEME, path: `/${runId}/${name}`, query: `run=${runId}` });
     this.contents.set(right.toString(), applyTextEdits(doc.getText(), evolve.edits));
     const decision = new Promise<boolean>((resolve) => {
       this.pending.set(right.toString(), { right, decide: resolve });
     });
     await vscode.commands.executeCommand('setContext', 'lse.reviewPending', true);
-    await vscode.commands.executeCommand('vscode.diff', docUri, right, diffTitle(name, evolve.label), { preview: false });
-    const message = `${evolve.label}: apply the evolved prompt to ${name}?`;
+    await vscode.commands.executeCommand('vscode.diff', docUri, right, diffTitle(name, run), { preview: false });
+    const message = applyQuestion(name, run);
     void vscode.window.showInformationMessage(message, 'Apply', 'Discard').then((choice) => {
       if (choice !== undefined) {
         this.pending.get(right.toString())?.decide(choice === 'Apply');

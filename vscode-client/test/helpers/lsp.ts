@@ -22,8 +22,8 @@ import {
   WorkDoneProgressCreateRequest,
 } from 'vscode-languageserver-protocol/node';
 import type { InitializationOptions } from '../../src/settings';
-import type { RunProgress } from '../../src/protocol';
-import { Method } from '../../src/protocol';
+import type { RunDone, RunUpdate } from '../../src/protocol';
+import { isDone, Method } from '../../src/protocol';
 import { fileUri } from './workspace';
 
 type ProgressValue = WorkDoneProgressBegin | WorkDoneProgressReport | WorkDoneProgressEnd;
@@ -32,7 +32,7 @@ export interface Session {
   conn: ProtocolConnection;
   proc: ChildProcessWithoutNullStreams;
   init: InitializeResult;
-  progress: RunProgress[];
+  progress: RunUpdate[];
   workDone: { token: ProgressToken; value: ProgressValue }[];
   messages: string[];
   stderr: string[];
@@ -40,7 +40,7 @@ export interface Session {
   onApplyEdit: (params: ApplyWorkspaceEditParams) => ApplyWorkspaceEditResult;
   execute: <R>(command: string, args: object) => Promise<R>;
   /** Resolves with the final `lse/runProgress` (done: true) of a run. */
-  waitDone: (runId: string, timeoutMs?: number) => Promise<RunProgress>;
+  waitDone: (runId: string, timeoutMs?: number) => Promise<RunDone>;
   close: () => Promise<void>;
 }
 
@@ -50,17 +50,17 @@ export async function startSession(server: string, cwd: string, options: Initial
   const session = {
     conn,
     proc,
-    progress: [] as RunProgress[],
+    progress: [] as RunUpdate[],
     workDone: [] as { token: ProgressToken; value: ProgressValue }[],
     messages: [] as string[],
     stderr: [] as string[],
     onApplyEdit: (): ApplyWorkspaceEditResult => ({ applied: false, failureReason: 'test' }),
   } as unknown as Session;
   proc.stderr.on('data', (d: Buffer) => session.stderr.push(d.toString('utf-8')));
-  const waiters = new Map<string, (p: RunProgress) => void>();
-  conn.onNotification(Method.runProgress, (p: RunProgress) => {
+  const waiters = new Map<string, (p: RunDone) => void>();
+  conn.onNotification(Method.runProgress, (p: RunUpdate) => {
     session.progress.push(p);
-    if (p.done) {
+    if (isDone(p)) {
       waiters.get(p.runId)?.(p);
     }
   });
@@ -96,8 +96,8 @@ export async function startSession(server: string, cwd: string, options: Initial
   await conn.sendNotification(InitializedNotification.type, {});
   session.execute = <R>(command: string, args: object): Promise<R> =>
     conn.sendRequest(ExecuteCommandRequest.type, { command, arguments: [args] }) as Promise<R>;
-  session.waitDone = (runId: string, timeoutMs = 240_000): Promise<RunProgress> => {
-    const already = session.progress.find((p) => p.runId === runId && p.done);
+  session.waitDone = (runId: string, timeoutMs = 240_000): Promise<RunDone> => {
+    const already = session.progress.find((p): p is RunDone => p.runId === runId && isDone(p));
     if (already) {
       return Promise.resolve(already);
     }

@@ -11,14 +11,16 @@ interface ChatRequest {
 }
 
 export function scriptedReply(req: ChatRequest, golds: Record<string, string>): string {
-  const first = req.messages[0]?.content ?? '';
-  const last = req.messages[req.messages.length - 1]?.content ?? '';
-  if (first.startsWith('You improve the instructions')) {
-    const cur = /<current>\n([\s\S]*?)\n<\/current>/.exec(last)?.[1] ?? '';
+  // the evolver's request and the task's question are in the last *user* message (never in a prefill)
+  const user = [...req.messages].reverse().find((m) => m.role === 'user')?.content ?? '';
+  const current = /<current>\n([\s\S]*?)\n<\/current>/.exec(user);
+  if (current) {
+    const cur = current[1];
     return cur.includes(HINT) ? `<prompt>${cur}\nBe brief.</prompt>` : `<prompt>${cur}\n${HINT}</prompt>`;
   }
-  const question = /^Question: (.*)$/m.exec(last)?.[1] ?? '';
-  const instructions = last.split('Instructions:\n').pop() ?? '';
+  const question = /^Question:\n(.*)$/m.exec(user)?.[1] ?? '';
+  const system = req.messages[0]?.role === 'system' ? req.messages[0].content : '';
+  const instructions = system.split('**Instructions**\n').pop() ?? '';
   const gold = golds[question];
   return instructions.includes(HINT) && gold ? `<answer>${gold}</answer>` : '<answer>SELECT 0 WHERE 0</answer>';
 }

@@ -6,7 +6,7 @@ import { DidChangeConfigurationNotification } from 'vscode-languageserver-protoc
 import type { ApplyWorkspaceEditParams } from 'vscode-languageserver-protocol/node';
 import { applyTextEdits, findEvolveEdit } from '../../src/edits';
 import { nodeLabel, runLabel } from '../../src/format';
-import type { RunsResult, StartResult, TreeResult } from '../../src/protocol';
+import type { CancelResult, RunsResult, StartResult, TreeResult } from '../../src/protocol';
 import { Method, ServerCommand } from '../../src/protocol';
 import { buildSettings, initializationOptions, SERVER_SETTINGS } from '../../src/settings';
 import { buildTree, childrenOf } from '../../src/tree';
@@ -61,8 +61,9 @@ describe('lse-server, driven like the extension drives it', { skip: server ? fal
     assert.equal(done.error, null, s.stderr.join('').slice(-2000));
     assert.equal(done.kind, 'evaluate');
     assert.equal(done.uri, ws.promptUri);
-    assert.equal(typeof done.dev, 'number', 'the final evaluate notification carries the accuracy per split');
-    assert.match(done.message ?? '', /dev \d+%/);
+    assert.equal(typeof done.accuracy.dev, 'number', 'the final evaluate notification carries the accuracy per split');
+    assert.match(done.message, /^LSE evaluate of shop\.prompt\.md: .*dev \d+%/);
+    assert.ok(s.messages.includes(done.message), 'the summary is shown (window/showMessage)');
     const token = `lse-${runId}`;
     const begin = s.workDone.find((w) => w.token === token && w.value.kind === 'begin');
     assert.ok(begin && begin.value.kind === 'begin' && begin.value.cancellable === true);
@@ -80,7 +81,7 @@ describe('lse-server, driven like the extension drives it', { skip: server ? fal
     const tree = await s.conn.sendRequest<TreeResult>(Method.tree, { runId });
     assert.equal(tree.runId, runId);
     const root = tree.nodes[0];
-    for (const key of ['id', 'parent', 'round', 'status', 'instructions', 'dev', 'train']) {
+    for (const key of ['id', 'parent', 'round', 'status', 'instructions', 'dev', 'train', 'visits', 'error']) {
       assert.ok(key in root, `node has ${key}`);
     }
     assert.equal(root.parent, null);
@@ -92,8 +93,8 @@ describe('lse-server, driven like the extension drives it', { skip: server ? fal
   it('refuses a second run on the same prompt, and cancels by runId', async () => {
     const { runId } = await s.execute<StartResult>(ServerCommand.evaluate, { uri: ws.promptUri });
     await assert.rejects(s.execute(ServerCommand.evaluate, { uri: ws.promptUri }), /already/);
-    const res = await s.execute<{ cancelled: boolean }>(ServerCommand.cancel, { runId });
-    assert.equal(res.cancelled, true);
+    const res = await s.execute<CancelResult>(ServerCommand.cancel, { runId });
+    assert.deepEqual(res, { cancelled: true, runId, message: `cancelled run ${runId}` });
     const done = await s.waitDone(runId);
     assert.equal(done.error, 'cancelled');
   });
@@ -117,22 +118,25 @@ describe('lse-server, driven like the extension drives it', { skip: server ? fal
     assert.equal(done.error, null, s.stderr.join('').slice(-2000));
     assert.ok(stub.requests > 0, 'the scripted model was used');
     assert.equal(done.rootDev, 0);
-    assert.equal(done.bestDev, 1);
+    assert.equal(done.winnerDev, 1);
     assert.ok(typeof done.winner === 'number' && done.winner > 0);
-    assert.ok(done.instructions?.includes(HINT));
+    const original = fs.readFileSync(ws.prompt, 'utf-8');
+    const rootInstructions = original.split('---\n')[2].trim();
+    assert.equal(done.instructions, `${rootInstructions}\n${HINT}`, 'the winner is the root plus the scripted hint');
     const rounds = s.progress.filter((p) => p.runId === runId && !p.done);
     assert.ok(rounds.some((p) => p.node && typeof p.node.id === 'number'), 'progress carries nodes');
+    assert.ok(rounds.some((p) => p.stepTotal > 0 && /\d+\/\d+/.test(p.message)), 'progress carries step counts');
 
     await applied;
-    const evolve = findEvolveEdit(edits[0]);
-    assert.ok(evolve, 'the edit is recognised as an evolve edit');
+    const evolve = findEvolveEdit(edits[0], (id) => id === runId);
+    assert.ok(evolve, 'the edit is recognised as the run\'s evolve edit');
     assert.equal(evolve.uri, ws.promptUri);
-    assert.equal(evolve.label, 'LSE: dev 0% → 100%');
+    assert.equal(edits[0].label, 'LSE: dev 0% → 100%');
     assert.equal(evolve.annotation.needsConfirmation, true);
-    const after = applyTextEdits(fs.readFileSync(ws.prompt, 'utf-8'), evolve.edits);
-    assert.match(after, /^---\nsuite: shop\.suite\.yaml\n---\n/);
-    assert.ok(after.includes(HINT));
-    assert.ok(!fs.readFileSync(ws.prompt, 'utf-8').includes(HINT), 'discarded: the file is unchanged');
+    const after = applyTextEdits(original, evolve.edits);
+    assert.equal(after, `---\nsuite: shop.suite.yaml\n---\n${done.instructions}\n`, 'exactly the winner, front matter kept');
+    assert.ok(!/<\/?(prompt|current)>/.test(after), 'no stray tags');
+    assert.ok(!original.includes(HINT) && !fs.readFileSync(ws.prompt, 'utf-8').includes(HINT), 'discarded: the file is unchanged');
 
     const tree = buildTree(await s.conn.sendRequest<TreeResult>(Method.tree, { runId }));
     assert.equal(tree.winner, done.winner);
@@ -154,6 +158,7 @@ describe('lse-server and the extension settings', { skip: server ? false : SKIP_
       'evolve.rule': 'best', 'evolve.c': 1.5, 'evolve.rounds': 3, 'evolve.batchSize': 5, 'evolve.devSize': 9,
       'evolve.maxModelCalls': 100, 'evolve.maxTokens': 10000, 'evolve.maxWallSeconds': 60, 'evolve.acceptanceGate': true,
       'evolve.seed': 7, 'sql.timeoutSeconds': 2, 'sql.rowCap': 1000,
+      'files.prompts': ['*.prompt.md'], 'files.suites': ['*.suite.yaml'],
     };
     assert.deepEqual(Object.keys(all).sort(), Object.keys(SERVER_SETTINGS).sort());
     const ws = demoWorkspace();

@@ -5,7 +5,7 @@ import { applyTextEdits, confirmed, findEvolveEdit } from '../../src/edits';
 
 const text = '---\nsuite: shop.suite.yaml\n---\nold line 1\nold line 2';
 
-// the edit the server sends at the end of an evolve (server/app.py _apply_winner)
+// the edit the server sends at the end of an evolve (server/lse_server/runs.py): its annotation is the run id
 const params: ApplyWorkspaceEditParams = {
   label: 'LSE: dev 40% → 55%',
   edit: {
@@ -16,33 +16,36 @@ const params: ApplyWorkspaceEditParams = {
           {
             range: { start: { line: 3, character: 0 }, end: { line: 4, character: 10 } },
             newText: 'new instructions\n',
-            annotationId: 'lse-evolve-run1',
+            annotationId: 'run1',
           },
         ],
       },
     ],
     changeAnnotations: {
-      'lse-evolve-run1': { label: 'LSE: dev 40% → 55%', needsConfirmation: true, description: 'evolved by run run1: node #3' },
+      run1: { label: 'LSE: dev 40% → 55%', needsConfirmation: true, description: 'evolved by run run1: node #3' },
     },
   },
 };
 
 describe('edits', () => {
-  it('recognises the evolve edit', () => {
-    const e = findEvolveEdit(params);
+  const known = (id: string): boolean => id === 'run1';
+
+  it('recognises the evolve edit by the run id of its annotation', () => {
+    const e = findEvolveEdit(params, known);
     assert.ok(e);
     assert.equal(e.uri, 'file:///w/shop.prompt.md');
     assert.equal(e.version, 3);
-    assert.equal(e.label, 'LSE: dev 40% → 55%');
-    assert.equal(e.annotationId, 'lse-evolve-run1');
+    assert.equal(e.runId, 'run1');
+    assert.equal(e.annotation.needsConfirmation, true);
   });
 
-  it('passes other edits through', () => {
-    assert.equal(findEvolveEdit({ edit: { changes: { 'file:///a': [] } } }), undefined);
+  it('passes other edits through (no annotation, or one that names no finished run)', () => {
+    assert.equal(findEvolveEdit({ edit: { changes: { 'file:///a': [] } } }, known), undefined);
+    assert.equal(findEvolveEdit(params, () => false), undefined);
   });
 
   it('computes the text after the edit (the right side of the diff)', () => {
-    const e = findEvolveEdit(params);
+    const e = findEvolveEdit(params, known);
     assert.ok(e);
     assert.equal(applyTextEdits(text, e.edits), '---\nsuite: shop.suite.yaml\n---\nnew instructions\n');
   });
@@ -58,7 +61,7 @@ describe('edits', () => {
 
   it('drops the confirmation flag once the user chose Apply in the diff', () => {
     const c = confirmed(params);
-    assert.equal(c.edit.changeAnnotations?.['lse-evolve-run1'].needsConfirmation, false);
-    assert.equal(params.edit.changeAnnotations?.['lse-evolve-run1'].needsConfirmation, true);
+    assert.equal(c.edit.changeAnnotations?.run1.needsConfirmation, false);
+    assert.equal(params.edit.changeAnnotations?.run1.needsConfirmation, true);
   });
 });

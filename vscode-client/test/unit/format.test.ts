@@ -1,27 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import {
-  diffTitle,
-  doneMessage,
-  nodeDescription,
-  nodeLabel,
-  parseScoreLabel,
-  pct,
-  runLabel,
-  statusText,
-} from '../../src/format';
-import type { RunProgress, TreeNode } from '../../src/protocol';
-
-const node = (over: Partial<TreeNode>): TreeNode => ({
-  id: 1,
-  parent: 0,
-  round: 1,
-  status: 'ok',
-  instructions: 'x',
-  dev: 0.55,
-  train: 0.4,
-  ...over,
-});
+import { applyQuestion, diffTitle, doneMessage, nodeDescription, nodeLabel, pct, runLabel, statusText } from '../../src/format';
+import { done, node, progress } from '../helpers/payloads';
 
 describe('format', () => {
   it('formats scores as percentages', () => {
@@ -32,36 +12,37 @@ describe('format', () => {
   });
 
   it('labels runs', () => {
-    assert.equal(runLabel({ kind: 'evolve', rootDev: 0.4, bestDev: 0.55 }), 'evolve · dev 40% → 55%');
-    assert.equal(runLabel({ kind: 'evaluate', rootDev: 0.4, bestDev: 0.4 }), 'evaluate · dev 40%');
-    assert.equal(runLabel({ kind: 'evolve', rootDev: null, bestDev: null }), 'evolve');
+    assert.equal(runLabel({ kind: 'evolve', rootDev: 0.4, winnerDev: 0.55 }), 'evolve · dev 40% → 55%');
+    assert.equal(runLabel({ kind: 'evaluate', rootDev: 0.4, winnerDev: 0.4 }), 'evaluate · dev 40%');
+    assert.equal(runLabel({ kind: 'evolve', rootDev: null, winnerDev: null }), 'evolve');
   });
 
   it('labels nodes with scores and marks the winner', () => {
-    assert.equal(nodeLabel(node({})), '#1 dev 55%');
-    assert.equal(nodeDescription(node({}), 1), 'train 40% · round 1 · ★ winner');
+    assert.equal(nodeLabel(node()), '#1 dev 55%');
+    assert.equal(nodeDescription(node(), 1), 'train 40% · round 1 · ★ winner');
     assert.equal(nodeDescription(node({ id: 0, parent: null, round: 0, train: null }), 1), 'root');
     assert.equal(nodeLabel(node({ status: 'failed', dev: null })), '#1 failed');
   });
 
-  it('shows round and best score in the status bar', () => {
-    const p: RunProgress = { runId: 'r', uri: 'file:///a.prompt.md', kind: 'evolve', done: false, round: 2, rounds: 4, bestDev: 0.5 };
-    assert.equal(statusText([p]), '$(sync~spin) LSE evolve · round 2/4 · best dev 50%');
-    assert.equal(statusText([p, { ...p, runId: 's', kind: 'evaluate', rounds: 0, bestDev: null }]), '$(sync~spin) LSE evaluate (+1)');
+  it('shows the round, the step with its counts and the best score in the status bar', () => {
+    const p = progress({ round: 2, rounds: 4, step: 'scoring dev', stepDone: 12, stepTotal: 40, winnerDev: 0.5 });
+    assert.equal(statusText([p]), '$(sync~spin) LSE evolve · round 2/4 · scoring dev 12/40 · best dev 50%');
+    const evaluate = progress({ runId: 's', kind: 'evaluate' });
+    assert.equal(statusText([p, evaluate]), '$(sync~spin) LSE evaluate (+1)');
     assert.equal(statusText([]), '');
   });
 
-  it('describes finished runs', () => {
-    const base: RunProgress = { runId: 'r', uri: 'file:///w/shop.prompt.md', kind: 'evaluate', done: true, message: 'train 10%, dev 20%' };
+  it('logs finished runs with the server summary', () => {
+    const base = done({ kind: 'evaluate', message: 'LSE evaluate of shop.prompt.md: train 10%, dev 20%' });
     assert.equal(doneMessage(base), 'LSE evaluate of shop.prompt.md: train 10%, dev 20%');
     assert.equal(doneMessage({ ...base, error: 'cancelled' }), 'LSE evaluate of shop.prompt.md cancelled.');
     assert.equal(doneMessage({ ...base, error: 'boom' }), 'LSE evaluate of shop.prompt.md failed: boom');
   });
 
-  it('reads the dev scores from the edit label for the diff title', () => {
-    assert.deepEqual(parseScoreLabel('LSE: dev 40% → 55%'), { before: '40%', after: '55%' });
-    assert.equal(parseScoreLabel('something else'), undefined);
-    assert.equal(diffTitle('shop.prompt.md', 'LSE: dev 40% → 55%'), 'shop.prompt.md: current (dev 40%) ↔ winner (dev 55%)');
+  it('titles the diff and asks with the scores of the run, not parsed from a label', () => {
+    const run = done({ rootDev: 0.4, winnerDev: 0.55 });
+    assert.equal(diffTitle('shop.prompt.md', run), 'shop.prompt.md: current (dev 40%) ↔ winner (dev 55%)');
     assert.equal(diffTitle('shop.prompt.md', undefined), 'shop.prompt.md: current ↔ winner');
+    assert.equal(applyQuestion('shop.prompt.md', run), 'LSE: dev 40% → 55%: apply the evolved prompt to shop.prompt.md?');
   });
 });

@@ -8,6 +8,7 @@ import { SERVER_SETTINGS } from '../../src/settings';
 import { clientRoot } from '../helpers/paths';
 
 interface Manifest {
+  activationEvents: string[];
   engines: { vscode: string };
   main: string;
   capabilities: { untrustedWorkspaces: { supported: string; restrictedConfigurations: string[] } };
@@ -24,10 +25,22 @@ const manifest = JSON.parse(fs.readFileSync(path.join(clientRoot(), 'package.jso
 const c = manifest.contributes;
 
 describe('package.json', () => {
-  it('associates only *.prompt.md and *.suite.* files (not all Markdown or YAML)', () => {
+  it('claims only *.suite.* file names (not Markdown, YAML, nor Copilot\'s *.prompt.md)', () => {
     const patterns = c.languages.flatMap((l) => l.filenamePatterns ?? []);
-    assert.deepEqual(patterns.sort(), ['*.prompt.md', '*.suite.json', '*.suite.yaml', '*.suite.yml']);
+    assert.deepEqual(patterns.sort(), ['*.suite.json', '*.suite.yaml', '*.suite.yml']);
     assert.ok(c.languages.every((l) => !l.extensions), 'no extension associations');
+  });
+
+  it('activates only in LSE workspaces: an lse.toml or a suite file, not any *.prompt.md', () => {
+    assert.deepEqual(manifest.activationEvents, ['workspaceContains:**/lse.toml', 'workspaceContains:**/*.suite.{yaml,yml,json}']);
+  });
+
+  it('offers Cancel only while a run is going', () => {
+    const cancels = Object.values(c.menus).flat().filter((m) => m.command === 'lse.client.cancel');
+    assert.ok(cancels.length > 0);
+    for (const m of cancels) {
+      assert.ok(m.when?.includes('lse.runGoing') || m.when?.includes('lseRunRunning'), m.when);
+    }
   });
 
   it('has client command ids distinct from the server commands languageclient registers', () => {
@@ -58,7 +71,7 @@ describe('package.json', () => {
     for (const key of Object.keys(SERVER_SETTINGS)) {
       assert.ok(`lse.${key}` in c.configuration.properties, key);
     }
-    for (const key of ['lse.server.path', 'lse.python']) {
+    for (const key of ['lse.server.path', 'lse.python', 'lse.files.prompts', 'lse.files.suites']) {
       assert.ok(key in c.configuration.properties, key);
     }
   });

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { ResolveEnv } from '../../src/serverCommand';
-import { isMissing, resolveServerCommand, which } from '../../src/serverCommand';
+import { ancestors, installPlan, isMissing, resolveServerCommand, which } from '../../src/serverCommand';
 
 function env(files: string[], over: Partial<ResolveEnv> = {}): ResolveEnv {
   const set = new Set(files);
@@ -47,15 +47,54 @@ describe('resolveServerCommand', () => {
     assert.ok(!isMissing(untrusted) && untrusted.source === 'PATH' && untrusted.command === '/usr/bin/lse-server');
   });
 
+  it('finds the repository .venv above the workspace (examples/shop/ opened after ./scripts/setup.sh)', () => {
+    const e = env(['/repo/.venv/bin/lse-server', '/usr/bin/lse-server'], { workspaceFolders: ['/repo/examples/shop'] });
+    assert.deepEqual(resolveServerCommand({}, e), { command: '/repo/.venv/bin/lse-server', args: ['--stdio'], source: 'repository .venv' });
+    const untrusted = resolveServerCommand({}, { ...e, trusted: false });
+    assert.ok(!isMissing(untrusted) && untrusted.source === 'PATH');
+  });
+
+  it('uses lse-server beside the Python extension\'s interpreter before PATH', () => {
+    const e = env(['/opt/py/bin/lse-server', '/usr/bin/lse-server'], { pythonInterpreter: '/opt/py/bin/python' });
+    assert.deepEqual(resolveServerCommand({}, e), { command: '/opt/py/bin/lse-server', args: ['--stdio'], source: 'Python extension' });
+  });
+
   it('says what it tried when nothing is found', () => {
     const r = resolveServerCommand({}, env([]));
     assert.ok(isMissing(r));
     assert.match(r.error, /lse-server was not found/);
-    assert.deepEqual(r.tried, ['/ws/.venv/bin/lse-server', 'lse-server on PATH']);
+    assert.deepEqual(r.tried, ['/ws/.venv/bin/lse-server', '/.venv/bin/lse-server', 'lse-server on PATH']);
+  });
+
+  it('lists the folders above a folder, nearest first', () => {
+    assert.deepEqual(ancestors('/a/b/c'), ['/a/b', '/a', '/']);
+    assert.deepEqual(ancestors('/'), []);
   });
 
   it('looks for .exe on Windows', () => {
     const e = env(['C:\\tools\\lse-server.exe'], { platform: 'win32', pathEnv: 'C:\\tools' });
     assert.ok(which('lse-server', e)?.endsWith('lse-server.exe'));
+  });
+});
+
+describe('installPlan', () => {
+  const checkout = (dir: string): boolean => dir === '/repo';
+
+  it('runs the checkout\'s own setup script when the workspace is inside an LSE checkout', () => {
+    const e = env(['/repo/scripts/setup.sh'], { workspaceFolders: ['/repo/examples/shop'] });
+    assert.deepEqual(installPlan(e, checkout), { cwd: '/repo', command: 'bash /repo/scripts/setup.sh', server: '/repo/.venv/bin/lse-server' });
+  });
+
+  it('makes a .venv and installs the checkout into it when there is no setup script', () => {
+    const e = env([], { workspaceFolders: ['/repo'] });
+    assert.deepEqual(installPlan(e, checkout, '/usr/bin/python3'), {
+      cwd: '/repo',
+      command: '/usr/bin/python3 -m venv .venv && /repo/.venv/bin/python -m pip install -e .',
+      server: '/repo/.venv/bin/lse-server',
+    });
+  });
+
+  it('has no plan outside an LSE checkout', () => {
+    assert.equal(installPlan(env([]), checkout), undefined);
   });
 });

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { buildSettings, initializationOptions, needsRestart, SERVER_SETTINGS } from '../../src/settings';
+import { buildSettings, fileGlobs, initializationOptions, needsRestart, SERVER_SETTINGS } from '../../src/settings';
 
 describe('settings', () => {
   it('maps lse.* settings to the server sections, dropping empty values', () => {
@@ -35,7 +35,7 @@ describe('settings', () => {
 
   it('only uses the sections the server reads', () => {
     for (const path of Object.values(SERVER_SETTINGS)) {
-      assert.ok(['model', 'evolver', 'evolve', 'sql'].includes(path.split('.')[0]), path);
+      assert.ok(['model', 'evolver', 'evolve', 'sql', 'files'].includes(path.split('.')[0]), path);
     }
   });
 
@@ -43,5 +43,11 @@ describe('settings', () => {
     assert.equal(needsRestart((s) => s === 'lse.python'), true);
     assert.equal(needsRestart((s) => s === 'lse.server.path'), true);
     assert.equal(needsRestart((s) => s === 'lse.model.name'), false);
+    assert.equal(needsRestart((s) => s === 'lse.files.prompts'), true);
+  });
+
+  it('takes the file globs from lse.files.*, the server defaults otherwise', () => {
+    assert.deepEqual(fileGlobs(() => undefined), { prompts: ['*.prompt.md'], suites: ['*.suite.yaml', '*.suite.yml', '*.suite.json'] });
+    assert.deepEqual(fileGlobs((k) => (k === 'files.prompts' ? ['*.lse.md', ''] : [])).prompts, ['*.lse.md']);
   });
 });

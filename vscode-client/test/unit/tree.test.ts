@@ -1,17 +1,11 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { TreeNode, TreeResult } from '../../src/protocol';
-import { applyProgress, bestNode, buildTree, childrenOf, pathTo } from '../../src/tree';
+import { applyProgress, buildTree, childrenOf } from '../../src/tree';
+import { done, node, progress } from '../helpers/payloads';
 
-const n = (id: number, parent: number | null, dev: number | null, status = 'ok'): TreeNode => ({
-  id,
-  parent,
-  round: id,
-  status,
-  instructions: `v${id}`,
-  dev,
-  train: null,
-});
+const n = (id: number, parent: number | null, dev: number | null, status = 'ok'): TreeNode =>
+  node({ id, parent, round: id, status, instructions: `v${id}`, dev, train: null });
 
 // the shape `lse/tree` returns (checked against the real server in test/server)
 const result: TreeResult = {
@@ -20,10 +14,12 @@ const result: TreeResult = {
   rule: 'ucb',
   status: 'done',
   prompt: '/w/shop.prompt.md',
+  promptUri: 'file:///w/shop.prompt.md',
   rootDev: 0.4,
-  bestDev: 0.6,
+  winnerDev: 0.6,
   winner: 3,
   nodes: [n(0, null, 0.4), n(1, 0, 0.5), n(2, 0, null, 'failed'), n(3, 1, 0.6)],
+  text: '',
 };
 
 describe('tree', () => {
@@ -33,18 +29,16 @@ describe('tree', () => {
     assert.deepEqual(childrenOf(t, 0).map((x) => x.id), [1, 2]);
     assert.deepEqual(childrenOf(t, 1).map((x) => x.id), [3]);
     assert.equal(t.winner, 3);
-    assert.equal(bestNode(t)?.id, 3);
-    assert.deepEqual(pathTo(t, 3), [0, 1, 3]);
   });
 
   it('grows from progress notifications and takes the final winner', () => {
     const t = buildTree({ runId: 'r1', winner: null, nodes: [n(0, null, 0.4)] });
-    assert.equal(applyProgress(t, { runId: 'r1', uri: 'u', kind: 'evolve', done: false, node: n(1, 0, 0.7) }), true);
-    assert.equal(applyProgress(t, { runId: 'r1', uri: 'u', kind: 'evolve', done: false, node: null }), false);
+    assert.equal(applyProgress(t, progress({ runId: 'r1', node: n(1, 0, 0.7) })), true);
+    assert.equal(applyProgress(t, progress({ runId: 'r1' })), false);
     // the same node again (re-scored) replaces, it does not duplicate
-    applyProgress(t, { runId: 'r1', uri: 'u', kind: 'evolve', done: false, node: n(1, 0, 0.8) });
+    applyProgress(t, progress({ runId: 'r1', node: n(1, 0, 0.8) }));
     assert.deepEqual(childrenOf(t, 0).map((x) => x.dev), [0.8]);
-    applyProgress(t, { runId: 'r1', uri: 'u', kind: 'evolve', done: true, winner: 1 });
+    applyProgress(t, done({ runId: 'r1', winner: 1 }));
     assert.equal(t.winner, 1);
   });
 
