@@ -67,10 +67,10 @@ def build_workspace(root: Path, n_problems: int) -> tuple[Path, Path]:
 
 def reply(messages, request) -> str:
     time.sleep(0.002)  # a fast model: the worker stays busy scoring and writing the store
-    content = messages[-1]["content"]
-    if messages[0]["content"].startswith("You improve the instructions"):
-        cur = re.search(r"<current>\n(.*?)\n</current>", content, re.DOTALL).group(1)
-        return f"<prompt>{cur} Be careful.</prompt>"
+    content = next((m["content"] for m in reversed(messages) if m.get("role") == "user"), "")
+    current = re.search(r"<current>\n(.*?)\n</current>", content, re.DOTALL)
+    if current:  # the evolver
+        return f"<prompt>{current.group(1)} Be careful.</prompt>"
     m = re.search(r"customer (\d+)", content)
     return f"<answer>SELECT COUNT(*) FROM orders WHERE customer = {m.group(1) if m else 0}</answer>"
 
@@ -105,11 +105,20 @@ async def run(quick: bool) -> dict:
     def on_run(params) -> None:
         run_events.append(params)
 
+    @client.feature(types.WINDOW_LOG_MESSAGE)
+    def on_log(params) -> None:
+        return None
+
+    @client.feature(types.WINDOW_SHOW_MESSAGE)
+    def on_message(params) -> None:
+        return None
+
     with ScriptedOpenAIServer(reply) as stub:
         await client.start_io(sys.executable, "-m", "lse_server", "--stdio")
         await client.initialize_async(types.InitializeParams(
             capabilities=types.ClientCapabilities(window=types.WindowClientCapabilities(work_done_progress=True)),
-            initialization_options={"settings": {"model": {"backend": "openai", "name": "scripted",
+            initialization_options={"trusted": True,
+                                    "settings": {"model": {"backend": "openai", "name": "scripted",
                                                            "baseUrl": stub.base_url}}}))
         client.initialized(types.InitializedParams())
         uri = suite.as_uri()
