@@ -13,3 +13,17 @@ PAPER: dict[str, Any] = {
     "train": {"reward_on": "holdout", "advantage": "delta", "rollout_temperature": 1.0},
 }
 PRESETS: dict[str, dict[str, Any]] = {"paper": PAPER}
+
+
+def with_preset(name: str, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Settings overrides: the preset's, then `overrides` on top (tables merged key by key)."""
+    if name not in PRESETS:
+        raise KeyError(f"unknown preset {name!r}; known: {', '.join(PRESETS)}")
+
+    def merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
+        out = dict(base)
+        for key, value in top.items():
+            out[key] = merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+        return out
+
+    return merge(PRESETS[name], overrides or {})

@@ -155,6 +155,30 @@ def test_bird_bench_runs_every_rule_and_seed_under_one_budget_and_reports(tmp_pa
     assert paths["plot"].stat().st_size > 5000
 
 
+def test_paper_protocol_binds_rounds_scores_k_samples_and_reports_both_views(tmp_path: Path) -> None:
+    from lse_engine.presets import with_preset
+
+    data = build_bird(tmp_path / "bird")
+    factory, task, evo, _ = scripted_models()
+    config = bench_config(load_config(tmp_path, with_preset("paper", SCRIPTED)), rounds=3, protocol="paper",
+                          dev_size=10)
+    assert config.evolve.max_model_calls == 0 and config.model.sampling.samples == 8
+    spec = _spec(tmp_path, data, rules=["ucb", "chain"], seeds=[0], protocol="paper")
+    result = Bench(spec, config, factory=factory).run()
+    runs = [r for s in result.suites for r in s.runs]
+    assert all(r.status == "done" and r.rounds == 3 for r in runs)  # rounds bind, not a call budget
+    store = Store(spec.out / ".lse" / "lse.db")
+    dev = [b for b in store.get_batches(runs[0].run_id) if b["split"] == "dev" and b["node_id"] == 0][0]
+    assert dev["n"] == 10 * 8  # the holdout scored with 8 samples per problem
+    store.close()
+    md = report.markdown(result)
+    assert "## Ours: each winner on the test split" in md and "## The paper's: the best holdout (dev) score" in md
+    dev_summary = summarize(result, "dev")
+    ucb_overall = dev_summary.cells[(("base", "ucb"), "overall")]
+    per_db = [dev_summary.cells[(("base", "ucb"), s.name)].mean for s in result.suites]
+    assert ucb_overall.mean == pytest.approx(sum(per_db) / len(per_db))  # the macro-average over databases
+
+
 def test_rerunning_the_same_bench_reuses_finished_runs_and_resumes_a_cut_one(tmp_path: Path) -> None:
     data = build_bird(tmp_path / "bird", dbs=("alpha",))
     kw = {"rules": ["ucb", "pareto"], "seeds": [0, 1]}

@@ -57,6 +57,7 @@ class BenchSpec:
     split: SplitSpec = field(default_factory=SplitSpec)
     instructions: str | None = None  # root instructions (default: one per task kind)
     source_split: str = "dev"
+    protocol: str = "ours"  # ours | paper (recorded in the report)
 
 
 @dataclass
@@ -132,13 +133,18 @@ class NullProgress:
 
 
 def bench_config(config: Config, max_model_calls: int | None = None, rounds: int | None = None,
-                 task_model: str | None = None, **evolve: Any) -> Config:
-    """The settings every bench run shares: the call budget binds (rounds are only a cap)."""
+                 task_model: str | None = None, protocol: str = "ours", **evolve: Any) -> Config:
+    """The settings every bench run shares. Ours: the call budget binds (rounds are only a cap). The paper's
+    (`config` loaded with the `paper` preset): its rounds bind, no call budget unless one is given."""
     cfg = dataclasses.replace(config)
-    budget = max_model_calls or config.evolve.max_model_calls or DEFAULT_BUDGET
     given = {k: v for k, v in evolve.items() if v is not None}
-    cfg.evolve = dataclasses.replace(config.evolve, max_model_calls=budget, rounds=rounds or DEFAULT_ROUNDS,
-                                     max_wall_s=0.0, **given)
+    if protocol == "paper":
+        cfg.evolve = dataclasses.replace(config.evolve, max_model_calls=max_model_calls or 0,
+                                         rounds=rounds or config.evolve.rounds, max_wall_s=0.0, **given)
+    else:
+        budget = max_model_calls or config.evolve.max_model_calls or DEFAULT_BUDGET
+        cfg.evolve = dataclasses.replace(config.evolve, max_model_calls=budget, rounds=rounds or DEFAULT_ROUNDS,
+                                         max_wall_s=0.0, **given)
     if task_model:  # the transfer experiment: the evolver stays as configured, the task model changes
         cfg.model = dataclasses.replace(config.model, model=task_model)
     return cfg
@@ -219,7 +225,8 @@ class Bench:
     def _settings(self) -> dict[str, Any]:
         s = self.spec
         return {"data": str(s.data), "names": s.names, "split": dataclasses.asdict(s.split),
-                "evolve": dataclasses.asdict(self.config.evolve), "source_split": s.source_split}
+                "evolve": dataclasses.asdict(self.config.evolve), "source_split": s.source_split,
+                "protocol": s.protocol, "samples": self.config.model.sampling.samples}
 
     def _suite(self, path: Path, store: Store, pool: ModelPool, result: BenchResult) -> None:
         runs = SuiteRuns(path, self.config, store, pool)

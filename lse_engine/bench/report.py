@@ -35,10 +35,16 @@ def _cmp_line(c: Comparison, result: BenchResult) -> str:
             f"{c.verdict}")
 
 
-def table(result: BenchResult, summary: Summary | None = None) -> Table:
-    """Test accuracy (mean ± std over seeds) per database and overall."""
-    summary = summary or summarize(result)
-    t = Table(title=f"lse bench {result.benchmark}: test accuracy (mean ± std over {len(result.seeds)} seeds)")
+TITLES = {
+    "test": "ours: each winner on the test split the search never saw",
+    "dev": "the paper's: the best holdout (dev) score the search reached",
+}
+
+
+def table(result: BenchResult, summary: Summary | None = None, metric: str = "test") -> Table:
+    """Accuracy (mean ± std over seeds) per database and the macro-average: on test (ours) or dev (the paper's)."""
+    summary = summary or summarize(result, metric)
+    t = Table(title=f"lse bench {result.benchmark} — {TITLES[metric]} (mean ± std over {len(result.seeds)} seeds)")
     t.add_column("prompt", style="bold")
     for col in summary.columns:
         t.add_column(col, justify="right", style="bold" if col == OVERALL else None)
@@ -60,19 +66,23 @@ def markdown(result: BenchResult, summary: Summary | None = None) -> str:
         f"# lse bench {result.benchmark}", "",
         f"- task model: `{result.task_model}`",
         *(f"- evolver `{k}`: `{v}`" for k, v in result.evolvers.items()),
-        f"- budget: {ev.get('max_model_calls')} model calls per run; rules: {', '.join(result.rules)}; "
-        f"seeds: {', '.join(map(str, result.seeds))}",
+        f"- protocol: {result.settings.get('protocol', 'ours')}; budget per run: "
+        f"{ev.get('max_model_calls') or 'no call limit'} model calls, at most {ev.get('rounds')} rounds; "
+        f"feedback batch {ev.get('batch_size')}, dev holdout {ev.get('dev_size')}; "
+        f"rules: {', '.join(result.rules)}; seeds: {', '.join(map(str, result.seeds))}",
         f"- split: dev {sp.get('dev')}, test {sp.get('test')}, seed {sp.get('seed')}"
         + (f", {sp.get('limit')} problems per database at most" if sp.get("limit") else ""),
         f"- status: {result.status}", "",
-        f"## Test accuracy (mean ± std over {len(result.seeds)} seeds)", "",
-        "| prompt | " + " | ".join(summary.columns) + " |",
-        "|---" * (len(summary.columns) + 1) + "|",
     ]
-    for row in summary.rows:
-        cells = [_cell(summary.cells.get((row, c))) for c in summary.columns]
-        lines.append(f"| {row_label(row, result)} | " + " | ".join(cells) + " |")
-    lines += ["", "## Paired comparisons (over seeds; within noise when |Δ| < 2·stderr)", ""]
+    for metric, summ in (("test", summary), ("dev", summarize(result, "dev"))):
+        lines += [f"## {TITLES[metric][0].upper() + TITLES[metric][1:]} (mean ± std over {len(result.seeds)} seeds; "
+                  "overall = macro-average over databases)", "",
+                  "| prompt | " + " | ".join(summ.columns) + " |", "|---" * (len(summ.columns) + 1) + "|"]
+        for row in summ.rows:
+            cells = [_cell(summ.cells.get((row, c))) for c in summ.columns]
+            lines.append(f"| {row_label(row, result)} | " + " | ".join(cells) + " |")
+        lines.append("")
+    lines += ["## Paired comparisons on test (over seeds; within noise when |Δ| < 2·stderr)", ""]
     for scope in summary.columns[::-1]:
         found = comparison_lines(result, summary, scope)
         if found:

@@ -2,7 +2,9 @@
 
 A comparison pairs two prompts seed by seed (same split, same budget, same seed): the differences d_s give
 mean Δ and stderr = std(d) / sqrt(n). |Δ| < 2·stderr is "within noise"; one seed gives no noise estimate.
-Overall accuracy pools every database's test problems (correct / total) per seed.
+Overall is the per-database macro-average per seed (the paper's). Cells hold the test accuracy of each winner
+(ours: a split the search never saw) or, with `metric="dev"`, the best holdout score the search reached (the
+paper's report).
 """
 
 from __future__ import annotations
@@ -82,36 +84,44 @@ def paired(a: Cell, b: Cell) -> tuple[float, float | None, int] | None:
     return sum(d) / len(d), se, len(d)
 
 
-def _overall(runs: Sequence[RunResult], databases: int) -> dict[int, float]:
+def _value(run: RunResult, metric: str) -> float | None:
+    return run.winner_test if metric == "test" else run.winner_dev
+
+
+def _overall(runs: Sequence[RunResult], databases: int, metric: str) -> dict[int, float]:
     """Per seed, the macro-average over databases (the paper's): only seeds with every database scored."""
     by_seed: dict[int, list[float]] = {}
     for r in runs:
-        if r.winner_test is not None:
-            by_seed.setdefault(r.seed, []).append(r.winner_test)
+        value = _value(r, metric)
+        if value is not None:
+            by_seed.setdefault(r.seed, []).append(value)
     return {seed: sum(v) / len(v) for seed, v in by_seed.items() if len(v) == databases}
 
 
-def summarize(result: BenchResult) -> Summary:
-    """Cells for every (prompt, database) and overall, and the comparisons the report states."""
+def summarize(result: BenchResult, metric: str = "test") -> Summary:
+    """Cells for every (prompt, database) and overall, and the comparisons the report states; `metric` is
+    "test" (each winner on the test split) or "dev" (the best holdout score reached: the paper's report)."""
     variants = list(result.evolvers)
     rows: list[tuple[str, str]] = [ROOT] + [(v, r) for v in variants for r in result.rules]
     columns = [s.name for s in result.suites] + [OVERALL]
     cells: dict[tuple[tuple[str, str], str], Cell] = {}
     seeds = list(result.seeds)
     roots = []
+    root_of = (lambda s: s.root_test) if metric == "test" else (lambda s: s.root_dev)
     for s in result.suites:
-        if s.root_test is not None:
-            cells[(ROOT, s.name)] = Cell({seed: s.root_test for seed in seeds})
-            roots.append(s.root_test)
+        root = root_of(s)
+        if root is not None:
+            cells[(ROOT, s.name)] = Cell({seed: root for seed in seeds})
+            roots.append(root)
         for row in rows[1:]:
-            runs = [r for r in s.runs if (r.evolver, r.rule) == row and r.winner_test is not None]
-            cells[(row, s.name)] = Cell({r.seed: r.winner_test for r in runs if r.winner_test is not None})
-    scored = [s for s in result.suites if s.root_test is not None]
+            runs = [r for r in s.runs if (r.evolver, r.rule) == row and _value(r, metric) is not None]
+            cells[(row, s.name)] = Cell({r.seed: v for r in runs if (v := _value(r, metric)) is not None})
+    scored = [s for s in result.suites if root_of(s) is not None]
     if roots and len(roots) == len(result.suites):
         cells[(ROOT, OVERALL)] = Cell({seed: sum(roots) / len(roots) for seed in seeds})
     for row in rows[1:]:
         runs = [r for s in scored for r in s.runs if (r.evolver, r.rule) == row]
-        cells[(row, OVERALL)] = Cell(_overall(runs, len(scored)))
+        cells[(row, OVERALL)] = Cell(_overall(runs, len(scored), metric))
     return Summary(rows, columns, cells, _comparisons(rows, columns, cells, result))
 
 

@@ -57,17 +57,22 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from lse_engine.bench.protocol import Bench, BenchSpec, bench_config
     from lse_engine.bench.suites import SplitSpec
     from lse_engine.config import load_config
+    from lse_engine.presets import with_preset
 
+    overrides = model_overrides(args)
+    if args.protocol == "paper":
+        overrides = with_preset("paper", overrides)
     config = bench_config(
-        load_config(args.config or Path.cwd(), model_overrides(args)), max_model_calls=args.max_model_calls,
+        load_config(args.config or Path.cwd(), overrides), max_model_calls=args.max_model_calls,
         rounds=args.rounds, task_model=args.task_model, batch_size=args.batch_size, dev_size=args.dev_size,
+        protocol=args.protocol,
     )
     out = Path(args.out or f"bench-{args.benchmark}").resolve()
     spec = BenchSpec(
         benchmark=args.benchmark, data=Path(args.data).expanduser().resolve(), out=out, names=_csv(args.dbs),
         rules=_csv(args.rules) or ["ucb", "chain", "best", "pareto"], seeds=_seeds(args.seeds),
         evolvers=_csv(args.evolver) or [], instructions=_instructions(args.prompt), source_split=args.source_split,
-        split=SplitSpec(dev=args.dev, test=args.test, seed=args.split_seed, limit=args.limit),
+        split=SplitSpec(dev=args.dev, test=args.test, seed=args.split_seed, limit=args.limit), protocol=args.protocol,
     )
     if args.tiny:
         console.print(f"[yellow]--tiny: {TINY_NOTE}.[/]")
@@ -78,6 +83,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         result = Bench(spec, config, progress=RichBenchProgress(bar), cancel=cancel).run()
     summary = report.summarize(result)
     console.print(report.table(result, summary))
+    console.print(report.table(result, metric="dev"))
     for line in report.comparison_lines(result, summary):
         console.print(f"  {line}")
     for name, why in result.skipped.items():
@@ -107,6 +113,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--evolver", help="trained evolver(s) (names under .lse/evolvers/ or adapter paths), comma-"
                                      "separated; each gets rows beside its base")
     p.add_argument("--task-model", help="a different task model (the transfer experiment); the evolver is unchanged")
+    p.add_argument("--protocol", choices=["ours", "paper"], default="ours",
+                   help="ours: one model-call budget per run; paper: the paper's settings (25 rounds, feedback batch "
+                        "10, holdout 50 scored with 8 samples at temperature 0.7, 4096-token replies, 30 s SQL "
+                        "limits) with rounds binding; both report test and the paper's best-on-holdout side by side")
     p.add_argument("--max-model-calls", type=int, help="budget per run (default: lse.toml's, else 1000)")
     p.add_argument("--rounds", type=int, help="cap on rounds per run (default: the call budget decides)")
     p.add_argument("--batch-size", type=int, help="feedback batch size (paper: 10)")

@@ -68,3 +68,20 @@ def install_sigint(cancel: CancelToken,
         cancel.cancel()
 
     signal.signal(signal.SIGINT, handler)
+
+
+def duration(seconds: float | None) -> str:
+    """`1:05` (or `1:02:05`); `—` when unknown."""
+    if seconds is None:
+        return "—"
+    s = int(round(seconds))
+    h, rest = divmod(s, 3600)
+    return f"{h}:{rest // 60:02d}:{rest % 60:02d}" if h else f"{rest // 60}:{rest % 60:02d}"
+
+
+def step_line(step: str, done: int, total: int, eta_s: float | None) -> str:
+    """`scoring dev 12/40 · about 1:20 left`: what a long step is doing, counted."""
+    if not total:
+        return step
+    left = f" · about {duration(eta_s)} left" if eta_s is not None and done < total else ""
+    return f"{step} {done}/{total}{left}"

@@ -8,8 +8,9 @@ from pathlib import Path
 
 from rich.table import Table
 
-from lse_engine.cli.common import add_model_args, console, install_sigint, overrides_from, pct
+from lse_engine.cli.common import add_model_args, console, install_sigint, overrides_from, pct, step_line
 from lse_engine.llm.base import CancelToken
+from lse_engine.progress import ProgressEvent
 from lse_engine.workspace import Workspace
 
 
@@ -20,8 +21,11 @@ def run_eval(ws: Workspace, splits: tuple[str, ...] = ("train", "dev"), quiet: b
 
     cancel = CancelToken()
     install_sigint(cancel)
-    with console.status("loading model and scoring…"):
-        report = evaluate(ws, splits, cancel=cancel)
+    with console.status("scoring… (the model loads only for outcomes not cached yet)") as status:
+        def show(ev: ProgressEvent) -> None:
+            status.update(step_line(ev.step or ev.message, ev.step_done, ev.step_total, ev.eta_s))
+
+        report = evaluate(ws, splits, cancel=cancel, progress=show)
     for split, rows in report.rows.items():
         table = Table(title=f"{split}: {pct(report.accuracy[split])} ({sum(o.correct for _, o in rows)}/{len(rows)})")
         table.add_column("id", style="bold")
@@ -36,8 +40,11 @@ def run_eval(ws: Workspace, splits: tuple[str, ...] = ("train", "dev"), quiet: b
         if not quiet:
             console.print(table)
     summary = ", ".join(f"{k} {pct(v)}" for k, v in report.accuracy.items())
-    console.print(f"[bold]accuracy[/]: {summary}  ·  model calls {report.calls}, cached {report.cached}  ·  "
-                  f"run {report.run_id}")
+    console.print(f"[bold]accuracy[/]: {summary or 'nothing scored'}  ·  model calls {report.calls}, "
+                  f"cached {report.cached}  ·  run {report.run_id}")
+    if report.status == "cancelled":
+        console.print(f"[yellow]cancelled[/]: {report.calls} new outcomes were kept in the store; the next "
+                      "`lse eval` reuses them")
     if json_path:
         Path(json_path).write_text(json.dumps({"run": report.run_id, "accuracy": report.accuracy,
                                                 "calls": report.calls, "cached": report.cached}, indent=2))

@@ -3,11 +3,21 @@
 from __future__ import annotations
 
 import argparse
+import time
 
 from rich.live import Live
 from rich.table import Table
 
-from lse_engine.cli.common import add_model_args, console, install_sigint, overrides_from, pct
+from lse_engine.cli.common import (
+    add_model_args,
+    console,
+    duration,
+    install_sigint,
+    overrides_from,
+    pct,
+    step_line,
+)
+from lse_engine.evolve.search import SearchResult
 from lse_engine.evolve.tree import RULES
 from lse_engine.llm.base import CancelToken
 from lse_engine.progress import ProgressEvent
@@ -15,13 +25,18 @@ from lse_engine.workspace import Workspace
 
 
 class EvolveView:
-    """Rich live view: round, nodes, best dev so far, the last few messages."""
+    """Rich live view: round, nodes, best dev so far, the step under way (counted), the last few messages."""
 
     def __init__(self) -> None:
         self.last: ProgressEvent | None = None
+        self.step = ""
         self.lines: list[str] = []
+        self.started = time.monotonic()
 
     def __call__(self, ev: ProgressEvent) -> None:
+        if ev.step:  # a counted step: shown on its own line, not in the log
+            self.step = step_line(ev.step, ev.step_done, ev.step_total, ev.eta_s)
+            return
         self.last = ev
         self.lines = (self.lines + [ev.message])[-8:]
 
@@ -33,10 +48,28 @@ class EvolveView:
             return t
         t.add_row(f"[bold]run[/] {ev.run_id}  [bold]round[/] {ev.round}/{ev.rounds}  "
                   f"[bold]nodes[/] {ev.extra.get('nodes', '?')}  [bold]root dev[/] {pct(ev.root_dev)}  "
-                  f"[bold]best dev[/] {pct(ev.best_dev)}")
+                  f"[bold]best dev[/] {pct(ev.best_dev)}  [dim]{duration(time.monotonic() - self.started)}[/]")
         for line in self.lines:
             t.add_row(f"[dim]{line}[/]")
+        if self.step:
+            t.add_row(f"[cyan]{self.step}[/]")
         return t
+
+
+def outcome_lines(result: SearchResult, run: dict) -> list[str]:
+    """What a run did, in words: dev (and test) before and after, the edits, the model calls."""
+    w = result.winner
+    lines = [f"dev: root {pct(result.root_dev)} → winner #{w.id} {pct(w.dev_score)}"]
+    if result.root_test is not None:
+        lines[0] += f"  ·  test (never seen by the search): {pct(result.root_test)} → {pct(result.winner_test)}"
+    lines.append(f"{result.rounds_done} rounds, {result.attempts} evolver replies: {result.edits} real edits, "
+                 f"{result.noop_attempts} repeated instructions already in the tree, {result.invalid_attempts} "
+                 "without usable instructions")
+    lines.append(f"model calls: {run.get('task_calls') or 0} task, {run.get('evolver_calls') or 0} evolver; "
+                 f"{run.get('tokens') or 0:,} tokens")
+    if w.id == 0:
+        lines.append("the original prompt is still the best on dev: nothing to apply")
+    return lines
 
 
 def run_evolve(ws: Workspace, resume: str | None = None, rounds: int | None = None, apply: bool = False) -> int:
@@ -51,14 +84,16 @@ def run_evolve(ws: Workspace, resume: str | None = None, rounds: int | None = No
         result = evolve(ws, run_id=resume, rounds=rounds, cancel=cancel, progress=view)
     console.print(tree_text(result.tree, f"run {result.run_id}"))
     w = result.winner
-    console.print(f"[bold]dev[/]: root {pct(result.root_dev)} → winner #{w.id} {pct(w.dev_score)}  ({result.status})")
+    run = ws.store.get_run(result.run_id) or {}
+    for line in outcome_lines(result, run):
+        console.print(line)
     if result.status == "cancelled":
-        console.print(f"resume with: lse evolve {ws.prompt_path} --resume {result.run_id}")
+        console.print(f"[yellow]cancelled[/]: every scored node is kept; resume with: "
+                      f"lse evolve {ws.prompt_path} --resume {result.run_id}")
+    elif result.status == "budget":
+        console.print(f"[yellow]stopped[/]: {result.message}")
     if apply:
-        run = ws.store.get_run(result.run_id) or {}
-        if w.id == 0:
-            console.print("the root is still the best: nothing to apply")
-        else:
+        if w.id != 0:
             apply_winner(ws.prompt, run, w.instructions)
             console.print(f"[green]applied[/] winner #{w.id} to {ws.prompt_path}")
     elif w.id != 0:

@@ -32,12 +32,14 @@ def cmd_runs(args: argparse.Namespace) -> int:
     for col in ("run", "kind", "status"):
         table.add_column(col, no_wrap=True)
     table.add_column("prompt", overflow="ellipsis", no_wrap=True, max_width=20)
-    for col in ("dev root → best", "calls", "started"):
+    for col in ("dev root → best", "edits", "calls", "started"):
         table.add_column(col, no_wrap=True)
     for r in store.list_runs(prompt, limit=args.limit):
         kind = f"{r['kind']} {r['rule']}" if r.get("rule") and r["kind"] == "evolve" else r["kind"]
+        res = r.get("result") if isinstance(r.get("result"), dict) else {}
+        edits = f"{res['edits']} ({res.get('noop_attempts', 0)} no-op)" if "edits" in res else ""
         table.add_row(r["id"], kind, r["status"], Path(r["prompt"]).name if r["prompt"] else "",
-                      f"{pct(r.get('root_dev'))} → {pct(r.get('best_dev'))}",
+                      f"{pct(r.get('root_dev'))} → {pct(r.get('best_dev'))}", edits,
                       str((r.get("task_calls") or 0) + (r.get("evolver_calls") or 0)),
                       dt.datetime.fromtimestamp(r["created"]).strftime("%m-%d %H:%M"))
     console.print(table)
@@ -53,6 +55,8 @@ def cmd_tree(args: argparse.Namespace) -> int:
     if run is None:
         raise LSEError(f"no run {args.run!r} in {store.path}")
     tree = load_tree(store, run["id"])
+    if args.node is not None:
+        return _show_node(store, run["id"], tree, args.node)
     if args.json:
         print(json.dumps({"runId": run["id"], "rule": run.get("rule"), "status": run["status"],
                           "winner": tree.winner().id, "nodes": [n.to_dict() for n in tree.nodes.values()]}, indent=2))
@@ -61,6 +65,24 @@ def cmd_tree(args: argparse.Namespace) -> int:
     out = Path(args.image or store.path.parent / "trees" / f"{run['id']}.png")
     tree_image(tree, out, f"run {run['id']}")
     console.print(f"image: {out}")
+    return 0
+
+
+def _show_node(store: Store, run_id: str, tree, node_id: int) -> int:
+    """One node: its instructions, scores, and every evolver reply of the round that made it, raw."""
+    node = tree.nodes.get(node_id)
+    if node is None:
+        raise LSEError(f"run {run_id} has no node #{node_id} (it has {', '.join(f'#{i}' for i in tree.nodes)})")
+    console.print(f"[bold]#{node.id}[/] ({node.status}) parent {node.parent if node.parent is not None else '—'}, "
+                  f"round {node.round}: dev {pct(node.dev_score)}, batch {pct(node.train_score)}")
+    console.print(node.instructions or "[dim](no instructions)[/]", markup=False)
+    if node.parent is None:
+        return 0
+    for a in store.get_attempts(run_id, node.round):
+        score = f", batch {pct(a['batch_score'])}" if a.get("batch_score") is not None else ""
+        console.print(f"\n[bold]attempt {a['attempt'] + 1}[/]: {a['verdict']}"
+                      f"{' — ' + a['error'] if a.get('error') else ''}{score}")
+        console.print(a["raw"], markup=False, highlight=False)
     return 0
 
 
@@ -76,4 +98,5 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--workspace")
     p.add_argument("--image", help="image path (.png or .svg)")
     p.add_argument("--json", action="store_true")
+    p.add_argument("--node", type=int, help="show one node: its instructions and every evolver reply that made it")
     p.set_defaults(func=cmd_tree)
