@@ -250,3 +250,17 @@ def test_a_reply_stopped_at_the_closing_tag_parses(skill_workspace: Path, prefil
     result = evolve(ws)
     assert result.tree.nodes[1].instructions == "t0 t1" and result.tree.nodes[1].status == "ok"
     ws.close()
+
+
+def test_the_paper_preset_in_lse_toml_with_the_files_own_settings_on_top(tmp_path: Path) -> None:
+    from lse_engine.config import load_config
+    from lse_engine.errors import FileFormatError
+
+    (tmp_path / "lse.toml").write_text('preset = "paper"\n[evolve]\nrounds = 7\n')
+    cfg = load_config(tmp_path)
+    assert cfg.evolve.rounds == 7 and cfg.evolve.batch_size == 10 and cfg.evolve.dev_size == 50
+    assert (cfg.model.sampling.samples, cfg.model.sampling.temperature, cfg.model.sampling.max_tokens) == (8, 0.7, 4096)
+    assert cfg.sql.timeout_s == 30.0 and cfg.train.reward_on == "holdout"
+    (tmp_path / "lse.toml").write_text('preset = "papr"\n[evolve]\nrounds = 2\n')
+    with pytest.raises(FileFormatError, match="preset must be one of 'paper'"):
+        load_config(tmp_path)
