@@ -387,6 +387,15 @@ def load_config(start: str | Path | None = None, overrides: dict[str, Any] | Non
     cfg = Config(root=root, source=source)
     if source is not None:
         data, origin = _settings_data(source)
+        preset = data.pop("preset", None) if isinstance(data, dict) else None
+        if preset is not None:  # `preset = "paper"`: the preset's settings first, the file's own on top
+            from lse_engine.presets import PRESETS
+
+            if preset not in PRESETS:
+                raise origin.error(("preset",), f"must be one of {', '.join(map(repr, PRESETS))}, got {preset!r}",
+                                   "value")
+            _apply(cfg, PRESETS[preset], _Source(None))
+            evolver_keys |= set(PRESETS[preset].get("evolver") or {})
         _apply(cfg, data, origin)
         evolver_keys |= set(data.get("evolver") or {})
     if overrides:
