@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from rich.markup import escape
+
 from lse_engine.cli.common import console, err_console
 
 
@@ -29,11 +31,11 @@ def cmd_list(args: argparse.Namespace) -> int:
     from lse_engine.models.pull import human_size
     from lse_engine.models.store import candidates, known_digest, models_dir
 
-    console.print(f"[dim]model cache: {models_dir()}[/]", highlight=False, soft_wrap=True)
+    console.print(f"[dim]model cache: {escape(str(models_dir()))}[/]", highlight=False, soft_wrap=True)
     for spec in _catalog(args).specs:
         alias = f" (alias {', '.join(spec.aliases)})" if spec.aliases else ""
-        console.print(f"[bold]{spec.name}[/]{alias}  {spec.title}, {human_size(spec.size)}, "
-                      f"license {spec.license or 'unknown'}", highlight=False, soft_wrap=True)
+        console.print(f"[bold]{spec.name}[/]{alias}  {escape(spec.title)}, {human_size(spec.size)}, "
+                      f"license {escape(spec.license or 'unknown')}", highlight=False, soft_wrap=True)
         console.print(f"  sha256 {spec.sha256 or 'not pinned'}", highlight=False, soft_wrap=True)
         here = [(p, w) for p, w in candidates(spec) if p.is_file()]
         if not here:
@@ -43,7 +45,7 @@ def cmd_list(args: argparse.Namespace) -> int:
         digest = known_digest(path)
         state = ("" if spec.sha256 is None or digest == spec.sha256 else
                  " [yellow]not checked yet (lse models verify)[/]" if digest is None else " [red]bad copy[/]")
-        console.print(f"  {path} [dim]({place})[/]{state}", highlight=False, soft_wrap=True)
+        console.print(f"  {escape(str(path))} [dim]({escape(place)})[/]{state}", highlight=False, soft_wrap=True)
     return 0
 
 
@@ -55,7 +57,7 @@ def cmd_pull(args: argparse.Namespace) -> int:
     result = pull(spec, Path(args.source) if args.source else None, RichPullView(err_console))
     verb = "fetched" if result.fetched else "already here"
     console.print(f"{spec.name}: {verb}, {human_size(spec.size)}, sha256 ok\n  {result.path}\n  (from {result.source})",
-                  highlight=False, soft_wrap=True)
+                  markup=False, highlight=False, soft_wrap=True)
     return 0
 
 
@@ -68,9 +70,9 @@ def cmd_verify(args: argparse.Namespace) -> int:
     for spec in specs:
         result = verify(spec, RichPullView(err_console))
         for line in bad_copy_lines(result.bad):
-            console.print(f"[red]{spec.name}: bad copy[/] {line}", highlight=False, soft_wrap=True)
+            console.print(f"[red]{spec.name}: bad copy[/] {escape(line)}", highlight=False, soft_wrap=True)
         if result.good is not None:
-            console.print(f"[green]{spec.name}: ok[/] {result.good.path}", highlight=False, soft_wrap=True)
+            console.print(f"[green]{spec.name}: ok[/] {escape(str(result.good.path))}", highlight=False, soft_wrap=True)
         elif result.bad or args.name:
             console.print(f"{spec.name}: not downloaded: run `lse models pull {spec.name}`", highlight=False)
         else:

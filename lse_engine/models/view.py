@@ -11,8 +11,8 @@ from lse_engine.models.store import Progress
 class PullView:
     """Silent: subclass to show notes and progress (see `RichPullView`)."""
 
-    def note(self, text: str) -> None:
-        """One line for the user (what is fetched from where, what was moved aside)."""
+    def note(self, text: str, warn: bool = False) -> None:
+        """One line of plain text for the user (what is fetched from where; `warn`: what failed or was moved aside)."""
 
     @contextlib.contextmanager
     def bar(self, label: str, total: int | None) -> Iterator[Progress]:
@@ -28,8 +28,9 @@ class RichPullView(PullView):
 
         self.console = console if console is not None else Console(stderr=True)
 
-    def note(self, text: str) -> None:
-        self.console.print(text, highlight=False)  # type: ignore[attr-defined]
+    def note(self, text: str, warn: bool = False) -> None:
+        self.console.print(text, style="yellow" if warn else None, markup=False,  # type: ignore[attr-defined]
+                           highlight=False, soft_wrap=True)
 
     @contextlib.contextmanager
     def bar(self, label: str, total: int | None) -> Iterator[Progress]:
