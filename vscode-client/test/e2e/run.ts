@@ -1,7 +1,8 @@
 // End to end in a real VS Code: code-server (VS Code in the browser) driven by Playwright with Debian's chromium.
 // Installs the packaged .vsix, opens a copy of the demo workspace, runs "LSE: Evaluate prompt" (tiny model) and
 // waits for the result; then switches the model to a scripted OpenAI-compatible stub, runs "LSE: Evolve prompt",
-// checks the diff review (current ↔ winner with dev scores) and applies the winner.
+// checks the diff review (current ↔ winner with dev scores), applies the winner and checks the saved file is
+// exactly the winner's instructions (answer format kept, no stray tags).
 // Needs `npm run setup:e2e` (tools under .e2e-tools/) and `npm run package` (lse-vscode.vsix).
 // Screenshots and logs go to test-results/.
 import type { ChildProcess } from 'node:child_process';
@@ -26,6 +27,7 @@ const CHROMIUM = process.env.CHROMIUM ?? '/usr/bin/chromium';
 const VSIX = path.join(ROOT, 'lse-vscode.vsix');
 const RESULTS = path.join(ROOT, 'test-results');
 const WAIT = Number(process.env.LSE_E2E_WAIT_MS ?? 180_000);
+const ANSWER_FORMAT = '<answer></answer>'; // examples/shop/shop.prompt.md asks for the query inside these tags
 
 const t0 = Date.now();
 function say(msg: string): void {
@@ -118,6 +120,17 @@ async function runCommand(page: Page, title: string): Promise<void> {
   throw last;
 }
 
+/** The file's text once `ok` accepts it (the editor saves asynchronously). */
+async function waitForFile(file: string, ok: (text: string) => boolean, timeoutMs: number): Promise<string> {
+  const end = Date.now() + timeoutMs;
+  let text = fs.readFileSync(file, 'utf-8');
+  while (!ok(text) && Date.now() < end) {
+    await new Promise((r) => setTimeout(r, 200));
+    text = fs.readFileSync(file, 'utf-8');
+  }
+  return text;
+}
+
 async function openFile(page: Page, name: string): Promise<void> {
   await page.keyboard.press('Control+P');
   const input = page.locator('.quick-input-widget input');
@@ -155,6 +168,10 @@ async function main(): Promise<void> {
   // the tiny random model: fast, its scores mean nothing
   writeSettings({ 'lse.model.backend': 'transformers', 'lse.model.name': 'tiny', 'lse.model.sampling.maxTokens': 16 });
   const ws: DemoWorkspace = demoWorkspace('lse-e2e-ws-');
+  const rootInstructions = fs.readFileSync(ws.prompt, 'utf-8').split('---\n')[2].trim();
+  if (!rootInstructions.includes(ANSWER_FORMAT)) {
+    throw new Error(`the demo prompt no longer has the line "${ANSWER_FORMAT}"`);
+  }
   let codeServer: ChildProcess | undefined;
   let context: BrowserContext | undefined;
   let stub: Stub | undefined;
@@ -266,8 +283,21 @@ async function main(): Promise<void> {
     }
     await page.locator('.notification-toast', { hasText: 'apply the evolved prompt' }).getByRole('button', { name: 'Apply' }).click();
     await diffTab.waitFor({ state: 'detached', timeout: 30_000 });
-    // the prompt's own editor (no diff open any more) now holds the winner
+    // the prompt's own editor (no diff open any more) now holds the winner; save it and read the file
     await page.locator('.editor-instance .view-lines', { hasText: HINT }).first().waitFor({ timeout: 30_000 });
+    await page.keyboard.press('Control+S');
+    const expected = `---\nsuite: shop.suite.yaml\n---\n${rootInstructions}\n${HINT}\n`;
+    const saved = await waitForFile(ws.prompt, (text) => text.includes(HINT), 30_000);
+    if (saved !== expected) {
+      throw new Error(`the applied prompt is not exactly the winner's instructions:\n${JSON.stringify(saved)}\n!=\n${JSON.stringify(expected)}`);
+    }
+    if (!saved.includes(ANSWER_FORMAT)) {
+      throw new Error('the applied prompt lost the answer format line');
+    }
+    if (/<\/?(prompt|current)>/.test(saved)) {
+      throw new Error('the applied prompt has stray tags');
+    }
+    say('the saved prompt is exactly the root instructions plus the winner\'s line, answer format kept, no stray tags');
     // the server's "Show tree" code lens reveals the run in the LSE Runs view (Explorer)
     await page.locator('.codelens-decoration a', { hasText: 'Show tree' }).first().click();
     const runRow = page.locator('.monaco-list-row', { hasText: 'evolve · dev 0% → 100%' }).first();
