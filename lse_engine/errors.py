@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+
 
 class LSEError(Exception):
     """Base class for errors shown to users as-is (no traceback)."""
@@ -48,3 +50,19 @@ class BackendError(LSEError):
 
 class Cancelled(LSEError):
     """Cooperative cancellation was requested."""
+
+
+def environment_failure(exc: BaseException) -> str | None:
+    """One line for an error the user's machine caused (a full disk, a read-only or unwritable folder, a store
+    damaged on disk), raised from deep inside a run; None for anything else (a bug: keep its traceback)."""
+    text = str(exc).lower()
+    code = exc.errno if isinstance(exc, OSError) else None
+    reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+    where = f" ({exc.filename})" if isinstance(exc, OSError) and exc.filename else ""
+    if code == errno.ENOSPC or "disk is full" in text:
+        return f"the disk is full{where}: free some space and run again (committed work is kept)"
+    if code in (errno.EROFS, errno.EACCES, errno.EPERM) or "readonly database" in text or "read-only" in text:
+        return f"cannot write{where}: {reason}; make the workspace's .lse folder writable"
+    if "disk i/o error" in text or "database disk image is malformed" in text or code == errno.EIO:
+        return f"the disk failed{where}: {reason}"
+    return None

@@ -14,6 +14,7 @@ from lse_engine.files.prompt_file import PromptFile, load_prompt, write_instruct
 from lse_engine.llm.base import CancelToken
 from lse_engine.progress import ProgressCallback, ProgressEvent, ignore_progress
 from lse_engine.scoring import Scorer
+from lse_engine.store import RunLock
 from lse_engine.tasks.base import Outcome, Problem
 from lse_engine.workspace import Workspace, sampling_of
 
@@ -109,6 +110,7 @@ def evolve(ws: Workspace, run_id: str | None = None, rounds: int | None = None, 
     count. When the suite has a test split, the root and the winner are scored on it at the end."""
     store = ws.store
     settings = ws.config.evolve
+    doing = "run" if run_id is None else "resumed"
     if run_id is None:
         if rounds is not None:
             settings = dataclasses.replace(settings, rounds=rounds)
@@ -131,9 +133,14 @@ def evolve(ws: Workspace, run_id: str | None = None, rounds: int | None = None, 
             settings = dataclasses.replace(settings, rounds=rounds)
         root_instructions = run["root_instructions"]
         store.update_run(run_id, status="running", message="resumed")
-    cancel = cancel or CancelToken()
-    ctx = search_context(ws, run_id, settings, cancel, progress)
-    result = Search(run_id, ctx).run(root_instructions)
+    lock = RunLock(store.path)  # one process grows a run's tree at a time; a second gets "busy: …"
+    lock.acquire(run_id, doing)
+    try:
+        cancel = cancel or CancelToken()
+        ctx = search_context(ws, run_id, settings, cancel, progress)
+        result = Search(run_id, ctx).run(root_instructions)
+    finally:
+        lock.release()
     test = ws.splits().get("test") or []
     if test and result.status != "cancelled":
         result.root_test, result.winner_test = test_scores(ctx.scorer, result, test, progress)

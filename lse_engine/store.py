@@ -9,8 +9,12 @@ readers (the language server) see committed rows thanks to WAL.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import os
+import random
+import re
 import sqlite3
 import time
 import uuid
@@ -21,6 +25,7 @@ from urllib.parse import quote
 
 import sqlite_utils
 
+from lse_engine.errors import StoreError
 from lse_engine.tasks.base import Outcome
 
 SCHEMA_VERSION = 2
@@ -30,24 +35,9 @@ class Store:
     """Access to one workspace's run store."""
 
     def __init__(self, path: str | os.PathLike[str], readonly: bool = False) -> None:
+        """Open (and, unless `readonly`, create and migrate) the store; StoreError (one line) when it cannot."""
         self.path = Path(path)
-        if readonly:
-            if not self.path.exists():
-                raise FileNotFoundError(self.path)
-            # the path percent-encoded: a folder named `ws#1` or `ws?x` must not end the URI early
-            conn = sqlite3.connect(f"file:{quote(str(self.path))}?mode=ro", uri=True, check_same_thread=False)
-        else:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            gitignore = self.path.parent / ".gitignore"
-            if not gitignore.exists():
-                gitignore.write_text("*\n")
-            conn = sqlite3.connect(str(self.path), check_same_thread=False, timeout=30)
-        conn.execute("PRAGMA busy_timeout = 30000")
-        self.db = sqlite_utils.Database(conn)
-        if not readonly:
-            self.db.execute("PRAGMA journal_mode = WAL")
-            self.db.execute("PRAGMA synchronous = NORMAL")
-            self._migrate()
+        _open_store(self, readonly)
 
     def _migrate(self) -> None:
         t = self.db.table
@@ -261,3 +251,115 @@ def _decode_run(row: dict[str, Any]) -> dict[str, Any]:
             except (TypeError, json.JSONDecodeError):
                 pass
     return row
+
+
+# -- opening, concurrency and failures (one line for the user, retries while another process holds the file) --
+_TRANSIENT = ("database is locked", "database is busy", "already exists", "duplicate column")
+OPEN_PATIENCE_S = 60.0  # how long opening waits for other processes creating or migrating the same store
+
+
+def _connect(path: Path, readonly: bool) -> sqlite3.Connection:
+    if readonly:
+        if not path.exists():
+            raise FileNotFoundError(path)
+        # the path percent-encoded: a folder named `ws#1` or `ws?x` must not end the URI early
+        return sqlite3.connect(f"file:{quote(str(path))}?mode=ro", uri=True, check_same_thread=False)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    gitignore = path.parent / ".gitignore"
+    if not gitignore.exists():
+        gitignore.write_text("*\n")
+    return sqlite3.connect(str(path), check_same_thread=False, timeout=30)
+
+
+def _open_store(store: Store, readonly: bool) -> None:
+    """Connect `store.db`; a writer also switches to WAL and migrates inside `BEGIN IMMEDIATE`, so processes
+    opening one new store at once take turns. Lock contention is retried for `OPEN_PATIENCE_S`."""
+    deadline = time.monotonic() + OPEN_PATIENCE_S
+    delay = 0.02
+    while True:
+        conn: sqlite3.Connection | None = None
+        try:
+            conn = _connect(store.path, readonly)
+            conn.execute("PRAGMA busy_timeout = 30000")
+            store.db = sqlite_utils.Database(conn)
+            if not readonly:
+                store.db.execute("PRAGMA journal_mode = WAL")
+                store.db.execute("PRAGMA synchronous = NORMAL")
+                conn.execute("BEGIN IMMEDIATE")
+                store._migrate()
+                if conn.in_transaction:
+                    conn.commit()
+            return
+        except FileNotFoundError:
+            raise
+        except (sqlite3.Error, OSError) as exc:
+            if conn is not None:
+                with contextlib.suppress(sqlite3.Error):
+                    conn.rollback()
+                    conn.close()
+            if _is_transient(exc) and time.monotonic() < deadline:
+                time.sleep(delay * (1 + random.random()))
+                delay = min(delay * 2, 0.5)
+                continue
+            raise StoreError(store_failure(store.path, exc)) from exc
+
+
+def _is_transient(exc: BaseException) -> bool:
+    return isinstance(exc, sqlite3.OperationalError) and any(t in str(exc).lower() for t in _TRANSIENT)
+
+
+def store_failure(path: Path, exc: BaseException) -> str:
+    """One line saying why the store at `path` cannot be used, and what to do."""
+    text = str(exc).lower()
+    reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc) or type(exc).__name__
+    if isinstance(exc, OSError) and exc.errno == errno.ENOSPC or "disk is full" in text or "disk full" in text:
+        return f"the run store {path} cannot be written: the disk is full; free some space and run again"
+    if isinstance(exc, OSError) and exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS) or "readonly" in text \
+            or "read-only" in text:
+        return (f"the run store {path} cannot be written ({reason}): make {path.parent} writable, or work in a "
+                "folder you can write to")
+    if "not a database" in text or "malformed" in text:
+        return f"the run store {path} is damaged ({reason}); move it aside and run again to start a new one"
+    if _is_transient(exc):
+        return f"the run store {path} stayed locked by another process for {OPEN_PATIENCE_S:g} s ({reason})"
+    return f"cannot use the run store {path}: {reason}"
+
+
+class RunLock:
+    """An exclusive, per-run lock file under `.lse/locks/` (flock: the OS drops it when the holder dies, kill -9
+    included), so two processes never grow one run's tree at once. Without flock (Windows) it locks nothing."""
+
+    def __init__(self, store_path: str | os.PathLike[str]) -> None:
+        self.folder = Path(store_path).parent / "locks"
+        self._fd: int | None = None
+
+    def acquire(self, run_id: str, doing: str = "resumed") -> None:
+        """Hold the lock of `run_id`; StoreError "busy: run X is being resumed by pid N" when another holds it."""
+        self.release()
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.folder / f"{re.sub(r'[^A-Za-z0-9._-]', '_', run_id)}.lock", os.O_RDWR | os.O_CREAT,
+                         0o644)
+        except OSError as exc:
+            raise StoreError(store_failure(self.folder, exc)) from exc
+        try:
+            import fcntl
+        except ImportError:  # pragma: no cover - Windows
+            self._fd = fd
+            return
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            holder = os.pread(fd, 200, 0).decode("utf-8", errors="replace").split()
+            os.close(fd)
+            pid, verb = (holder + ["?", "resumed"])[:2]
+            raise StoreError(f"busy: run {run_id} is being {verb} by pid {pid}; wait for it to finish (or stop "
+                             "it) and resume it then") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()} {doing}\n".encode(), 0)
+        self._fd = fd
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)  # closing drops the flock
+            self._fd = None

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import sqlite3
 import sys
+
+from rich.markup import escape
 
 from lse_engine import __version__
 from lse_engine.cli import bench, demo, evolve, imports, models, runs, train
 from lse_engine.cli import eval as eval_
 from lse_engine.cli.common import console, err_console
-from lse_engine.errors import LSEError
+from lse_engine.errors import LSEError, environment_failure
 
 __all__ = ["build_parser", "console", "main"]
 SUBCOMMANDS = (eval_, evolve, runs, imports, demo, train, bench, models)
@@ -29,7 +32,13 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args) or 0
     except LSEError as exc:
-        err_console.print(f"[red]error:[/] {exc}")
+        err_console.print(f"[red]error:[/] {escape(str(exc))}", soft_wrap=True)
+        return 2
+    except (sqlite3.Error, OSError) as exc:  # a full disk or a read-only folder, mid-run: one line, not a traceback
+        message = environment_failure(exc)
+        if message is None:
+            raise
+        err_console.print(f"[red]error:[/] {escape(message)}", soft_wrap=True)
         return 2
     except KeyboardInterrupt:
         err_console.print("[red]aborted[/]")
