@@ -412,16 +412,19 @@ async def test_winner_never_overwrites_instructions_edited_during_the_run(client
 
 
 async def test_winner_follows_a_front_matter_edit_made_during_the_run(client: LanguageClient) -> None:
+    """Only the front matter changed during the run: the edit is made against the new version. The range's end
+    counts UTF-16 units (an emoji is two), so nothing of the last line is left behind."""
     prompt = fresh_workspace("front")
-    uri = open_doc(client, prompt, lang="markdown")
+    uri = open_doc(client, prompt, text="---\nsuite: nums.suite.yaml\n---\nt0 😀", lang="markdown")
     result = await client.workspace_execute_command_async(types.ExecuteCommandParams("lse.evolve", [{"uri": uri}]))
-    edited = "---\nsuite: nums.suite.yaml\nname: numbers\n---\nt0\n"
+    edited = "---\nsuite: nums.suite.yaml\nname: numbers\n---\nt0 😀"
     change_doc(client, uri, edited, 5)
     await wait_for(lambda: done_of(client, result["runId"]), timeout=90, what="evolve to finish")
     edits = await wait_for(lambda: client.apply_edits, what="workspace/applyEdit")
     change = edits[0].edit.document_changes[0]
     assert change.text_document.version == 5
-    assert apply_edits(edited, change.edits) == "---\nsuite: nums.suite.yaml\nname: numbers\n---\nt0 t1 t2\n"
+    assert change.edits[0].range.start == types.Position(4, 0) and change.edits[0].range.end == types.Position(4, 5)
+    assert apply_edits(edited, change.edits) == "---\nsuite: nums.suite.yaml\nname: numbers\n---\nt0 😀 t1 t2\n"
 
 
 async def test_without_annotations_the_server_asks_apply_discard_show_diff(plain: LanguageClient) -> None:
@@ -620,7 +623,7 @@ async def test_hostile_store_never_freezes_the_server(client: LanguageClient) ->
     assert "view" in logged.message and logged.type == types.MessageType.Warning
 
 
-UNTRUSTED_VALUES = [False, "false", 0, None, "true", 1, {}, []]
+UNTRUSTED_VALUES = [False, "false", 0, None, "true"]
 
 
 @pytest_lsp.fixture(config=ClientServerConfig(server_command=SERVER), params=UNTRUSTED_VALUES)
