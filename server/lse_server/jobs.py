@@ -26,6 +26,7 @@ from lse_server.protocol import RunKind, WorkerInput
 
 log = logging.getLogger("lse_server.jobs")
 _EVENT_FIELDS = {f.name for f in dataclasses.fields(ProgressEvent)}
+KEEP_FINISHED = 50  # finished jobs remembered (lse/tree of a recent run, cancel answers)
 
 
 @dataclass
@@ -95,6 +96,9 @@ class JobManager:
         )
         self.jobs[job.run_id] = job
         job.pump = asyncio.get_running_loop().create_task(self._pump(job, json.dumps(work).encode()))
+        finished = [run_id for run_id, j in self.jobs.items() if j.done.is_set()]
+        for run_id in finished[: max(0, len(finished) - KEEP_FINISHED)]:  # each holds a buffer's text
+            del self.jobs[run_id]
         return job
 
     async def _pump(self, job: Job, work: bytes) -> None:
