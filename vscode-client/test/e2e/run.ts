@@ -27,7 +27,6 @@ const CHROMIUM = process.env.CHROMIUM ?? '/usr/bin/chromium';
 const VSIX = path.join(ROOT, 'lse-vscode.vsix');
 const RESULTS = path.join(ROOT, 'test-results');
 const WAIT = Number(process.env.LSE_E2E_WAIT_MS ?? 180_000);
-const ANSWER_FORMAT = '<answer></answer>'; // examples/shop/shop.prompt.md asks for the query inside these tags
 
 const t0 = Date.now();
 function say(msg: string): void {
@@ -169,8 +168,10 @@ async function main(): Promise<void> {
   writeSettings({ 'lse.model.backend': 'transformers', 'lse.model.name': 'tiny', 'lse.model.sampling.maxTokens': 16 });
   const ws: DemoWorkspace = demoWorkspace('lse-e2e-ws-');
   const rootInstructions = fs.readFileSync(ws.prompt, 'utf-8').split('---\n')[2].trim();
-  if (!rootInstructions.includes(ANSWER_FORMAT)) {
-    throw new Error(`the demo prompt no longer has the line "${ANSWER_FORMAT}"`);
+  // the demo prompt's line that asks for the query inside <answer> tags: the winner must keep it
+  const answerFormat = rootInstructions.split('\n').find((line) => line.includes('<answer>'));
+  if (!answerFormat) {
+    throw new Error('the demo prompt (examples/shop/shop.prompt.md) has no line asking for <answer> tags');
   }
   let codeServer: ChildProcess | undefined;
   let context: BrowserContext | undefined;
@@ -291,7 +292,7 @@ async function main(): Promise<void> {
     if (saved !== expected) {
       throw new Error(`the applied prompt is not exactly the winner's instructions:\n${JSON.stringify(saved)}\n!=\n${JSON.stringify(expected)}`);
     }
-    if (!saved.includes(ANSWER_FORMAT)) {
+    if (!saved.split('\n').includes(answerFormat)) {
       throw new Error('the applied prompt lost the answer format line');
     }
     if (/<\/?(prompt|current)>/.test(saved)) {
