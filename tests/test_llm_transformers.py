@@ -157,6 +157,15 @@ def test_shared_prefix_decoding_matches_generate_token_for_token(name: str, requ
     assert [c.prompt_tokens for c in expected] == [len(llm.render(c)) for c in SHARED_CHATS]
 
 
+def test_prefill_in_row_chunks_gives_the_same_tokens(qwen2: TransformersLLM, monkeypatch: pytest.MonkeyPatch) -> None:
+    from lse_engine.llm import shared_attention
+
+    greedy = Sampling(max_tokens=12)
+    whole = qwen2.generate(SHARED_CHATS, greedy)
+    monkeypatch.setattr(shared_attention, "CHUNK_SCORES", 1)  # one row at a time
+    assert qwen2.generate(SHARED_CHATS, greedy) == whole
+
+
 def test_prefix_cache_serves_later_batches_and_partial_matches(llm: TransformersLLM) -> None:
     greedy = Sampling(max_tokens=16)
     llm.prefix_cache.clear()
@@ -222,9 +231,50 @@ def test_int8_weights_generate(tiny_model_dir: str) -> None:
 
 def test_thread_count_setting(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("LSE_THREADS", "1")
-    assert cpu_threads.choose(0) == 1 and cpu_threads.choose(3) == 3  # the setting wins over the environment
+    assert cpu_threads.fixed(0) == 1 and cpu_threads.fixed(3) == 3  # the setting wins over the environment
     monkeypatch.setenv("LSE_THREADS", "many")
-    assert cpu_threads.choose(0) == cpu_threads.auto()
+    assert cpu_threads.fixed(0) is None  # not a count: tuned
+
+
+def run_tuner(tuner: cpu_threads.ThreadTuner, seconds: dict[int, float], steps: int) -> list[int]:
+    """Decode steps that take `seconds[threads]` each on a fake clock; the thread count each step ran with."""
+    now = [0.0]
+    tuner.clock = lambda: now[0]
+    used = []
+    for _ in range(steps):
+        n = tuner.start(rows=4)
+        now[0] += seconds[n]
+        tuner.done()
+        used.append(n)
+    return used
+
+
+@pytest.mark.parametrize("start,best", [(2, 1), (1, 2)])
+def test_thread_tuner_moves_to_the_faster_count(start: int, best: int) -> None:
+    import torch
+
+    before = torch.get_num_threads()
+    try:
+        tuner = cpu_threads.ThreadTuner([1, 2], start)
+        used = run_tuner(tuner, {start: 1.0, best: 0.6}, 30)
+        assert tuner.current == best and used[-20:] == [best] * 20 and torch.get_num_threads() == best
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_thread_tuner_tries_a_much_slower_count_one_step_at_a_time_and_ever_less_often() -> None:
+    import torch
+
+    before = torch.get_num_threads()
+    try:
+        tuner = cpu_threads.ThreadTuner([1, 2], 1)
+        used = run_tuner(tuner, {1: 1.0, 2: 5.0}, 400)  # 2 threads on busy cores: far slower
+        tries = [i for i, n in enumerate(used) if n == 2]
+        assert tuner.current == 1 and 3 <= len(tries) <= 5  # each try lasted one step
+        gaps = [b - a for a, b in zip(tries, tries[1:])]
+        assert gaps == sorted(gaps) and gaps[-1] >= 4 * gaps[0]  # backing off: twice as long each time
+    finally:
+        torch.set_num_threads(before)
 
 
 def test_prefix_cache_keeps_within_its_budget() -> None:

@@ -1,9 +1,10 @@
 """Batched greedy or sampled decoding of a causal LM on CPU or GPU, built for batches of prompts that share a long
 prefix (a system prompt with a database schema, then a short question).
 
-1. The prompts' common prefix is computed once (or found in the `PrefixCache`) and its keys/values copied into
-   every row: `[prefix][padding][row's own suffix]`, the padding masked out and positions counted without it.
-2. The suffixes are prefilled together in one forward pass (logits of the last position only).
+1. The prompts' common prefix is computed once (or found in the `PrefixCache`); its keys/values are held once for
+   the whole batch and read by `shared_attention` (never copied into each row).
+2. The rows' own suffixes (the question) are prefilled together in one forward pass, left-padded, the padding
+   masked out and positions counted from the prefix's end (logits of the last position only).
 3. Tokens are decoded one step at a time into a growing KV cache (no per-step concatenation); a row leaves the
    batch as soon as it ends (an end token, a stop string, its token budget), so the batch never computes for
    rows that are done.
@@ -18,9 +19,16 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from lse_engine.errors import Cancelled
-from lse_engine.llm import kv_cache
+from lse_engine.llm import kv_cache, shared_attention
 from lse_engine.llm.base import CancelToken
+from lse_engine.llm.cpu_threads import ThreadTuner
 from lse_engine.llm.prefix_cache import KV, PrefixCache, common_prefix_len
+from lse_engine.llm.shared_attention import SharedKV
+
+
+class Unsupported(RuntimeError):
+    """The model's attention does not go through transformers' attention interface (use `generate()`)."""
+
 
 MIN_SHARED = 16  # a shorter common prefix is not worth a separate forward pass
 
@@ -32,7 +40,7 @@ Finished = Callable[[int, list[int]], bool]
 
 def supports(model: Any) -> bool:
     """Whether `model` can take this path: layered caches, `logits_to_keep`, attention with no sliding window."""
-    if not kv_cache.supported() or _forward_params(model) is None:
+    if not kv_cache.supported() or _forward_params(model) is None or not shared_attention.register():
         return False
     config = _text_config(model)
     layer_types = getattr(config, "layer_types", None) or []
@@ -58,7 +66,7 @@ def _forward_params(model: Any) -> tuple[str, str] | None:
 class Decoder:
     """Runs batches through one model; `prefix_cache` keeps shared prefixes between calls."""
 
-    def __init__(self, model: Any, prefix_cache: PrefixCache | None = None) -> None:
+    def __init__(self, model: Any, prefix_cache: PrefixCache | None = None, tuner: ThreadTuner | None = None) -> None:
         params = _forward_params(model)
         if params is None:
             raise ValueError("this model does not support prefix-shared decoding")
@@ -66,13 +74,27 @@ class Decoder:
         self.cache_kwarg, self.keep_kwarg = params
         self.layers = _text_config(model).num_hidden_layers
         self.prefix_cache = prefix_cache
+        self.tuner = tuner  # times decode steps to pick the CPU thread count (None: leave it as it is)
         self.device = next(model.parameters()).device
         self.prefilled = 0  # tokens run through the model before decoding (shared prefix misses and suffixes)
 
     # -- one forward pass --------------------------------------------------------------------------------------
-    def _forward(self, ids: Any, cache: Any, mask: Any = None, positions: Any = None) -> Any:
+    def _forward(self, ids: Any, cache: Any, positions: Any, state: SharedKV | None = None, mask: Any = None) -> Any:
+        """Last-position logits. With `state`, attention is `shared_attention` (the model is switched to it for
+        this pass only): the rows' own slots in `cache`, the shared prefix in `state`."""
         kwargs = {self.cache_kwarg: cache, self.keep_kwarg: 1, "use_cache": True}
-        out = self.model(input_ids=ids, attention_mask=mask, position_ids=positions, **kwargs)
+        if state is None:
+            return self.model(input_ids=ids, attention_mask=mask, position_ids=positions, **kwargs).logits[:, -1, :]
+        config = self.model.config
+        before = config._attn_implementation
+        config._attn_implementation = shared_attention.NAME
+        try:
+            out = self.model(input_ids=ids, position_ids=positions, lse_shared=state, **kwargs)
+        finally:
+            config._attn_implementation = before
+        if state.calls != self.layers:
+            raise Unsupported(f"{state.calls} of {self.layers} attention layers took the shared prefix")
+        state.calls = 0
         return out.logits[:, -1, :]
 
     # -- the shared prefix ---------------------------------------------------------------------------------------
@@ -90,7 +112,7 @@ class Decoder:
             rest = torch.tensor([list(ids[have:])], device=self.device)
             positions = torch.arange(have, len(ids), device=self.device)[None]
             mask = torch.ones((1, len(ids)), dtype=torch.long, device=self.device)
-            self._forward(rest, cache, mask, positions)
+            self._forward(rest, cache, positions, mask=mask)
         self.prefilled += len(ids) - have
         kv = [(layer.keys.clone(), layer.values.clone()) for layer in cache.layers]
         if self.prefix_cache is not None:
@@ -114,26 +136,24 @@ class Decoder:
         shared = min(shared, min(len(p) for p in prompts) - 1)  # every row keeps one token to prefill
         if shared < MIN_SHARED:
             shared = 0
+        prefix = self.prefix_kv(prompts[0][:shared]) if shared else None
         suffixes = [list(p[shared:]) for p in prompts]
         width = max(len(s) for s in suffixes)
-        total = shared + width + max_new
-        cache = kv_cache.growing_cache(self.layers, min(total, shared + width + 512))
-        if shared:
-            for layer, (k, v) in zip(cache.layers, self.prefix_kv(prompts[0][:shared])):
-                layer.load(k, v, rows)
+        total = width + max_new  # slots in the rows' own cache: [padding][suffix][reply]
         dev = self.device
-        mask = torch.zeros((rows, total), dtype=torch.long, device=dev)
-        mask[:, :shared] = 1
+        valid = torch.zeros((rows, total), dtype=torch.bool, device=dev)
         ids = torch.full((rows, width), pad_id, dtype=torch.long, device=dev)
         positions = torch.zeros((rows, width), dtype=torch.long, device=dev)
         for i, s in enumerate(suffixes):
             gap = width - len(s)
             ids[i, gap:] = torch.tensor(s, dtype=torch.long)
-            mask[i, shared + gap: shared + width] = 1
+            valid[i, gap:width] = True
             positions[i, gap:] = torch.arange(shared, shared + len(s))
+        state = SharedKV(prefix, valid)
+        cache = kv_cache.growing_cache(self.layers, min(total, width + 512))
         next_pos = torch.tensor([shared + len(s) for s in suffixes], device=dev)
-        length = shared + width
-        logits = self._forward(ids, cache, mask[:, :length], positions)
+        length = width
+        logits = self._forward(ids, cache, positions, state)
         self.prefilled += sum(len(s) for s in suffixes)
         active = list(range(rows))
         for step in range(max_new):
@@ -150,10 +170,15 @@ class Decoder:
             if len(keep) < len(active):
                 index = torch.tensor(keep, device=dev)
                 cache.batch_select_indices(index)
-                mask, next_pos, tokens = mask[index], next_pos[index], tokens[index]
+                state.select(index)
+                next_pos, tokens = next_pos[index], tokens[index]
                 active = [active[j] for j in keep]
-            mask[:, length] = 1
+            state.valid[:, length] = True
             length += 1
-            logits = self._forward(tokens[:, None], cache, mask[:, :length], next_pos[:, None])
+            if self.tuner is not None:
+                self.tuner.start(len(active))
+            logits = self._forward(tokens[:, None], cache, next_pos[:, None], state)
+            if self.tuner is not None:
+                self.tuner.done()
             next_pos = next_pos + 1
         return out

@@ -210,8 +210,7 @@ class TransformersLLM:
         self.batch_size = max(1, int(batch_size))
         self.cancel = cancel
         self.device = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
-        if self.device == "cpu":
-            self.threads = cpu_threads.apply(threads)
+        self.threads = cpu_threads.apply(threads) if self.device == "cpu" else None  # None: tuned as it decodes
         self.int8 = dtype == "int8"
         self.dtype = _torch_dtype("float32" if self.int8 else dtype, self.device)
         self._lock = threading.Lock()
@@ -351,10 +350,15 @@ class TransformersLLM:
             return gen[-1] in eos or (stops is not None and stops.seen(gen))
 
         self.prefix_cache.check_state(model_state(self.model))
-        decoder = decode.Decoder(self.model, self.prefix_cache)
+        tuner = cpu_threads.tuner() if self.device == "cpu" and self.threads is None else None
+        decoder = decode.Decoder(self.model, self.prefix_cache, tuner)
         pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
-        with torch.inference_mode():
-            gens_ids = decoder.generate(prompts, sampling.max_tokens, choose, finished, pad, self.cancel)
+        try:
+            with torch.inference_mode():
+                gens_ids = decoder.generate(prompts, sampling.max_tokens, choose, finished, pad, self.cancel)
+        except decode.Unsupported:
+            self.fast = False  # this model's attention bypasses transformers' interface: generate() from now on
+            return self._generate_batch(prompts, sampling, seeds)
         self.stats["batches"] += 1
         self.stats["prompt_tokens"] += sum(len(p) for p in prompts)
         self.stats["prefilled_tokens"] += decoder.prefilled

@@ -1,0 +1,121 @@
+"""Attention for a batch whose rows share a prompt prefix, with the prefix's keys and values held once.
+
+Each layer's keys/values are in two parts: the shared prefix `[1, kv_heads, P, dim]`, and every row's own tokens
+(its question, then its reply) in the model's cache `[rows, kv_heads, L, dim]`. The prefix part is one matrix
+product for all rows and query heads of a key/value group, so the prefix is read once per step instead of once
+per row (on a 1,500-token schema and 16 rows, that is most of what a decode step reads besides the weights),
+and it is never copied into the rows. The two parts' scores share one softmax.
+
+Registered with transformers' `AttentionInterface` under `NAME`; the decoder switches a model to it only for its
+own forward passes, which carry a `SharedKV` as the `lse_shared` keyword. A call without it (any other use of the
+model) is plain SDPA.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+NAME = "lse_shared_prefix"
+CHUNK_SCORES = 1 << 24  # scores (floats) computed at once while prefilling: rows are taken a few at a time
+
+_registered = False
+
+
+def register() -> bool:
+    """Make `NAME` a valid attention implementation (once); False where transformers has no AttentionInterface."""
+    global _registered
+    if _registered:
+        return True
+    try:
+        from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, sdpa_mask
+        from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+    except ImportError:  # pragma: no cover - transformers < 4.48
+        return False
+    ALL_ATTENTION_FUNCTIONS.register(NAME, attention)
+    ALL_MASK_ATTENTION_FUNCTIONS.register(NAME, sdpa_mask)  # calls without `lse_shared` get SDPA's masks
+    _registered = True
+    return True
+
+
+class SharedKV:
+    """What every layer's attention needs besides the model's cache: the shared prefix and which cache slots
+    hold real tokens (`valid[row, slot]`; padding between a row's prefix and its question is not)."""
+
+    def __init__(self, prefix: list[tuple[Any, Any]] | None, valid: Any) -> None:
+        self.prefix = prefix
+        self.valid = valid
+        self.calls = 0  # attention calls served (the decoder checks every layer came through here)
+        self._mask_key: tuple[int, int] | None = None
+        self._mask: Any = None
+
+    def select(self, index: Any) -> None:
+        """Keep only these rows."""
+        self.valid = self.valid[index]
+        self._mask_key = None
+
+    def mask(self, q_len: int, length: int) -> Any:
+        """[rows, 1, 1, q_len, length] bool: which of a row's own slots each new query may attend (causal, real
+        tokens, and always itself, so that a padding query attends something)."""
+        import torch
+
+        if self._mask_key != (q_len, length):
+            device = self.valid.device
+            slots = torch.arange(length, device=device)
+            queries = torch.arange(length - q_len, length, device=device)[:, None]
+            allowed = (self.valid[:, None, :length] & (slots <= queries)) | (slots == queries)
+            self._mask = allowed[:, None, None]
+            self._mask_key = (q_len, length)
+        return self._mask
+
+
+def attention(module: Any, query: Any, key: Any, value: Any, attention_mask: Any, scaling: float | None = None,
+              dropout: float = 0.0, lse_shared: SharedKV | None = None, **kwargs: Any) -> tuple[Any, None]:
+    """transformers' attention signature: query [rows, heads, q, dim], key/value [rows, kv_heads, L, dim] (the
+    rows' own part); returns [rows, q, heads, dim]."""
+    if lse_shared is None:
+        from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+        return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling,
+                                      **kwargs)
+    import torch
+
+    lse_shared.calls += 1
+    rows, heads, q_len, dim = query.shape
+    groups = key.shape[1]
+    scale = scaling if scaling is not None else dim ** -0.5
+    prefix = lse_shared.prefix[module.layer_idx] if lse_shared.prefix else None
+    allowed = lse_shared.mask(q_len, key.shape[2])
+    # rows per chunk, so that a long prefill does not hold all its scores at once
+    per_row = heads * q_len * (key.shape[2] + (prefix[0].shape[2] if prefix is not None else 0))
+    step = max(1, CHUNK_SCORES // max(1, per_row))
+    out = torch.empty((rows, q_len, heads, dim), dtype=query.dtype, device=query.device)
+    for i in range(0, rows, step):
+        part = slice(i, min(rows, i + step))
+        out[part] = _attend(query[part] * scale, key[part], value[part], allowed[part], prefix, groups)
+    return out, None
+
+
+def _attend(query: Any, key: Any, value: Any, allowed: Any, prefix: tuple[Any, Any] | None, groups: int) -> Any:
+    import torch
+
+    rows, heads, q_len, dim = query.shape
+    rep = heads // groups
+    q = query.reshape(rows, groups, rep * q_len, dim)  # query head g*rep + r attends key/value head g
+    own = torch.matmul(q, key.transpose(-1, -2)).float()  # [rows, groups, rep*q, L]
+    own = own.view(rows, groups, rep, q_len, -1).masked_fill_(~allowed, float("-inf")).view(rows, groups, rep * q_len, -1)
+    top = own.amax(dim=-1, keepdim=True)
+    if prefix is not None:
+        pk, pv = prefix  # [1, groups, P, dim]
+        flat = q.transpose(0, 1).reshape(groups, rows * rep * q_len, dim)
+        shared = torch.bmm(flat, pk[0].transpose(1, 2)).float().view(groups, rows, rep * q_len, -1).transpose(0, 1)
+        top = torch.maximum(top, shared.amax(dim=-1, keepdim=True))
+    own = torch.exp_(own - top)
+    total = own.sum(dim=-1, keepdim=True)
+    result = torch.matmul(own.to(value.dtype), value).float()  # [rows, groups, rep*q, dim]
+    if prefix is not None:
+        shared = torch.exp_(shared - top)
+        total = total + shared.sum(dim=-1, keepdim=True)
+        weights = shared.transpose(0, 1).reshape(groups, rows * rep * q_len, -1).to(pv.dtype)
+        result += torch.bmm(weights, pv[0]).float().view(groups, rows, rep * q_len, dim).transpose(0, 1)
+    result = (result / total).view(rows, heads, q_len, dim)
+    return result.transpose(1, 2).to(query.dtype)
