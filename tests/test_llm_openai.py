@@ -45,8 +45,16 @@ def test_order_is_preserved_and_concurrency_is_bounded(srv: ScriptedOpenAIServer
     assert srv.max_in_flight == 3 and srv.completed == 12
     body = srv.requests[0]
     assert body["model"] == "scripted" and body["messages"][0] == {"role": "system", "content": "be brief"}
-    assert (body["temperature"], body["top_p"], body["max_tokens"], body["seed"], body["stop"]) == (
-        0.5, 0.9, 7, 11, ["</x>"])
+    assert (body["temperature"], body["top_p"], body["max_tokens"], body["stop"]) == (0.5, 0.9, 7, ["</x>"])
+    assert {b["messages"][1]["content"]: b["seed"] for b in srv.requests} == {f"q{i}": 11 + i for i in range(12)}
+
+
+def test_samples_of_one_chat_in_one_call_get_different_seeds(srv: ScriptedOpenAIServer) -> None:
+    """The scorer sends a problem's k samples as k copies of its chat in one call: k draws, not one drawn k times."""
+    llm = client(srv)
+    llm.generate(chats(1) * 4, Sampling(temperature=0.7, seed=5))
+    llm.close()
+    assert sorted(b["seed"] for b in srv.requests) == [5, 6, 7, 8]
 
 
 def test_a_prefilled_reply_asks_the_server_to_continue_it(srv: ScriptedOpenAIServer) -> None:

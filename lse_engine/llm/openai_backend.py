@@ -80,15 +80,16 @@ class OpenAICompatLLM:
     def model_id(self) -> str:
         return f"openai:{self.base_url}:{self.name}"
 
-    def body(self, chat: Chat, sampling: Sampling) -> dict[str, Any]:
-        """The request JSON for one chat."""
+    def body(self, chat: Chat, sampling: Sampling, index: int = 0) -> dict[str, Any]:
+        """The request JSON for the `index`-th chat of a call. Its seed is the call's seed + index (as the
+        transformers backend draws), so that k samples of one problem in one call are k different draws."""
         body: dict[str, Any] = {"model": self.name, "messages": [dict(m) for m in chat],
                                 "temperature": sampling.temperature, "top_p": sampling.top_p,
                                 "max_tokens": sampling.max_tokens}
         if continues_reply(chat):  # a prefill, as vLLM serve spells it (llama.cpp continues one by itself)
             body.update(continue_final_message=True, add_generation_prompt=False)
         if sampling.seed is not None:
-            body["seed"] = sampling.seed
+            body["seed"] = sampling.seed + index
         if sampling.stop:
             body["stop"] = list(sampling.stop)
         return body
@@ -99,7 +100,7 @@ class OpenAICompatLLM:
         token = cancel or self.cancel
         abort = CancelToken()  # set when this call ends early, so its queued and retrying requests stop
         tokens = (token, abort)
-        futures = [self._pool.submit(self._complete, self.body(c, sampling), tokens) for c in chats]
+        futures = [self._pool.submit(self._complete, self.body(c, sampling, i), tokens) for i, c in enumerate(chats)]
         try:
             pending: set[Future[Completion]] = set(futures)
             while pending:

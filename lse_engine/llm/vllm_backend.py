@@ -75,9 +75,12 @@ class VLLMLLM:
         """One completion per chat, in order (vLLM returns outputs in request order)."""
         if not chats:
             return []
-        params = self._sampling_params(temperature=sampling.temperature, top_p=sampling.top_p,
-                                       max_tokens=sampling.max_tokens, seed=sampling.seed,
-                                       stop=list(sampling.stop) or None)
+        # one seed per chat (the call's seed + index, as the transformers backend draws): k samples of one problem
+        # in one call are k different draws
+        params = [self._sampling_params(temperature=sampling.temperature, top_p=sampling.top_p,
+                                        max_tokens=sampling.max_tokens,
+                                        seed=None if sampling.seed is None else sampling.seed + i,
+                                        stop=list(sampling.stop) or None) for i in range(len(chats))]
         prefill = [continues_reply(c) for c in chats]
         if any(prefill) and not all(prefill):
             raise ValueError("a vLLM batch must be all prefills or none (continue_final_message is per call)")
