@@ -135,9 +135,9 @@ class LseServer(LanguageServer):
             return hit[1]
         if too_large(text):
             return None
-        suite, _ = await self.analyzer.run(parse_suite, text, str(self.path_of(uri)))
-        self.remember_suite(uri, text, version, suite)
-        return suite
+        parsed: tuple[Suite | None, Any] = await self.analyzer.run(parse_suite, text, str(self.path_of(uri)))
+        self.remember_suite(uri, text, version, parsed[0])
+        return parsed[0]
 
     # -- settings, stores ----------------------------------------------------------------------------------
     def overrides(self) -> dict[str, Any]:

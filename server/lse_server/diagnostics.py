@@ -115,12 +115,12 @@ class Analyzer:
         diags = [to_diagnostic(i) for i in issues]
         suite_path = prompt.suite_path
         if suite_path is not None and suite_path.is_file():
+            suite_text: str | None = None
+            err: str | None = None
             try:
                 suite_text = suite_path.read_text(encoding="utf-8")
             except (OSError, UnicodeDecodeError) as exc:
-                suite_text, err = None, str(exc)
-            else:
-                err = None
+                err = str(exc)
             errors: list[Issue] = []
             if suite_text is not None and not too_large(suite_text):
                 _, suite_issues = parse_suite(suite_text, suite_path)

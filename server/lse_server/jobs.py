@@ -104,15 +104,16 @@ class JobManager:
     async def _pump(self, job: Job, work: bytes) -> None:
         proc = job.proc
         assert proc and proc.stdin and proc.stdout and proc.stderr
+        stdin, err_stream = proc.stdin, proc.stderr
 
         async def feed() -> None:
             with contextlib.suppress(BrokenPipeError, ConnectionResetError):
-                proc.stdin.write(work)
-                await proc.stdin.drain()
-            proc.stdin.close()
+                stdin.write(work)
+                await stdin.drain()
+            stdin.close()
 
         async def stderr() -> None:
-            async for raw in proc.stderr:  # type: ignore[union-attr]
+            async for raw in err_stream:
                 log.info("[worker %s] %s", job.run_id, raw.decode(errors="replace").rstrip())
 
         loop = asyncio.get_running_loop()

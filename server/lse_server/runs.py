@@ -183,10 +183,9 @@ async def on_exit(ls: LseServer, job: Job) -> None:
                      "roundsDone": res.get("roundsDone"), "edits": res.get("edits"),
                      "noopEdits": res.get("noopEdits")}
     if job.kind == "evolve" and not error:
-        done.update(rootDev=res.get("rootDev"), winnerDev=res.get("winnerDev"))
+        done["rootDev"], done["winnerDev"] = res.get("rootDev"), res.get("winnerDev")
     elif job.kind == "evaluate" and not error:
-        dev = (res.get("accuracy") or {}).get("dev")
-        done.update(rootDev=dev, winnerDev=dev)
+        done["rootDev"] = done["winnerDev"] = (res.get("accuracy") or {}).get("dev")
     kind = types.MessageType.Error if error and error != "cancelled" else types.MessageType.Info
     ls.show(message, kind)  # first: a client that waits for the end has the summary by then
     ls.protocol.notify(Method.RUN_PROGRESS, done)
@@ -236,8 +235,7 @@ def plan_edit(ls: LseServer, job: Job, instructions: str) -> EditPlan | str:
 def _workspace_edit(ls: LseServer, job: Job, plan: EditPlan, annotation: types.ChangeAnnotation | None
                     ) -> types.WorkspaceEdit:
     if annotation is not None:
-        edit: types.TextEdit = types.AnnotatedTextEdit(range=plan.range, new_text=plan.new_text,
-                                                       annotation_id=job.run_id)
+        edit = types.AnnotatedTextEdit(range=plan.range, new_text=plan.new_text, annotation_id=job.run_id)
         return types.WorkspaceEdit(
             document_changes=[types.TextDocumentEdit(
                 text_document=types.OptionalVersionedTextDocumentIdentifier(uri=job.uri, version=plan.version),

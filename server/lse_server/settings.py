@@ -34,10 +34,12 @@ def _convert(value: Any, profile: bool = False) -> Any:
 def _unwrap(settings: Any) -> dict[str, Any]:
     if not isinstance(settings, dict):
         return {}
+    found: dict[str, Any] = settings
     for wrapper in ("settings", "lse"):
-        if isinstance(settings.get(wrapper), dict):
-            settings = settings[wrapper]
-    return settings
+        inner = found.get(wrapper)
+        if isinstance(inner, dict):
+            found = inner
+    return found
 
 
 def to_overrides(settings: Any) -> dict[str, Any]:

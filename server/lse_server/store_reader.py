@@ -29,6 +29,11 @@ MAX_VALUE_BYTES = 32 * 1024 * 1024  # no stored value is this big; a hostile one
 _INTERNAL = ("sqlite_",)
 
 
+def connection(store: Store) -> sqlite3.Connection:
+    """The store's SQLite connection (set up by the engine when the store opens)."""
+    return store.db.conn  # type: ignore[attr-defined,no-any-return]
+
+
 def _ro_uri(path: Path) -> str:
     return f"file:{quote(str(path))}?mode=ro"
 
@@ -69,7 +74,8 @@ def reference_tables() -> set[str]:
         if _reference is None:
             with tempfile.TemporaryDirectory(prefix="lse-schema-") as tmp:
                 store = Store(Path(tmp) / "lse.db")
-                names = {r[0] for r in store.db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+                rows = connection(store).execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+                names = {r[0] for r in rows}
                 store.close()
             _reference = frozenset(names)
         return set(_reference)
@@ -132,12 +138,12 @@ class StoreReader:
             return None
         try:
             store = Store(path, readonly=True)
-            _harden(store.db.conn)
+            _harden(connection(store))
         except Exception as exc:  # noqa: BLE001 - any failure to open means: no store to show
             log.warning("cannot open the run store %s: %s", path, exc)
             self._open[path] = (key, None, None)
             return None
-        deadline = Deadline(store.db.conn)
+        deadline = Deadline(connection(store))
         self._open[path] = (key, store, deadline)
         return store, deadline
 

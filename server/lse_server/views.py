@@ -173,9 +173,9 @@ def tree_as_text(tree: Tree, title: str) -> str:
     from lse_engine.report import tree_text
 
     try:
-        console = Console(file=io.StringIO(), width=120, color_system=None, force_terminal=False)
-        console.print(tree_text(tree, title))
-        return console.file.getvalue()  # type: ignore[attr-defined]
+        buffer = io.StringIO()
+        Console(file=buffer, width=120, color_system=None, force_terminal=False).print(tree_text(tree, title))
+        return buffer.getvalue()
     except Exception:  # noqa: BLE001 - markup in instructions: list the nodes plainly
         winner = tree.winner().id if tree.nodes else None
         lines = [title] + [f"{'  ' * _depth(tree, n)}#{n.id} dev {pct(n.dev_score)} · train {pct(n.train_score)}"

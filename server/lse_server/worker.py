@@ -59,7 +59,9 @@ def run_job(work: WorkerInput, cancel: CancelToken) -> dict[str, Any]:
     if work["job"] == "train":
         from lse_engine.train import run_from_worker
 
-        return run_from_worker(work["prompt"], overrides, run_id=work["runId"], cancel=cancel, progress=_on_event)
+        trained: dict[str, Any] = run_from_worker(work["prompt"], overrides, run_id=work["runId"], cancel=cancel,
+                                                  progress=_on_event)
+        return trained
     ws = Workspace(work["prompt"], overrides, text=work.get("text"))
     try:
         if work["job"] == "evaluate":
@@ -86,6 +88,11 @@ def run_job(work: WorkerInput, cancel: CancelToken) -> dict[str, Any]:
         ws.close()
 
 
+def _exit_later(seconds: float) -> None:
+    time.sleep(seconds)
+    os._exit(143)
+
+
 def die_with_parent(parent: int) -> None:
     """Exit soon after the server does, however it ends (even kill -9)."""
     if sys.platform.startswith("linux"):
@@ -95,8 +102,7 @@ def die_with_parent(parent: int) -> None:
 
     def orphaned() -> None:
         _cancel.cancel()
-        time.sleep(ORPHAN_GRACE_S)
-        os._exit(143)
+        _exit_later(ORPHAN_GRACE_S)
 
     def watch() -> None:
         while os.getppid() == parent:
@@ -120,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
             os._exit(143)
         _cancel.cancel()
         # a job stuck in one long call (a model load, a generate) still ends: exit after a grace period
-        threading.Thread(target=lambda: (time.sleep(ORPHAN_GRACE_S * 2), os._exit(143)), daemon=True).start()
+        threading.Thread(target=_exit_later, args=(ORPHAN_GRACE_S * 2,), daemon=True).start()
 
     signal.signal(signal.SIGTERM, on_term)
     signal.signal(signal.SIGINT, on_term)
