@@ -1,10 +1,13 @@
 """Evolver training throughput and memory on CPU (and one GRPO step of a 0.5B model when CUDA is there).
 
-1. update: one PPO-clip update (4 states × 4 edits, 2 passes) of a small random Qwen2-style model, with a
-   LoRA adapter vs full fine-tuning of the same model: updates per minute and peak RSS, each measured in
-   its own process (so peak memory is its own); reported as LoRA / full ratios.
-2. end to end: `train()` steps (sample edits, score them through the scorer, update) of the tiny model on a
-   scripted skill workspace: steps per minute, peak RSS, peak Python heap (tracemalloc).
+1. update: one on-policy PPO-clip update (4 states × 4 edits, 1 pass, token-mean loss) of a small random
+   Qwen2-style model, with a LoRA adapter vs full fine-tuning of the same model: updates per minute and
+   peak RSS, each measured in its own process (so peak memory is its own); reported as LoRA / full ratios.
+2. end to end: `train()` steps (sample edits with the chats the search sent, score them through the
+   scorer, update) of the tiny model on a scripted skill workspace, each configuration in its own process:
+   LoRA with the batch reward, LoRA with the holdout reward (the paper's: every edit scored on the run's
+   dev holdout), and full fine-tuning with the batch reward: steps per minute, task-model calls per step,
+   peak RSS, peak Python heap (tracemalloc); the dev evaluations that choose the checkpoint are timed apart.
 3. GPU (only with CUDA): one GRPO step of a Qwen2-0.5B-sized model built from its config (random weights):
    time per step and generated tokens per second. Otherwise prints "skipped: no CUDA".
 
@@ -83,7 +86,7 @@ def _update_worker(mode: str, updates: int, queue: Any) -> None:
     opt = torch.optim.AdamW(policy.trainable_parameters(), lr=1e-5)
     ppo_update(policy, opt, rollouts, 1, 0.2, 4, 1.0)  # warm-up (allocates optimizer state)
     t0 = time.perf_counter()
-    losses = [ppo_update(policy, opt, rollouts, 2, 0.2, 4, 1.0)["loss"] for _ in range(updates)]
+    losses = [ppo_update(policy, opt, rollouts, 1, 0.2, 4, 1.0)["loss"] for _ in range(updates)]
     secs = time.perf_counter() - t0
     queue.put({"mode": mode, "params": total, "trainable": sum(p.numel() for p in policy.trainable_parameters()),
                "updates_per_min": 60 * updates / secs, "seconds_per_update": secs / updates,
@@ -105,7 +108,7 @@ def bench_update(updates: int) -> dict[str, Any]:
     return out
 
 
-def _e2e_worker(steps: int, queue: Any) -> None:
+def _e2e_worker(steps: int, method: str, reward_on: str, queue: Any) -> None:
     """Child process: `train()` on a scripted skill workspace with the tiny model as the evolver."""
     from lse_engine.llm.tiny import build_tiny_model
     from lse_engine.runner import evolve
@@ -118,39 +121,63 @@ def _e2e_worker(steps: int, queue: Any) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         model_dir = build_tiny_model(Path(tmp) / "tiny")
         prompt = build_skill_workspace(Path(tmp) / "ws")
+        # evolver chats the tiny model reads quickly; prefilled, so every rollout is instructions to score
+        short = {"feedback_chars": 300, "show_schema": False, "evolver_prefill": True}
         for seed in (0, 1):
-            ws = Workspace(prompt, {"evolve": {"seed": seed}}, llms={
+            ws = Workspace(prompt, {"evolve": {"seed": seed, **short}}, llms={
                 "model": ScriptedLLM(skill_task_reply, "task"), "evolver": ScriptedLLM(collapsing_evolver(), "evo")})
             evolve(ws)
             ws.close()
         overrides = {
             "evolver": {"backend": "transformers", "model": model_dir, "sampling": {"max_tokens": 32, "temperature": 1.0}},
-            "train": {"states": 4, "samples": 4, "epochs": 2, "steps": steps, "task_model": "model",
-                      "checkpoint_every": 1000},
+            "train": {"states": 4, "samples": 4, "steps": steps, "task_model": "model", "checkpoint_every": 1000,
+                      "rollout_max_tokens": 32, "method": method, "reward_on": reward_on, "eval_states": 2},
         }
-        ws = Workspace(prompt, overrides, llms={"model": ScriptedLLM(skill_task_reply, "task")})
+        task = ScriptedLLM(skill_task_reply, "task")
+        ws = Workspace(prompt, overrides, llms={"model": task})
         step_times: list[float] = []
+        step_calls: list[int] = []
+
+        def on_event(e: Any) -> None:
+            if e.extra.get("phase") == "rollout" and " state 1/" in e.message:
+                step_calls.append(len(task.calls))
+            if e.extra.get("phase") == "step":
+                step_times.append(e.extra["seconds"])
+                step_calls[-1] = len(task.calls) - step_calls[-1]
+
         tracemalloc.start()
         t0 = time.perf_counter()
-        result = train(ws, progress=lambda e: step_times.append(e.extra["seconds"]) if e.extra.get("phase") == "step" else None)
+        result = train(ws, progress=on_event)
         total = time.perf_counter() - t0
         heap_peak = tracemalloc.get_traced_memory()[1] / 2**20
         tracemalloc.stop()
         ws.close()
     hist = result.history
-    queue.put({"steps": len(hist), "steps_per_min": 60 * len(step_times) / sum(step_times),
-               "seconds_total_with_eval": total, "peak_rss_mb": peak_rss_mb(), "python_heap_peak_mb": heap_peak,
-               "mean_reward": sum(h["mean_reward"] for h in hist) / len(hist),
+    queue.put({"method": method, "reward_on": reward_on, "steps": len(hist),
+               "steps_per_min": 60 * len(step_times) / sum(step_times),
+               "task_calls_per_step": sum(step_calls) / max(1, len(step_calls)),
+               "seconds_steps": sum(step_times), "seconds_dev_evaluation": total - sum(step_times),
+               "peak_rss_mb": peak_rss_mb(), "python_heap_peak_mb": heap_peak,
+               "mean_reward": sum(h["mean_reward"] for h in hist) / len(hist), "chosen_step": result.chosen_step,
                "finite": all(math.isfinite(h[k]) for h in hist for k in ("loss", "mean_reward", "kl"))})
+
+
+E2E = (("lora", "batch"), ("lora", "holdout"), ("full", "batch"))
 
 
 def bench_e2e(steps: int) -> dict[str, Any]:
     ctx = mp.get_context("spawn")
-    q = ctx.Queue()
-    p = ctx.Process(target=_e2e_worker, args=(steps, q))
-    p.start()
-    out = q.get(timeout=600)
-    p.join()
+    out: dict[str, Any] = {}
+    for method, reward_on in E2E:
+        q = ctx.Queue()
+        p = ctx.Process(target=_e2e_worker, args=(steps, method, reward_on, q))
+        p.start()
+        out[f"{method}-{reward_on}"] = q.get(timeout=600)
+        p.join()
+    base = out["lora-batch"]
+    out["ratio_steps_per_min_holdout_vs_batch"] = out["lora-holdout"]["steps_per_min"] / base["steps_per_min"]
+    out["ratio_steps_per_min_full_vs_lora"] = out["full-batch"]["steps_per_min"] / base["steps_per_min"]
+    out["ratio_peak_rss_full_vs_lora"] = out["full-batch"]["peak_rss_mb"] / base["peak_rss_mb"]
     return out
 
 
@@ -188,7 +215,7 @@ def bench_gpu() -> dict[str, Any]:
     torch.cuda.synchronize()
     gen_s = time.perf_counter() - t0
     score_logps(policy, rollouts, micro_batch=8)
-    ppo_update(policy, opt, rollouts, 1, 0.2, 8, 1.0)
+    ppo_update(policy, opt, rollouts, 1, 0.2, 8, 1.0)  # on-policy: one pass, token-mean
     torch.cuda.synchronize()
     step_s = time.perf_counter() - t0
     gen_tokens = sum(r.tokens for r in rollouts)
@@ -205,14 +232,20 @@ def main() -> int:
     report: dict[str, Any] = {"quick": args.quick}
     t0 = time.perf_counter()
     report["update"] = u = bench_update(2 if args.quick else 5)
-    print(f"update (small model, 4x4 edits, 2 passes): LoRA {u['lora']['updates_per_min']:.1f}/min, "
+    print(f"update (small model, 4x4 edits, 1 pass): LoRA {u['lora']['updates_per_min']:.1f}/min, "
           f"full {u['full']['updates_per_min']:.1f}/min  → ratio LoRA/full {u['ratio_updates_per_min_lora_vs_full']:.2f}")
     print(f"  peak RSS: LoRA {u['lora']['peak_rss_mb']:.0f} MB, full {u['full']['peak_rss_mb']:.0f} MB  → ratio "
           f"{u['ratio_peak_rss_lora_vs_full']:.2f};  trainable params ratio {u['ratio_trainable_lora_vs_full']:.4f}")
     report["end_to_end"] = e = bench_e2e(2 if args.quick else 4)
-    print(f"end to end (tiny evolver, scripted task model, 4 states x 4 edits, 2 passes): "
-          f"{e['steps_per_min']:.1f} steps/min, peak RSS {e['peak_rss_mb']:.0f} MB, "
-          f"Python heap peak {e['python_heap_peak_mb']:.1f} MB")
+    for method, reward_on in E2E:
+        label = f"{method}-{reward_on}"
+        r = e[label]
+        print(f"end to end {label} (tiny evolver, scripted task model, 4 states x 4 edits): "
+              f"{r['steps_per_min']:.1f} steps/min, {r['task_calls_per_step']:.0f} task calls/step, "
+              f"dev evaluation {r['seconds_dev_evaluation']:.0f} s, peak RSS {r['peak_rss_mb']:.0f} MB, "
+              f"Python heap peak {r['python_heap_peak_mb']:.1f} MB")
+    print(f"  ratios: holdout/batch steps/min {e['ratio_steps_per_min_holdout_vs_batch']:.2f}, full/LoRA steps/min "
+          f"{e['ratio_steps_per_min_full_vs_lora']:.2f}, full/LoRA peak RSS {e['ratio_peak_rss_full_vs_lora']:.2f}")
     report["gpu"] = g = bench_gpu()
     if "skipped" in g:
         print(f"GPU GRPO step (0.5B): skipped: {g['skipped']}")
@@ -223,7 +256,7 @@ def main() -> int:
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "bench_train.json").write_text(json.dumps(report, indent=2))
     print(f"wrote {RESULTS / 'bench_train.json'} ({report['seconds']:.0f} s)")
-    ok = u["lora"]["finite"] and u["full"]["finite"] and e["finite"]
+    ok = u["lora"]["finite"] and u["full"]["finite"] and all(e[f"{m}-{r}"]["finite"] for m, r in E2E)
     return 0 if ok or not args.strict else 1
 
 

@@ -54,7 +54,7 @@ def tiny_overrides(model_dir: str, **train: object) -> dict:
         "evolver": {"backend": "transformers", "model": model_dir, "sampling": {"max_tokens": 16, "temperature": 1.0}},
         "model": {"sampling": {"max_tokens": 16}},
         "train": {"states": 2, "samples": 2, "data_epochs": 1, "task_model": "model", "lora_r": 4, "lora_alpha": 8,
-                  "learning_rate": 1e-3, "rollout_max_tokens": 16, "reward_on": "batch", "eval_states": 2, **train},
+                  "learning_rate": 1e-3, "rollout_max_tokens": 16, "reward_on": "batch", "eval_states": 1, **train},
     }
 
 
@@ -242,6 +242,29 @@ def test_rollouts_use_the_searchs_chat_and_prefill(tmp_path: Path, tiny_model_di
     ws.close()
 
 
+def test_rollout_replies_end_where_the_search_stops_the_evolver(tiny_model_dir: str) -> None:
+    from lse_engine.train.rewards import parse_reply
+    from lse_engine.train.rollout import reply_text, stop_at
+
+    policy = _tiny_policy(tiny_model_dir)
+    plain, prefilled = [{"role": "user", "content": "x"}], [{"role": "user", "content": "x"},
+                                                            {"role": "assistant", "content": "<prompt>\n"}]
+    ids = policy.tokenizer("think <prompt>rule A</prompt> more <prompt>rule B</prompt>")["input_ids"]
+    kept, text, hit_limit = stop_at(policy, ids, max_tokens=len(ids))
+    # the search's evolver call stops at the first </prompt>: its tokens are the last ones generated
+    assert policy.decode(kept).endswith("</prompt>") and policy.decode(kept).count("</prompt>") == 1
+    assert text == "think <prompt>rule A" and not hit_limit
+    assert parse_reply(reply_text(plain, text), False, 8000) == ("rule A", None)
+    # a reply that ended (EOS) inside its block is closed, as the search closes it; one cut by the limit is not
+    assert reply_text(plain, "ok <prompt>rule C") == "ok <prompt>rule C</prompt>"
+    assert reply_text(plain, "ok <prompt>rule C", hit_limit=True) == "ok <prompt>rule C"
+    assert reply_text(plain, "no tags") == "no tags"
+    assert reply_text(prefilled, "rule D") == "<prompt>\nrule D</prompt>"
+    assert parse_reply(reply_text(prefilled, "rule D", hit_limit=True), True, 8000) == ("rule D", None)
+    cut = policy.tokenizer("abc def ghi")["input_ids"]
+    assert stop_at(policy, cut, max_tokens=len(cut)) == (cut, "abc def ghi", True)
+
+
 # -- the policy gradient on a tiny model ---------------------------------------------------------------------
 def _tiny_policy(model_dir: str):
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -358,7 +381,7 @@ def test_train_chooses_the_checkpoint_best_on_held_out_runs_and_resumes(tmp_path
     # every checkpoint was evaluated on the dev states; the best one (earliest on a tie) is the evolver
     ev = result.evaluation
     by_step = {int(k): v for k, v in ev["by_step"].items()}
-    assert ev["on"] == "eval" and sorted(by_step) == [0, 1, 2] and ev["states"] == 2
+    assert ev["on"] == "eval" and sorted(by_step) == [0, 1, 2] and ev["states"] == 1
     best = min((1, 2), key=lambda s: (-by_step[s], s))
     assert result.chosen_step == ev["step"] == best and ev["trained"]["mean_reward"] == by_step[best]
     assert ev["base"]["mean_reward"] == by_step[0]
@@ -389,29 +412,33 @@ def test_train_chooses_the_checkpoint_best_on_held_out_runs_and_resumes(tmp_path
     assert all(resumed.evaluation["by_step"][k] == v for k, v in ev["by_step"].items())
 
 
-def test_cancel_keeps_a_checkpoint_and_resume_continues(tmp_path: Path, tiny_model_dir: str) -> None:
+def test_cancel_during_an_evaluation_keeps_the_checkpoint_and_resume_evaluates_it(tmp_path: Path,
+                                                                                  tiny_model_dir: str) -> None:
     from lse_engine.llm.base import CancelToken
     from lse_engine.train import train
+    from lse_engine.train.checkpoints import load_trainer_state
 
-    prompt = make_runs(tmp_path / "ws", seeds=(0,))
+    prompt = make_runs(tmp_path / "ws", seeds=(0, 1), rounds=2)
     cancel = CancelToken()
 
-    def stop_after_first_step(ev) -> None:
-        if ev.extra.get("phase") == "step":
+    def stop_in_the_evaluation(ev) -> None:
+        if ev.extra.get("phase") == "eval" and ev.message.startswith("evaluating step 1"):
             cancel.cancel()
 
-    overrides = tiny_overrides(tiny_model_dir, steps=3, checkpoint_every=10, states=1)
+    overrides = tiny_overrides(tiny_model_dir, steps=1, states=1)
     ws = scripted_workspace(prompt, overrides)
-    cut = train(ws, progress=stop_after_first_step, cancel=cancel)
+    cut = train(ws, progress=stop_in_the_evaluation, cancel=cancel)
     ws.close()
     assert cut.status == "cancelled" and cut.step == 1 and cut.adapter is None
-    assert (cut.out_dir / "checkpoints" / "step-000001" / "trainer_state.pt").is_file()
+    saved = load_trainer_state(cut.out_dir / "checkpoints" / "step-000001")
+    assert saved["step"] == 1 and set(saved["evals"]) == {0}  # saved before its evaluation
     ws = scripted_workspace(prompt, overrides)
     steps = []
     done = train(ws, resume=True, progress=lambda e: steps.append(e.round) if e.extra.get("phase") == "step" else None)
     ws.close()
-    assert done.status == "done" and steps == [2, 3]
-    assert done.evaluation["on"] == "train"  # one run: no held-out runs, the last step is kept
+    assert done.status == "done" and steps == [] and done.chosen_step == 1  # nothing re-trained, only evaluated
+    assert set(done.evaluation["by_step"]) == {"0", "1"}
+    assert set(load_trainer_state(done.out_dir / "checkpoints" / "step-000001")["evals"]) == {0, 1}
 
 
 def test_full_fine_tuning_on_cpu_trains_a_copy_and_saves_a_loadable_model(tmp_path: Path, tiny_model_dir: str) -> None:
@@ -477,6 +504,7 @@ def test_train_with_the_self_task_model(tmp_path: Path, tiny_model_dir: str) -> 
     base = dataclasses.replace(ws.config.evolver, adapter="")
     ws.close()
     assert result.status == "done" and math.isfinite(result.history[0]["mean_reward"])
+    assert result.evaluation["on"] == "train" and result.chosen_step == 1  # one run: nothing held out
     meta = json.loads((result.out_dir / "lse_meta.json").read_text())
     # the base weights' identity: the cache keys of a run whose task model had these weights
     assert meta["task_model"] == "pool:" + model_identity(base, ws.config.root)
@@ -511,12 +539,14 @@ def test_cli_train_tiny(tmp_path: Path, tiny_model_dir: str, monkeypatch: pytest
     (tmp_path / "cache" / "tiny-model").symlink_to(tiny_model_dir)  # `--tiny` finds the built model there
     monkeypatch.setenv("LSE_CACHE_DIR", str(tmp_path / "cache"))
     prompt = make_runs(tmp_path / "ws", seeds=(0, 1), rounds=2)
+    with (tmp_path / "ws" / "lse.toml").open("a") as f:
+        f.write("[train]\neval_states = 1\n")  # one dev state: the tiny model writes its replies to the limit
     args = ["train", "--workspace", str(tmp_path / "ws"), "--tiny", "--name", "cli-evolver", "--steps", "1",
             "--states", "1", "--samples", "2", "--reward-on", "batch"]
     assert main(args) == 0
     out = tmp_path / "ws" / ".lse" / "evolvers" / "cli-evolver"
     assert (out / "adapter_model.safetensors").is_file() and (out / "lse_meta.json").is_file()
-    assert json.loads((out / "lse_meta.json").read_text())["train"]["rollout_max_tokens"] == 96
+    assert json.loads((out / "lse_meta.json").read_text())["train"]["rollout_max_tokens"] == 32
     assert "chosen: step 1" in capsys.readouterr().out
     assert main(["train", str(prompt), "--workspace", str(tmp_path / "ws")]) == 2  # both: refused
     assert main([*args, "--epochs", "2"]) == 2
@@ -546,3 +576,70 @@ def test_trl_scale_out_uses_raw_delta_rewards_as_advantages(runs_dir: Path, tiny
     assert log["loss"] == pytest.approx(-sum(rewards) / len(rewards), abs=1e-3)
     env.close()
     ws.close()
+
+
+# -- the paper's recipe through the public commands ------------------------------------------------------------
+RECIPE_TOML = """[model]
+backend = "openai"
+model = "scripted"
+base_url = "{base_url}"
+[model.sampling]
+max_tokens = 32
+[evolver]
+backend = "transformers"
+model = "{evolver}"
+[evolver.sampling]
+max_tokens = 16
+temperature = 1.0
+[evolve]
+evolver_prefill = true
+evolver_retries = 0
+feedback_chars = 300
+show_schema = false
+[train]
+rollout_max_tokens = 16
+eval_states = 2
+learning_rate = 0.001
+lora_r = 4
+lora_alpha = 8
+"""
+
+
+def test_recipe_train_on_some_databases_then_evaluate_on_an_unseen_one(tmp_path: Path, tiny_model_dir: str,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """docs/training.md's recipe: `lse bench` runs on two databases, `lse train --workspace` on them, then
+    `lse bench --evolver` compares base and trained on a third database the evolver never saw. The task
+    model is scripted behind a real HTTP server (the openai backend); the evolver is the tiny model."""
+    from lse_engine.cli import main
+    from lse_engine.store import Store
+    from tests.openai_stub import ScriptedOpenAIServer
+    from tests.test_bench import build_spider
+
+    data = build_spider(tmp_path / "spider", dbs=("alpha", "beta", "gamma"), per_db=16)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "root.txt").write_text("t0\n")
+    common = ["--data", str(data), "--rules", "ucb", "--max-model-calls", "24", "--batch-size", "3",
+              "--dev-size", "4", "--prompt", "root.txt", "--quiet"]
+    with ScriptedOpenAIServer(lambda messages, request: skill_task_reply(messages)) as srv:
+        (tmp_path / "lse.toml").write_text(RECIPE_TOML.format(base_url=srv.base_url, evolver=tiny_model_dir))
+        assert main(["bench", "spider", "--dbs", "alpha,beta", "--seeds", "2", "--out", "runs-train", *common]) == 0
+        assert main(["train", "--workspace", "runs-train", "--name", "sql-evolver", "--steps", "2", "--states", "2",
+                     "--samples", "2", "--task-model", "model"]) == 0
+        evolver = tmp_path / "runs-train" / ".lse" / "evolvers" / "sql-evolver"
+        assert main(["bench", "spider", "--dbs", "gamma", "--seeds", "1", "--out", "runs-test", "--evolver",
+                     str(evolver), *common]) == 0
+    meta = json.loads((evolver / "lse_meta.json").read_text())
+    trained_on = {Path(p).name for p in meta["data"]["train_suites"] + meta["data"]["eval_suites"]}
+    assert trained_on == {"alpha.suite.yaml", "beta.suite.yaml"}  # states from both databases, none from gamma
+    assert meta["data"]["eval_runs"] == 1 and meta["metrics"]["chosen_step"] in (1, 2)
+    assert meta["train"]["reward_on"] == "holdout" and meta["task_model"].startswith("pool:")
+    report = json.loads((tmp_path / "runs-test" / "bench.json").read_text())
+    assert [s["name"] for s in report["suites"]] == ["gamma"]  # the evaluation covers only the unseen database
+    runs = report["suites"][0]["runs"]
+    assert sorted(r["evolver"] for r in runs) == ["base", "sql-evolver"]
+    assert all(r["winner_test"] is not None for r in runs)
+    store = Store(tmp_path / "runs-test" / ".lse" / "lse.db", readonly=True)
+    rows = {r["id"]: r for r in store.list_runs(limit=10)}
+    trained = rows[next(r["run_id"] for r in runs if r["evolver"] == "sql-evolver")]
+    assert str(evolver) in trained["evolver_id"] and trained["evolver_calls"] >= 1  # the saved adapter drove it
+    store.close()

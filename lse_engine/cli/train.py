@@ -17,17 +17,18 @@ from lse_engine.errors import LSEError
 from lse_engine.llm.base import CancelToken
 from lse_engine.progress import ProgressEvent
 
-TRAIN_KEYS = ("name", "steps", "data_epochs", "ppo_epochs", "states", "samples", "advantage", "reward", "reward_on",
-              "method", "holdout_by", "task_model")
-TINY_ROLLOUT_TOKENS = 96  # --tiny: rollouts as long as the tiny evolver's replies in the search
+TRAIN_KEYS = ("name", "steps", "data_epochs", "ppo_epochs", "states", "samples", "advantage", "reward",
+              "reward_on", "method", "holdout_by", "task_model")
+TINY_ROLLOUT_TOKENS = 32  # --tiny: short rollouts (the tiny random model writes to the limit)
 
 
 class TrainView:
-    """Rich live view: step, mean reward, mean delta, KL vs the base evolver, loss."""
+    """Rich live view: step and data epoch, mean reward and delta, KL vs the base evolver, loss, dev rewards."""
 
     def __init__(self) -> None:
         self.last: ProgressEvent | None = None
         self.metrics: dict[str, Any] = {}
+        self.dev: dict[int, float] = {}  # step → mean reward on the dev states (0: the base evolver)
         self.lines: list[str] = []
         self.started = time.monotonic()
 
@@ -35,6 +36,8 @@ class TrainView:
         self.last = ev
         if ev.extra.get("phase") in ("step", "resume") and "mean_reward" in ev.extra:
             self.metrics = ev.extra
+        if ev.extra.get("phase") == "eval" and "eval_step" in ev.extra:
+            self.dev[int(ev.extra["eval_step"])] = float(ev.extra["mean_reward"])
         self.lines = (self.lines + [ev.message])[-4:]
 
     def __rich__(self) -> Table:
@@ -49,9 +52,13 @@ class TrainView:
         t.add_row(head)
         m = self.metrics
         if m:
-            t.add_row(f"[bold]mean reward[/] {m['mean_reward']:+.3f}  [bold]mean delta[/] {m['mean_delta']:+.3f}  "
-                      f"[bold]valid[/] {m['valid']:.0%}  [bold]KL vs base[/] {m['kl']:.4f}  "
-                      f"[bold]loss[/] {m['loss']:+.4f}  [dim]{m['seconds']:.1f}s/step[/]")
+            t.add_row(f"[bold]epoch[/] {int(m.get('epoch', 1))}  [bold]mean reward[/] {m['mean_reward']:+.3f}  "
+                      f"[bold]mean delta[/] {m['mean_delta']:+.3f}  [bold]valid[/] {m['valid']:.0%}  "
+                      f"[bold]KL vs base[/] {m['kl']:.4f}  [bold]loss[/] {m['loss']:+.4f}  "
+                      f"[dim]{m['seconds']:.1f}s/step[/]")
+        if self.dev:
+            by_step = "  ".join(f"{k}: {v:+.3f}" for k, v in sorted(self.dev.items()))
+            t.add_row(f"[bold]dev mean reward[/] {by_step}")
         for line in self.lines:
             t.add_row(f"[dim]{line}[/]")
         return t
@@ -61,9 +68,10 @@ def _evaluation_table(evaluation: dict[str, Any], data: dict[str, Any]) -> Table
     n = evaluation.get("states", 0)
     if evaluation.get("on", "eval") == "eval":
         suites = len(data.get("eval_suites") or [])
-        title = f"dev set: {n} states of {data.get('eval_runs', 0)} held-out runs ({suites} suite(s)), never trained on"
+        title = (f"dev set: {n} states of {data.get('eval_runs', 0)} held-out runs ({suites} suite(s)), "
+                 "never trained on")
     else:
-        title = f"evaluation on {n} training states (no held-out runs to choose a checkpoint on: add more runs)"
+        title = f"evaluation on {n} training states (no held-out runs to choose a checkpoint on: add runs)"
     table = Table(title=title)
     for col in ("evolver", "step", "mean reward", "mean delta (valid edits)", "valid edits", "no-op edits"):
         table.add_column(col)
@@ -123,7 +131,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     if ev.get("by_step"):
         steps = "  ".join(f"{k}: {v:+.3f}" for k, v in ev["by_step"].items())
         console.print(f"[bold]dev mean reward by step[/] {steps}  →  [bold]chosen: step {result.chosen_step}[/]")
-    console.print(f"[green]saved[/] {result.adapter}  ·  use it with: lse evolve PROMPT --evolver {result.adapter}")
+    console.print(f"[green]saved[/] {result.adapter}  ·  use it with: "
+                  f"lse evolve PROMPT --evolver {result.adapter}")
     return 0
 
 
@@ -134,9 +143,10 @@ def register(sub: Any) -> None:
     p.add_argument("prompt", nargs="?", help="a prompt file: learn from its runs")
     p.add_argument("--workspace", help="a directory: learn from every run in its store (DIR/.lse/lse.db), e.g. "
                                        "an `lse bench --out` directory")
-    p.add_argument("--config", help="with --workspace: the lse.toml to read (default: the nearest at or above DIR)")
+    p.add_argument("--config", help="with --workspace: the lse.toml to read (default: the nearest at or above "
+                                    "DIR)")
     p.add_argument("--name", help="the evolver's name (saved under DIR/.lse/evolvers/NAME)")
-    p.add_argument("--steps", type=int, help="rollout batches (default: data-epochs passes over the training states)")
+    p.add_argument("--steps", type=int, help="rollout batches (default: data-epochs passes over the states)")
     p.add_argument("--data-epochs", type=int, dest="data_epochs", help="passes over the training states (paper: 4)")
     p.add_argument("--ppo-epochs", type=int, dest="ppo_epochs", help="PPO passes per rollout batch (1: on-policy)")
     p.add_argument("--epochs", type=int, help=argparse.SUPPRESS)  # gone: a clear error says what replaced it
@@ -144,9 +154,11 @@ def register(sub: Any) -> None:
     p.add_argument("--samples", type=int, help="edits sampled per state")
     p.add_argument("--method", choices=["lora", "full"], help="lora: a LoRA adapter (default); full: every weight")
     p.add_argument("--reward-on", choices=["holdout", "batch"], dest="reward_on",
-                   help="holdout: the run's fixed dev holdout, k samples (paper, default); batch: the round's batch")
+                   help="holdout: the run's fixed dev holdout, k samples (paper, default); batch: the round's "
+                        "batch")
     p.add_argument("--holdout-by", choices=["run", "suite"], dest="holdout_by",
-                   help="the dev set that picks the checkpoint: whole runs (default) or whole suites (databases)")
+                   help="the dev set that picks the checkpoint: whole runs (default) or whole suites "
+                        "(databases)")
     p.add_argument("--advantage", choices=["delta", "grpo"], help="delta: the reward itself (paper); grpo: group-normalised")
     p.add_argument("--reward", choices=["delta", "post"], help="delta: score(edit) − score(parent); post: score(edit)")
     p.add_argument("--task-model", choices=["self", "model"], dest="task_model",

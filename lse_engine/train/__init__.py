@@ -1,4 +1,5 @@
-"""Training the evolver (`lse train`): harvest states from runs, delta-reward PPO-clip on a LoRA adapter.
+"""Training the evolver (`lse train`): harvest states from runs, delta-reward PPO-clip on-policy over data epochs,
+on a LoRA adapter or every weight; the checkpoint is chosen on held-out runs.
 
 `train`, `TrainResult` and `run_from_worker` are imported lazily so that importing this package does not
 load torch.

@@ -40,9 +40,10 @@ def set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def save_checkpoint(out: Path, step: int, save_weights: Callable[[Path], None], optimizer: torch.optim.Optimizer,
-                    extra: dict[str, Any], keep: int = 2, protect: int | None = None) -> Path:
-    """Save the weights and trainer state after `step`; keep the newest `keep` checkpoints and step `protect`."""
+def save_checkpoint(out: Path, step: int, save_weights: Callable[[Path], None],
+                    optimizer: torch.optim.Optimizer, extra: dict[str, Any], keep: int = 2,
+                    protect: int | None = None) -> Path:
+    """Save the weights and trainer state after `step`; keep the newest `keep` checkpoints and `protect`."""
     path = checkpoint_path(out, step)
     path.mkdir(parents=True, exist_ok=True)
     save_weights(path)

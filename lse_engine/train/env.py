@@ -141,17 +141,17 @@ class TrainEnv:
             mc = self.config.evolver
             backend, _ = resolve_backend(mc)
             if backend == "openai" or mc.base_url:
-                raise LSEError("training needs the evolver's weights on this machine: set [evolver] backend to "
-                               "transformers (or auto) and model to a Hugging Face id or a local path")
-            self._llms["evolver"] = self._build(dataclasses.replace(self.evolver_profile(), backend="transformers"),
-                                                shared=False)
+                raise LSEError("training needs the evolver's weights on this machine: set [evolver] backend "
+                               "to transformers (or auto) and model to a Hugging Face id or a local path")
+            profile = dataclasses.replace(self.evolver_profile(), backend="transformers")
+            self._llms["evolver"] = self._build(profile, shared=False)
         llm = self._llms["evolver"]
         if not (hasattr(llm, "model") and hasattr(llm, "tokenizer")):
             raise LSEError("the evolver backend exposes no weights to train (needs .model and .tokenizer)")
         return llm
 
     def use_task_model(self, mode: str, peft_model: Any) -> LLM:
-        """Bind the task model rewards are scored with: `self` (the evolver's base weights) or `model` ([model])."""
+        """Bind the task model that scores rewards: `self` (the evolver's base weights) or `model`."""
         if mode == "self":
             ident = "pool:" + model_identity(self.evolver_profile(), self.root)
             self.task_llm = SelfTaskLLM(self.evolver_base(), peft_model, ident)
@@ -168,7 +168,7 @@ class TrainEnv:
         return self.task_llm
 
     def scorer(self, state: State) -> Scorer:
-        """The scorer for a state's suite: its task, the task model, [model] sampling and samples (as the tree)."""
+        """The scorer for a state's suite: its task, the task model, [model] sampling and samples."""
         if self.task_llm is None:
             raise RuntimeError("use_task_model() first")
         if state.suite not in self._scorers:

@@ -53,14 +53,14 @@ def full_model(model: Any, checkpoint: str | Path | None = None) -> Any:
 
 
 class Policy:
-    """The trainable evolver and its tokenizer; sampling and log-probs, with the base available as `base()`."""
+    """The trainable evolver and its tokenizer: sampling and log-probs; the base evolver inside `base()`."""
 
     def __init__(self, model: Any, tokenizer: Any, temperature: float = 1.0,
                  render: Callable[[Chat], list[int]] | None = None, ref_model: Any = None) -> None:
         self.model = model  # trained: a peft model (LoRA) or a full copy
         self.ref_model = ref_model  # the base weights under full fine-tuning; None with LoRA (adapter off)
         self.tokenizer = tokenizer
-        self.render = render  # the backend's chat → prompt ids, so training sees the prompts `lse evolve` sends
+        self.render = render  # the backend's chat → prompt ids: training sees the prompts `lse evolve` sends
         self.temperature = temperature if temperature > 0 else 1.0
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
         eos = getattr(model.generation_config, "eos_token_id", None) or tokenizer.eos_token_id
@@ -97,7 +97,7 @@ class Policy:
                 yield
 
     def chat_ids(self, chat: Chat) -> list[int]:
-        """Prompt ids of a chat as the evolver's backend renders it (a final assistant message is a prefill)."""
+        """Prompt ids of a chat as the evolver's backend renders it (a last assistant message: a prefill)."""
         if self.render is not None:
             return list(self.render(chat))
         prefill = bool(chat) and chat[-1].get("role") == "assistant"
@@ -125,8 +125,9 @@ class Policy:
         torch.manual_seed(seed)
         ids = torch.tensor([prompt_ids] * n, device=self.device)
         greedy = sampling.temperature <= 0
-        kwargs: dict[str, Any] = {} if greedy else {"temperature": sampling.temperature, "top_p": sampling.top_p,
-                                                     "top_k": 0}
+        kwargs: dict[str, Any] = {}
+        if not greedy:
+            kwargs.update(temperature=sampling.temperature, top_p=sampling.top_p, top_k=0)
         out = net.generate(input_ids=ids, attention_mask=torch.ones_like(ids), do_sample=not greedy,
                            max_new_tokens=sampling.max_tokens, pad_token_id=self.pad_id, **kwargs)
         return [self._cut(row[len(prompt_ids):].tolist()) for row in out]

@@ -62,7 +62,8 @@ def batch_score(scorer: Scorer, instructions: str, problems: Sequence[Problem]) 
 
 def reward_edit(scorer: Scorer, reply: str, problems: Sequence[Problem], parent_score: float, *,
                 parent: str | None = None, prefilled: bool = False, reward: str = "delta",
-                invalid_reward: float = -1.0, noop_reward: str = "invalid", max_chars: int = 8000) -> EditReward:
+                invalid_reward: float = -1.0, noop_reward: str = "invalid",
+                max_chars: int = 8000) -> EditReward:
     """Parse the evolver's reply (prefill included) and reward it on the target problems."""
     if reward not in REWARDS:
         raise ValueError(f"reward must be one of {REWARDS}, got {reward!r}")

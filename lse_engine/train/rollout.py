@@ -14,10 +14,13 @@ from lse_engine.config import TrainConfig
 from lse_engine.errors import Cancelled
 from lse_engine.evolve.evolver import build_chat, build_textgrad_chat, with_prefill
 from lse_engine.llm.base import Chat, Sampling, continues_reply
+from lse_engine.runner import EVOLVER_STOP
 from lse_engine.train.env import TrainEnv
 from lse_engine.train.policy import Policy
 from lse_engine.train.rewards import EditReward, advantages, batch_score, reward_edit
 from lse_engine.train.states import State
+
+STOP = EVOLVER_STOP[0]  # the search stops the evolver at `</prompt>`
 
 
 def state_chat(state: State, task_kind: str) -> Chat:
@@ -33,9 +36,33 @@ def state_chat(state: State, task_kind: str) -> Chat:
     return with_prefill(chat) if state.prefill else chat
 
 
-def reply_text(chat: Chat, completion: str) -> str:
-    """The whole reply as the search parses it: the prefill (when the chat has one) and the completion."""
-    return (chat[-1]["content"] if continues_reply(chat) else "") + completion
+def reply_text(chat: Chat, completion: str, hit_limit: bool = False) -> str:
+    """The whole reply as the search parses it (`Search._propose`): the prefill (when the chat has one) and
+    the completion, cut at the stop string `</prompt>`, which is put back unless the reply has no `<prompt>`
+    at all or ran into the token limit."""
+    completion = completion.split(STOP, 1)[0]
+    raw = (chat[-1]["content"] if continues_reply(chat) else "") + completion
+    if continues_reply(chat) or "<prompt>" in raw.lower():
+        raw = raw if hit_limit or "</prompt>" in raw.lower() else raw + STOP
+    return raw
+
+
+def stop_at(policy: Policy, ids: list[int], max_tokens: int) -> tuple[list[int], str, bool]:
+    """A sampled completion as the search's evolver call returns it: the tokens up to the one that completes
+    the stop string (the search generates no further), their text before the stop string, and whether the
+    token limit was hit."""
+    text = policy.decode(ids)
+    if STOP not in text:
+        hit_limit = len(ids) >= max_tokens and not (ids and ids[-1] in policy.eos_ids)
+        return ids, text, hit_limit
+    lo, hi = 1, len(ids)  # the shortest prefix whose text holds the stop string (holding it is monotone)
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if STOP in policy.decode(ids[:mid]):
+            hi = mid
+        else:
+            lo = mid + 1
+    return ids[:lo], text.split(STOP, 1)[0], False
 
 
 @dataclass
@@ -73,7 +100,9 @@ def collect(env: TrainEnv, policy: Policy, state: State, cfg: TrainConfig, sampl
             completions = policy.sample(prompt_ids, n, sampling, seed)
     else:
         completions = policy.sample(prompt_ids, n, sampling, seed)
-    texts = [reply_text(chat, policy.decode(c)) for c in completions]
+    cut = [stop_at(policy, c, sampling.max_tokens) for c in completions]
+    completions = [ids for ids, _, _ in cut]
+    texts = [reply_text(chat, text, hit_limit) for _, text, hit_limit in cut]
     scorer = env.scorer(state)
     parent = batch_score(scorer, state.instructions, problems)
     prefilled = continues_reply(chat)
@@ -91,7 +120,8 @@ def score_logps(policy: Policy, rollouts: Sequence[Rollout], micro_batch: int) -
     policy.model.eval()
     items = [(r, i) for r in rollouts for i in range(len(r.completions))]
     for r in rollouts:
-        r.old_logps, r.ref_logps = [torch.empty(0)] * len(r.completions), [torch.empty(0)] * len(r.completions)
+        empty = [torch.empty(0)] * len(r.completions)
+        r.old_logps, r.ref_logps = list(empty), list(empty)
     for start in range(0, len(items), max(1, micro_batch)):
         chunk = items[start : start + max(1, micro_batch)]
         pairs = [(r.prompt_ids, r.completions[i]) for r, i in chunk]

@@ -151,7 +151,8 @@ def split_by_run(states: Sequence[State], eval_fraction: float, seed: int = 0,
     def group(s: State) -> str:
         return s.run_id if by == "run" else s.suite
 
-    groups = sorted({group(s) for s in states}, key=lambda g: hashlib.sha256(f"{seed}:{g}".encode()).hexdigest())
+    groups = sorted({group(s) for s in states},
+                    key=lambda g: hashlib.sha256(f"{seed}:{g}".encode()).hexdigest())
     n_eval = min(len(groups) - 1, max(1 if eval_fraction > 0 else 0, round(len(groups) * eval_fraction)))
     held = set(groups[: max(0, n_eval)])
     return [s for s in states if group(s) not in held], [s for s in states if group(s) in held]

@@ -97,8 +97,8 @@ def check_config(cfg: TrainConfig) -> None:
     """One clear error for a setting training cannot use."""
     if cfg.epochs:
         raise LSEError(EPOCHS_GONE)
-    choices = {"advantage": ADVANTAGES, "reward": REWARDS, "reward_on": REWARD_ON, "noop_reward": NOOP_REWARDS,
-               "method": METHODS, "loss_agg": LOSS_AGG, "holdout_by": HOLDOUT_BY}
+    choices = {"advantage": ADVANTAGES, "reward": REWARDS, "reward_on": REWARD_ON,
+               "noop_reward": NOOP_REWARDS, "method": METHODS, "loss_agg": LOSS_AGG, "holdout_by": HOLDOUT_BY}
     for key, allowed in choices.items():
         if getattr(cfg, key) not in allowed:
             raise LSEError(f"train.{key} must be one of {', '.join(allowed)}, got {getattr(cfg, key)!r}")
@@ -130,11 +130,12 @@ class _Job:
         self.env, self.cfg, self.progress = env, cfg, progress
         self.out = evolver_dir(env.home, cfg.name)
         self.eval_sampling = sampling_of(env.config.evolver)  # how `lse evolve` samples the evolver
-        self.rollout_sampling = Sampling(max_tokens=cfg.rollout_max_tokens, temperature=cfg.rollout_temperature)
+        self.rollout_sampling = Sampling(max_tokens=cfg.rollout_max_tokens,
+                                         temperature=cfg.rollout_temperature)
         self.run_id = f"train:{cfg.name}"
 
-    def emit(self, message: str, step: int, steps: int, phase: str, *, done: bool = False, error: str | None = None,
-             extra: dict[str, Any] | None = None) -> None:
+    def emit(self, message: str, step: int, steps: int, phase: str, *, done: bool = False,
+             error: str | None = None, extra: dict[str, Any] | None = None) -> None:
         self.progress(ProgressEvent(self.run_id, "train", message, round=step, rounds=steps, done=done,
                                     error=error, extra={"phase": phase, **(extra or {})}))
 
@@ -144,8 +145,8 @@ class _Job:
         train_s, dev_s, data = _data(env, cfg)
         steps = cfg.steps or cfg.data_epochs * batches_per_epoch(len(train_s), cfg.states)
         if not train_s:
-            msg = (f"no training states in {env.store.path}: run `lse evolve` first (states need an expansion "
-                   f"with at least {cfg.min_failures} failure(s) in its feedback batch)")
+            msg = (f"no training states in {env.store.path}: run `lse evolve` first (states need an "
+                   f"expansion with at least {cfg.min_failures} failure(s) in its feedback batch)")
             self.emit(msg, 0, 0, "done", done=True, error="no-states")
             return TrainResult(cfg.name, "no-states", self.out, None, 0, 0, data, message=msg)
         ckpt = latest_checkpoint(self.out) if resume else None
@@ -155,12 +156,13 @@ class _Job:
         if ckpt is None:
             torch.manual_seed(cfg.seed)
         if cfg.method == "lora":
-            model, ref = lora_model(base.model, cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout, adapter=ckpt), None
+            model = lora_model(base.model, cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout, adapter=ckpt)
+            ref = None
         else:
             model, ref = full_model(base.model, ckpt), base.model.eval()
         try:
-            policy = Policy(model, base.tokenizer, cfg.rollout_temperature, render=getattr(base, "render", None),
-                            ref_model=ref)
+            policy = Policy(model, base.tokenizer, cfg.rollout_temperature,
+                            render=getattr(base, "render", None), ref_model=ref)
             return self._train(policy, ckpt, train_s, dev_s, data, steps)
         finally:
             if cfg.method == "lora":
@@ -177,7 +179,8 @@ class _Job:
             saved = load_trainer_state(ckpt)
             optimizer.load_state_dict(saved["optimizer"])
             set_rng_state(saved["rng"])
-            start, history, evals = saved["step"], list(saved.get("history", [])), dict(saved.get("evals", {}))
+            start = saved["step"]
+            history, evals = list(saved.get("history", [])), dict(saved.get("evals", {}))
             self.emit(f"resumed from {ckpt.name} (step {start})", start, steps, "resume",
                       extra=history[-1] if history else None)
         step, status = start, "done"  # `step`: the last completed step
@@ -188,17 +191,18 @@ class _Job:
                 metrics = self._step(policy, optimizer, train_s, next_step, steps)
                 step = next_step
                 history.append(metrics)
-                self.emit(f"step {step}/{steps} (epoch {int(metrics['epoch'])}): reward {metrics['mean_reward']:+.3f}, "
-                          f"delta {metrics['mean_delta']:+.3f}, KL {metrics['kl']:.4f}", step, steps, "step",
-                          extra=metrics)
+                m = metrics
+                self.emit(f"step {step}/{steps} (epoch {int(m['epoch'])}): reward {m['mean_reward']:+.3f}, "
+                          f"delta {m['mean_delta']:+.3f}, KL {m['kl']:.4f}", step, steps, "step", extra=m)
                 if step % max(1, cfg.checkpoint_every) == 0 or step == steps:
-                    path = self._checkpoint(policy, optimizer, step, history, evals)  # kept if the eval is cut
+                    # saved before its evaluation (kept if that is cut), which is added to it after
+                    path = self._checkpoint(policy, optimizer, step, history, evals)
                     if dev:
                         evals[step] = self._evaluate(policy, dev, step, steps)
                         update_checkpoint(path, evals=evals)
-            if dev and steps not in evals:  # resumed after a cut during the last evaluation
-                evals[steps] = self._evaluate(policy, dev, steps, steps)
-                update_checkpoint(checkpoint_path(self.out, steps), evals=evals)
+            if dev and step not in evals:  # resumed after a cut during the last evaluation
+                evals[step] = self._evaluate(policy, dev, step, steps)
+                update_checkpoint(checkpoint_path(self.out, step), evals=evals)
         except Cancelled:
             status = "cancelled"
             if step > start and not (checkpoint_path(self.out, step) / STATE_FILE).is_file():
@@ -207,13 +211,15 @@ class _Job:
             msg = f"cancelled after step {step}; resume with --resume"
             self.emit(msg, step, steps, "done", done=True, error="cancelled")
             return TrainResult(cfg.name, "cancelled", self.out, None, step, steps, data, history, message=msg)
-        evaluation, chosen = self._choose(policy, dev, evals, train_s, steps)
+        evaluation, chosen = self._choose(policy, dev, evals, train_s, step)
         self._write_meta(data, history, evaluation, step, chosen)
         b, t = evaluation["base"]["mean_reward"], evaluation["trained"]["mean_reward"]
         where = f"{evaluation['states']} {'dev' if evaluation['on'] == 'eval' else 'training'} states"
         msg = f"saved {self.out} (step {chosen}): mean reward base {b:+.3f} → trained {t:+.3f} on {where}"
-        self.emit(msg, step, steps, "done", done=True, extra={"evaluation": evaluation, "chosen_step": chosen})
-        return TrainResult(cfg.name, "done", self.out, self.out, step, steps, data, history, evaluation, msg, chosen)
+        self.emit(msg, step, steps, "done", done=True,
+                  extra={"evaluation": evaluation, "chosen_step": chosen})
+        return TrainResult(cfg.name, "done", self.out, self.out, step, steps, data, history, evaluation, msg,
+                           chosen)
 
     def _step(self, policy: Policy, optimizer: torch.optim.Optimizer, train_s: list[State], step: int,
               steps: int) -> dict[str, float]:
@@ -252,27 +258,29 @@ class _Job:
                         {"history": history, "evals": evals, "config": dataclasses.asdict(self.cfg)},
                         keep=self.cfg.keep_checkpoints, protect=_best(evals))
 
-    def _choose(self, policy: Policy, dev: list[State], evals: dict[int, dict[str, float]], train_s: list[State],
-                steps: int) -> tuple[dict[str, Any], int]:
+    def _choose(self, policy: Policy, dev: list[State], evals: dict[int, dict[str, float]],
+                train_s: list[State], last: int) -> tuple[dict[str, Any], int]:
         """Save the best checkpoint on dev as the evolver (the last one when there is no dev set)."""
         best = _best(evals)
         if best is not None:
             export_weights(checkpoint_path(self.out, best), self.out)
-            evaluation = {"on": "eval", "states": len(dev), "base": evals[0], "trained": evals[best], "step": best,
-                          "by_step": {str(k): v["mean_reward"] for k, v in sorted(evals.items())}}
+            evaluation = {"on": "eval", "states": len(dev), "base": evals[0], "trained": evals[best],
+                          "step": best, "by_step": {str(k): v["mean_reward"] for k, v in sorted(evals.items())}}
             return evaluation, best
-        policy.save(self.out)  # no held-out runs: the last step, compared with the base on training states
+        # no held-out runs: the last step, compared with the base on training states
+        export_weights(checkpoint_path(self.out, last), self.out)
         chosen = pick_states(train_s, self.cfg.eval_states, self.cfg.seed)
-        base = self._evaluate(policy, chosen, steps, steps, base=True)
-        trained = self._evaluate(policy, chosen, steps, steps)
-        return {"on": "train", "states": len(chosen), "base": base, "trained": trained, "step": steps,
-                "by_step": {}}, steps
+        base = self._evaluate(policy, chosen, last, last, base=True)
+        trained = self._evaluate(policy, chosen, last, last)
+        return {"on": "train", "states": len(chosen), "base": base, "trained": trained, "step": last,
+                "by_step": {}}, last
 
     def _write_meta(self, data: dict[str, Any], history: list[dict[str, float]], evaluation: dict[str, Any],
                     step: int, chosen: int) -> None:
         base = self.env.evolver_base()
         meta = {
-            "name": self.cfg.name, "method": self.cfg.method, "base_model": base.model_id, "created": time.time(),
+            "name": self.cfg.name, "method": self.cfg.method, "base_model": base.model_id,
+            "created": time.time(),
             "evolver": dataclasses.asdict(self.env.config.evolver),
             "task_model": self.env.task_llm.model_id if self.env.task_llm else None,
             "train": dataclasses.asdict(self.cfg), "data": data,

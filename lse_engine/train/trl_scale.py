@@ -63,11 +63,12 @@ class StateReward:
         for completion, sid in zip(completions, state_id):
             state = self.states[sid]
             chat = state_chat(state, self.env.task_kind(state))
-            text = reply_text(chat, completion[-1]["content"] if isinstance(completion, list) else str(completion))
-            r = reward_edit(self.env.scorer(state), text, self.env.target(state, self.cfg.reward_on) or [],
-                            self._parent(state), parent=state.instructions, prefilled=continues_reply(chat),
-                            reward=self.cfg.reward, invalid_reward=self.cfg.invalid_reward,
-                            noop_reward=self.cfg.noop_reward, max_chars=self.env.config.evolve.max_prompt_chars)
+            raw = completion[-1]["content"] if isinstance(completion, list) else str(completion)
+            r = reward_edit(self.env.scorer(state), reply_text(chat, raw),
+                            self.env.target(state, self.cfg.reward_on) or [], self._parent(state),
+                            parent=state.instructions, prefilled=continues_reply(chat), reward=self.cfg.reward,
+                            invalid_reward=self.cfg.invalid_reward, noop_reward=self.cfg.noop_reward,
+                            max_chars=self.env.config.evolve.max_prompt_chars)
             out.append(r.reward)
         self.last = out
         return out
@@ -127,7 +128,8 @@ def build_trainer(env: TrainEnv, cfg: TrainConfig, states: Sequence[State], vllm
     base = env.evolver_base()
     env.use_task_model("model", None)
     rows = [{"prompt": state_chat(s, env.task_kind(s)), "state_id": s.id} for s in states]
-    args = grpo_config(cfg, evolver_dir(env.home, cfg.name) / "checkpoints-trl", processes, vllm_server, **extra)
+    out = evolver_dir(env.home, cfg.name) / "checkpoints-trl"
+    args = grpo_config(cfg, out, processes, vllm_server, **extra)
     reward = StateReward(env, states, cfg)
     lora = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
                       target_modules="all-linear", task_type="CAUSAL_LM") if cfg.method == "lora" else None
@@ -160,8 +162,8 @@ def main(argv: list[str] | None = None) -> int:
     target: Workspace | str = Workspace(args.prompt) if args.prompt else (args.workspace or ".")
     env = TrainEnv(target)
     try:
-        keys = ("name", "steps", "data_epochs", "ppo_epochs", "samples", "states", "advantage", "reward", "method",
-                "reward_on")
+        keys = ("name", "steps", "data_epochs", "ppo_epochs", "samples", "states", "advantage", "reward",
+                "method", "reward_on")
         changes = {k: getattr(args, k) for k in keys if getattr(args, k) is not None}
         cfg = dataclasses.replace(env.config.train, **changes)
         check_config(cfg)

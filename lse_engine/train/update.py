@@ -34,7 +34,8 @@ def _pad(rows: Sequence[torch.Tensor], width: int) -> torch.Tensor:
     return out
 
 
-def batch_loss(policy: Policy, items: Sequence[Item], clip: float, agg: str, denominator: float) -> torch.Tensor:
+def batch_loss(policy: Policy, items: Sequence[Item], clip: float, agg: str,
+               denominator: float) -> torch.Tensor:
     """This micro-batch's share of the batch loss (its summed losses / the whole batch's denominator)."""
     logps, mask = policy.token_logps([(it.prompt_ids, it.completion) for it in items])
     old = _pad([it.old_logps for it in items], logps.shape[1]).to(logps.device)
@@ -43,12 +44,14 @@ def batch_loss(policy: Policy, items: Sequence[Item], clip: float, agg: str, den
 
 
 def ppo_update(policy: Policy, optimizer: torch.optim.Optimizer, rollouts: Sequence[Rollout], epochs: int,
-               clip: float, micro_batch: int, max_grad_norm: float, agg: str = "token-mean") -> dict[str, float]:
+               clip: float, micro_batch: int, max_grad_norm: float,
+               agg: str = "token-mean") -> dict[str, float]:
     """Run `epochs` PPO passes over the batch; returns its loss (first pass) and gradient norm (last pass)."""
     items = [Item(r.prompt_ids, c, a, old) for r in rollouts
              for c, a, old in zip(r.completions, r.advantages, r.old_logps)]
     active = [it for it in items if it.advantage != 0.0]
-    denominator = float(max(1, sum(len(it.completion) for it in items)) if agg == "token-mean" else max(1, len(items)))
+    tokens = sum(len(it.completion) for it in items)
+    denominator = float(max(1, tokens if agg == "token-mean" else len(items)))
     params = policy.trainable_parameters()
     first_loss, grad_norm = 0.0, 0.0
     if not active:
@@ -62,7 +65,8 @@ def ppo_update(policy: Policy, optimizer: torch.optim.Optimizer, rollouts: Seque
             loss = batch_loss(policy, active[start : start + mb], clip, agg, denominator)
             loss.backward()
             loss_sum += float(loss.detach())
-        grad_norm = float(torch.nn.utils.clip_grad_norm_(params, max_grad_norm if max_grad_norm > 0 else float("inf")))
+        limit = max_grad_norm if max_grad_norm > 0 else float("inf")
+        grad_norm = float(torch.nn.utils.clip_grad_norm_(params, limit))
         optimizer.step()
         if epoch == 0:
             first_loss = loss_sum
