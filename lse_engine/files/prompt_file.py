@@ -100,25 +100,27 @@ def parse_prompt(text: str, path: str | Path) -> tuple[PromptFile, list[Issue]]:
         issues.append(Issue("no `suite:` in the front matter: add `---\\nsuite: my.suite.yaml\\n---` at the top",
                             Span(0, 0, 0, len(lines[0]) if lines else 0), "missing-suite"))
     elif suite_ref is not None:
-        problem = _suite_problem(prompt)
+        problem, usable = _suite_problem(prompt)
         if problem:
             issues.append(Issue(problem, suite_span, "missing-suite"))
+        if not usable:  # a path no system call accepts (too long, …): no suite, rather than one that raises
+            prompt.suite_ref = None
     if not instructions.strip():
         issues.append(Issue("the prompt has no instructions after the front matter", Span(body_line, 0, body_line, 0),
                             "empty", "warning"))
     return prompt, issues
 
 
-def _suite_problem(prompt: PromptFile) -> str | None:
-    """Why the suite a prompt names cannot be read (never raises, whatever the path holds)."""
+def _suite_problem(prompt: PromptFile) -> tuple[str | None, bool]:
+    """Why the suite a prompt names cannot be read, and whether its path is usable at all (never raises)."""
     try:
         suite = prompt.suite_path
         if suite is not None and not suite.is_file():
-            return f"suite not found: {shown_path(suite)}"
+            return f"suite not found: {shown_path(suite)}", True
     except (OSError, ValueError, RuntimeError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-        return f"cannot read the suite {shown_path(prompt.suite_ref or '')}: {reason}"
-    return None
+        return f"cannot read the suite {shown_path(prompt.suite_ref or '')}: {reason}", False
+    return None, True
 
 
 def _text_issues(text: str, body_line: int) -> list[Issue]:

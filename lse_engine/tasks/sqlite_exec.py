@@ -8,7 +8,7 @@ is not trusted, and only read operations are authorized. Every query is bounded 
   (`sqlite3_interrupt`, checked by SQLite between VM steps; no per-step Python callback), and the Python side
   checks the deadline between the chunks of rows it materialises;
 - **memory:** per-connection limits (`setlimit`: a value ≤ 5 MB, SQL text ≤ 100 kB, expression depth,
-  compound selects, columns, …), SQLite's process-wide heap limit (soft 64 MiB, hard 128 MiB: beyond it an
+  compound selects, columns, …), SQLite's process-wide heap limit (soft 32 MiB, hard 64 MiB: beyond it an
   allocation fails and the query ends with "out of memory"), temporary b-trees and sorts on temporary files
   (unlinked at once, in the system's temp directory) rather than in memory, and a budget for the rows built
   in Python (row tuples and values), measured row by row as SQLite hands them over;
@@ -63,9 +63,10 @@ LIMITS = {
     "SQLITE_LIMIT_TRIGGER_DEPTH": 10,
     "SQLITE_LIMIT_WORKER_THREADS": 0,
 }
-HEAP_SOFT_LIMIT = 64 << 20  # SQLite starts recycling page cache past this (process-wide)
-HEAP_HARD_LIMIT = 128 << 20  # SQLite's allocations fail past this (process-wide)
-RESULT_BUDGET = 64 << 20  # bytes a result may take in Python (its row tuples and values)
+HEAP_SOFT_LIMIT = 32 << 20  # SQLite starts recycling page cache past this (process-wide)
+HEAP_HARD_LIMIT = 64 << 20  # SQLite's allocations fail past this (process-wide)
+RESULT_BUDGET = 48 << 20  # bytes a result may take in Python (its row tuples and values)
+_MEASURE_COLUMNS = 8  # values marshalled at a time to measure a row: the copy stays ≤ 8 × the value limit
 _VALUE_BYTES = 40  # a value's object and pointer overhead in Python, about, beyond its marshalled size
 _CHUNK_ROWS = 256  # rows fetched at a time, at most
 _WATCH_EVERY_S = 0.02  # how often the watchdog looks at running queries
@@ -223,7 +224,11 @@ def _measuring(budget: list[int]):
     dumps = marshal.dumps
 
     def measured(cursor: sqlite3.Cursor, row: tuple) -> tuple:
-        budget[0] -= len(dumps(row)) + len(row) * _VALUE_BYTES
+        if len(row) <= _MEASURE_COLUMNS:
+            budget[0] -= len(dumps(row)) + len(row) * _VALUE_BYTES
+        else:
+            budget[0] -= sum(len(dumps(row[i:i + _MEASURE_COLUMNS])) for i in range(0, len(row), _MEASURE_COLUMNS)) \
+                + len(row) * _VALUE_BYTES
         if budget[0] < 0:
             raise _Stop("runtime", f"the result is too large: more than {RESULT_BUDGET >> 20} MiB")
         return row
