@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 from lse_engine.config import EvolveConfig
 from lse_engine.errors import Cancelled, LSEError
+from lse_engine.evolve import evolver as ev
 from lse_engine.evolve.context import SearchContext
 from lse_engine.evolve.search import Search, SearchResult
 from lse_engine.files.prompt_file import PromptFile, load_prompt, write_instructions
@@ -18,7 +19,7 @@ from lse_engine.store import RunLock
 from lse_engine.tasks.base import Outcome, Problem
 from lse_engine.workspace import Workspace, sampling_of
 
-EVOLVER_STOP = ("</prompt>",)
+EVOLVER_STOP = (ev.STOP,)
 
 
 @dataclass

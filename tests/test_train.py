@@ -243,8 +243,9 @@ def test_rollouts_use_the_searchs_chat_and_prefill(tmp_path: Path, tiny_model_di
 
 
 def test_rollout_replies_end_where_the_search_stops_the_evolver(tiny_model_dir: str) -> None:
+    from lse_engine.evolve.evolver import reply_text
     from lse_engine.train.rewards import parse_reply
-    from lse_engine.train.rollout import reply_text, stop_at
+    from lse_engine.train.rollout import stop_at
 
     policy = _tiny_policy(tiny_model_dir)
     plain, prefilled = [{"role": "user", "content": "x"}], [{"role": "user", "content": "x"},

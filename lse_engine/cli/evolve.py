@@ -72,10 +72,11 @@ def outcome_lines(result: SearchResult, run: dict) -> list[str]:
     return lines
 
 
-def run_evolve(ws: Workspace, resume: str | None = None, rounds: int | None = None, apply: bool = False) -> int:
-    """Evolve (or resume) the workspace's prompt, print the tree and the winner; the exit code."""
+def run_evolve_quietly(ws: Workspace, resume: str | None = None,
+                       rounds: int | None = None) -> tuple[SearchResult, int]:
+    """Evolve (or resume) with the live view, then print the tree; (the result, the exit code)."""
     from lse_engine.report import tree_text
-    from lse_engine.runner import apply_winner, evolve
+    from lse_engine.runner import evolve
 
     cancel = CancelToken()
     install_sigint(cancel)
@@ -83,6 +84,14 @@ def run_evolve(ws: Workspace, resume: str | None = None, rounds: int | None = No
     with Live(view, console=console, refresh_per_second=4, transient=False):
         result = evolve(ws, run_id=resume, rounds=rounds, cancel=cancel, progress=view)
     console.print(tree_text(result.tree, f"run {result.run_id}"))
+    return result, 0 if result.status != "cancelled" else 130
+
+
+def run_evolve(ws: Workspace, resume: str | None = None, rounds: int | None = None, apply: bool = False) -> int:
+    """Evolve (or resume) the workspace's prompt, print the tree, what the run did and the winner; the exit code."""
+    from lse_engine.runner import apply_winner
+
+    result, rc = run_evolve_quietly(ws, resume, rounds)
     w = result.winner
     run = ws.store.get_run(result.run_id) or {}
     for line in outcome_lines(result, run):
@@ -98,7 +107,7 @@ def run_evolve(ws: Workspace, resume: str | None = None, rounds: int | None = No
             console.print(f"[green]applied[/] winner #{w.id} to {ws.prompt_path}")
     elif w.id != 0:
         console.print(f"winning instructions (apply with --apply):\n[cyan]{w.instructions}[/]")
-    return 0 if result.status != "cancelled" else 130
+    return rc
 
 
 def cmd_evolve(args: argparse.Namespace) -> int:

@@ -11,10 +11,11 @@ from __future__ import annotations
 import re
 
 from lse_engine.evolve import prompts
-from lse_engine.llm.base import Chat
+from lse_engine.llm.base import Chat, continues_reply
 from lse_engine.tags import extract_tag
 
 PROMPT_PREFILL = prompts.PROMPT_PREFILL
+STOP = "</prompt>"  # the evolver's generation stops here: nothing useful follows the new instructions
 CRITIQUE_CHARS = 600
 
 
@@ -32,6 +33,17 @@ def build_chat(instructions: str, feedback: str, task_kind: str, agent_prompt: s
     user = template.format(agent_prompt=(agent_prompt or instructions).strip(), instructions=instructions.strip(),
                            n_problems=n, summary=feedback.strip())
     return [{"role": "user", "content": user}]
+
+
+def reply_text(chat: Chat, completion: str, hit_limit: bool = False) -> str:
+    """The whole reply as it is parsed, in the search and in training alike: the prefill (when the chat has
+    one) and the completion, cut at the stop string `</prompt>`, which is put back (the backend removed it)
+    unless the reply has no `<prompt>` at all or ran into the token limit."""
+    completion = completion.split(STOP, 1)[0]
+    raw = (chat[-1]["content"] if continues_reply(chat) else "") + completion
+    if continues_reply(chat) or "<prompt>" in raw.lower():
+        raw = raw if hit_limit or STOP in raw.lower() else raw + STOP
+    return raw
 
 
 def normalize(instructions: str) -> str:

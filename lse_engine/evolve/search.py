@@ -196,9 +196,7 @@ class Search:
                                            seed=(self.s.seed * 1_000_003 + round_ * 101 + attempt) % 2**31)
             comp = self.ctx.evolver.generate([chat], sampling)[0]
             self.ctx.store.add_usage(self.run_id, evolver_calls=1, tokens=comp.prompt_tokens + comp.completion_tokens)
-            raw = (ev.PROMPT_PREFILL if prefilled else "") + comp.text
-            if prefilled or "<prompt>" in raw.lower():
-                raw = raw if comp.finish_reason == "length" or "</prompt>" in raw.lower() else raw + "</prompt>"
+            raw = ev.reply_text(chat, comp.text, hit_limit=comp.finish_reason == "length")
             new, error = ev.parse_edit(raw, prefilled, self.s.max_prompt_chars)
             verdict = "invalid" if new is None else "ok"
             if new is not None and ev.normalize(new) in seen:

@@ -12,15 +12,12 @@ import torch
 
 from lse_engine.config import TrainConfig
 from lse_engine.errors import Cancelled
-from lse_engine.evolve.evolver import build_chat, build_textgrad_chat, with_prefill
+from lse_engine.evolve.evolver import STOP, build_chat, build_textgrad_chat, reply_text, with_prefill
 from lse_engine.llm.base import Chat, Sampling, continues_reply
-from lse_engine.runner import EVOLVER_STOP
 from lse_engine.train.env import TrainEnv
 from lse_engine.train.policy import Policy
 from lse_engine.train.rewards import EditReward, advantages, batch_score, reward_edit
 from lse_engine.train.states import State
-
-STOP = EVOLVER_STOP[0]  # the search stops the evolver at `</prompt>`
 
 
 def state_chat(state: State, task_kind: str) -> Chat:
@@ -34,17 +31,6 @@ def state_chat(state: State, task_kind: str) -> Chat:
     else:
         chat = build_chat(state.instructions, state.feedback, task_kind)
     return with_prefill(chat) if state.prefill else chat
-
-
-def reply_text(chat: Chat, completion: str, hit_limit: bool = False) -> str:
-    """The whole reply as the search parses it (`Search._propose`): the prefill (when the chat has one) and
-    the completion, cut at the stop string `</prompt>`, which is put back unless the reply has no `<prompt>`
-    at all or ran into the token limit."""
-    completion = completion.split(STOP, 1)[0]
-    raw = (chat[-1]["content"] if continues_reply(chat) else "") + completion
-    if continues_reply(chat) or "<prompt>" in raw.lower():
-        raw = raw if hit_limit or "</prompt>" in raw.lower() else raw + STOP
-    return raw
 
 
 def stop_at(policy: Policy, ids: list[int], max_tokens: int) -> tuple[list[int], str, bool]:

@@ -32,10 +32,11 @@ from typing import Any
 import torch
 
 from lse_engine.config import TrainConfig
+from lse_engine.evolve.evolver import reply_text
 from lse_engine.llm.base import continues_reply
 from lse_engine.train.env import TrainEnv
 from lse_engine.train.rewards import batch_score, reward_edit
-from lse_engine.train.rollout import reply_text, state_chat
+from lse_engine.train.rollout import state_chat
 from lse_engine.train.states import State, harvest, split_by_run
 from lse_engine.train.trainer import check_config, evolver_dir
 from lse_engine.workspace import Workspace
