@@ -23,7 +23,7 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 # One place for default models (DESIGN §3): a small instruct coder model on CPU, the paper's size on GPU.
-DEFAULT_CPU_MODEL = "Qwen/Qwen2.5-Coder-0.5B-Instruct"
+DEFAULT_CPU_MODEL = "qwen2.5-coder-0.5b"  # the catalog's GGUF: `lse models pull qwen2.5-coder-0.5b`
 DEFAULT_GPU_MODEL = "Qwen/Qwen3-4B-Instruct-2507"
 CONFIG_FILE = "lse.toml"
 MODEL_IDENTITY = ("backend", "model", "gguf_file", "base_url", "api_key_env")  # keys that pick the weights
@@ -77,6 +77,9 @@ class EvolveConfig:
     max_prompt_chars: int = 8000
     feedback_chars: int = 0  # 0 = every problem with its full response (the paper); else a budget in characters
     show_schema: bool = True  # the evolver sees the database schema in the agent prompt (off: it is left out)
+    # reference: the paper's request (agent prompt, every problem, full responses); compact: a short list of
+    # mistakes (question, the model's answer, the right one) for small evolvers that copy long requests back
+    request: str = "reference"
     heldout_size: int = 0  # > 0: also score parent and child on a held-out train batch (a cheap reward signal)
 
 
@@ -201,6 +204,7 @@ def _rules() -> dict[str, Callable[[Any], str | None]]:
         "evolve.max_tokens": _at_least(0), "evolve.max_wall_s": _at_least(0), "evolve.evolver_retries": _at_least(0),
         "evolve.candidates": _at_least(1), "evolve.max_prompt_chars": _at_least(1),
         "evolve.feedback_chars": _at_least(0), "evolve.heldout_size": _at_least(0),
+        "evolve.request": _one_of("reference", "compact"),
         "sql.timeout_s": _above(0), "sql.gold_timeout_s": _above(0), "sql.row_cap": _at_least(1),
         "sql.example_values": _at_least(0),
         "train.name": train_name, "train.method": _one_of(*TRAIN_METHODS),

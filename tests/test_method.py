@@ -264,3 +264,44 @@ def test_the_paper_preset_in_lse_toml_with_the_files_own_settings_on_top(tmp_pat
     (tmp_path / "lse.toml").write_text('preset = "papr"\n[evolve]\nrounds = 2\n')
     with pytest.raises(FileFormatError, match="preset must be one of 'paper'"):
         load_config(tmp_path)
+
+
+# -- small evolvers --------------------------------------------------------------------------------------------
+def test_compact_request_lists_mistakes_and_prefills_the_current_instructions(skill_workspace: Path) -> None:
+    ws, result, _, evo = _run(skill_workspace, lambda chat: "t1\n</prompt>",
+                              {"evolve": {"rounds": 1, "batch_size": 6, "request": "compact", "evolver_prefill": True}})
+    request, prefill = evo.calls[0]
+    assert prefill == {"role": "assistant", "content": "<prompt>\nt0\n- "}
+    text = request["content"]
+    assert "CREATE TABLE" not in text and "full thinking process" not in text
+    wrong = [o for o in ws.store.get_outcomes(ws.store.get_batches(result.run_id)[1]["keys"]).values() if not o.correct]
+    assert text.count("   Correct query: SELECT n FROM nums WHERE n = ") == len(wrong) > 0
+    assert result.tree.nodes[1].instructions == "t0\n- t1"  # the reply continued the list
+    ws.close()
+
+
+def test_replies_that_copy_the_request_or_run_out_of_tokens_are_not_edits() -> None:
+    from lse_engine.evolve.evolver import parse_edit
+
+    schema = 'CREATE TABLE "orders" (\n  "order_id" INTEGER, -- examples: 42, 59\n  "status_code" TEXT, -- ' \
+             "examples: 'S', 'D'\n  PRIMARY KEY (\"order_id\")\n);"
+    request = f"Current prompt:\nTask Overview: …\n{schema}\n<current>\nOld rule.\n</current>"
+    echo = f"<prompt>\nTask Overview: …\n{schema}\n</prompt>"
+    assert "copies the request" in parse_edit(echo, True, 8000, request=request, current="Old rule.")[1]
+    kept = "<prompt>\nOld rule.\n- status_code 'C' means cancelled\n</prompt>"
+    assert parse_edit(kept, True, 8000, request=request, current="Old rule.")[0].endswith("cancelled")
+    cut = "<prompt>\n- money is stored in cents\n- status codes are"
+    assert "token limit" in parse_edit(cut, True, 8000, hit_limit=True)[1]
+    assert parse_edit(cut, True, 8000)[0].startswith("- money")  # ended by the model itself: accepted
+
+
+def test_quoting_one_query_as_an_example_is_not_copying() -> None:
+    from lse_engine.evolve.evolver import copies
+
+    gold = "SELECT SUM(i.quantity * i.unit_price_cents) / 100.0 FROM order_items i JOIN orders o ON o.order_id = i.order_id"
+    request = f"Mistakes:\n1. Question: revenue?\n   Correct query: {gold}\n"
+    rules = ("Prices and fees are stored in integer cents: divide by 100 for dollars.\nStatus codes: P pending, "
+             "S shipped, D delivered, C cancelled, R returned.\nDays are integers yyyymmdd.\n"
+             f"Example: {gold}\n")
+    assert not copies(rules, request, "Old rule.")
+    assert copies(f"{gold} {gold}", request + gold, "Old rule.")

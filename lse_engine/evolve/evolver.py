@@ -8,8 +8,6 @@ rewards and the training rollouts.
 
 from __future__ import annotations
 
-import re
-
 from lse_engine.evolve import prompts
 from lse_engine.llm.base import Chat, continues_reply
 from lse_engine.tags import extract_tag
@@ -19,9 +17,21 @@ STOP = "</prompt>"  # the evolver's generation stops here: nothing useful follow
 CRITIQUE_CHARS = 600
 
 
-def with_prefill(chat: Chat) -> Chat:
-    """The chat with the evolver's reply begun at `<prompt>` (for small models that never write the tag)."""
-    return [*chat, {"role": "assistant", "content": PROMPT_PREFILL}]
+def with_prefill(chat: Chat, start: str = "") -> Chat:
+    """The chat with the evolver's reply begun at `<prompt>` (for small models that never write the tag), and
+    optionally with `start`, the first words of the new instructions."""
+    return [*chat, {"role": "assistant", "content": PROMPT_PREFILL + start}]
+
+
+def compact_start(instructions: str) -> str:
+    """The compact request's prefill: the current instructions and a new bullet, so the reply continues a list."""
+    return instructions.strip() + "\n- "
+
+
+def build_compact_chat(instructions: str, mistakes: str, task_kind: str) -> Chat:
+    """The short, structured request for small evolvers (`request = "compact"`)."""
+    template = prompts.COMPACT.get(task_kind, prompts.COMPACT["text-to-sql"])
+    return [{"role": "user", "content": template.format(instructions=instructions.strip(), mistakes=mistakes.strip())}]
 
 
 def build_chat(instructions: str, feedback: str, task_kind: str, agent_prompt: str | None = None,
@@ -51,53 +61,37 @@ def normalize(instructions: str) -> str:
     return " ".join(instructions.split())
 
 
-def parse_edit(raw: str, prefilled: bool, max_chars: int) -> tuple[str | None, str | None]:
+def parse_edit(raw: str, prefilled: bool, max_chars: int, request: str = "", current: str = "",
+               hit_limit: bool = False) -> tuple[str | None, str | None]:
     """(new instructions, None), or (None, why not). The block closed by the reply's last `</prompt>` wins;
-    a prefilled reply (it began with `<prompt>`) may end without its closing tag (stop string, token limit)."""
-    new = extract_tag(raw, "prompt", unclosed=prefilled)
+    a prefilled reply (it began with `<prompt>`) may end without its closing tag when the model stopped by
+    itself, not when it ran into the token limit. Instructions that copy long stretches of the `request`
+    (the schema, the feedback) are not instructions."""
+    new = extract_tag(raw, "prompt", unclosed=prefilled and not hit_limit)
+    if new is None and hit_limit and extract_tag(raw, "prompt", unclosed=True):
+        return None, "the reply ran into the token limit before </prompt>"
     if new is None:
         return None, "no <prompt>…</prompt> block in the evolver's reply"
     if not new:
         return None, "the <prompt> block is empty"
     if max_chars and len(new) > max_chars:
         return None, f"the new instructions are too long ({len(new)} > {max_chars} characters)"
+    if request and copies(new, request, current):
+        return None, "the reply copies the request (schema or feedback) instead of writing instructions"
     return new, None
 
 
-def parse_reply(text: str, max_chars: int, allow_unclosed: bool = False) -> tuple[str | None, str | None]:
-    """`parse_edit` under its former name."""
-    return parse_edit(text, allow_unclosed, max_chars)
+COPY_WINDOW = 60  # characters compared at a time
+COPY_SHARE = 0.5  # an edit whose new text is mostly verbatim stretches of the request is copying
 
 
-# -- TextGrad-style baseline ---------------------------------------------------------------------------------
-_CRITIQUE_RE = re.compile(r"<critique>(.*?)</critique>", re.IGNORECASE | re.DOTALL)
-
-
-def build_critique_chat(instructions: str, failure: str) -> Chat:
-    """Ask for a short critique of the instructions from one failure (TextGrad's per-instance feedback)."""
-    user = prompts.CRITIC_USER.format(instructions=instructions.strip(), failure=failure.strip())
-    return [{"role": "system", "content": prompts.CRITIC_SYSTEM}, {"role": "user", "content": user}]
-
-
-def parse_critique(text: str) -> str:
-    """The critique in the reply (its last <critique> block, else the whole reply), clipped."""
-    found = _CRITIQUE_RE.findall(text or "")
-    critique = " ".join((found[-1] if found else text or "").split())
-    return critique if len(critique) <= CRITIQUE_CHARS else critique[: CRITIQUE_CHARS - 2] + " …"
-
-
-def aggregate_critiques(critiques: list[tuple[str, str]], n_problems: int) -> str:
-    """The feedback the TextGrad-style edit sees: the batch accuracy and every non-empty critique, numbered."""
-    failed = len(critiques)
-    head = f"Accuracy: {n_problems - failed}/{n_problems} on the feedback batch."
-    kept = [(pid, c) for pid, c in critiques if c]
-    if not kept:
-        return head + "\nNo critiques: keep what works and make the instructions clearer."
-    lines = [f"{i}. [{pid}] {c}" for i, (pid, c) in enumerate(kept, start=1)]
-    return head + f"\nCritiques of the instructions from the {failed} failures:\n" + "\n".join(lines)
-
-
-def build_textgrad_chat(instructions: str, critiques: str) -> Chat:
-    """One edit from the aggregated critiques (TextGrad's optimizer step)."""
-    user = prompts.OPTIMIZER_USER.format(instructions=instructions.strip(), critiques=critiques.strip())
-    return [{"role": "system", "content": prompts.OPTIMIZER_SYSTEM}, {"role": "user", "content": user}]
+def copies(new: str, request: str, current: str = "") -> bool:
+    """True when most of what `new` adds to the current instructions is copied verbatim from `request` (the
+    schema, the feedback): an echo, not instructions. Quoting one query as an example is fine."""
+    added = new.replace(current.strip(), "") if current.strip() else new
+    starts = range(0, max(0, len(added) - COPY_WINDOW) + 1, COPY_WINDOW // 2)
+    windows = [added[i:i + COPY_WINDOW] for i in starts if len(added[i:i + COPY_WINDOW].strip()) >= COPY_WINDOW // 2]
+    if len(windows) < 2:
+        return False
+    copied = sum(1 for w in windows if w in request)
+    return copied / len(windows) > COPY_SHARE

@@ -83,3 +83,29 @@ def summarize(problems: Sequence[Problem], outcomes: Sequence[Outcome], task_kin
         keep.remove(i)
         text = render(200, keep)
     return text
+
+
+def mistakes(problems: Sequence[Problem], outcomes: Sequence[Outcome], task_kind: str = "text-to-sql",
+             limit: int = 8) -> str:
+    """The compact request's list: each wrong problem as question / the model's answer / the right one."""
+    entries = []
+    for p, outs in group_samples(problems, outcomes):
+        first = outs[0]
+        if first.correct:
+            continue
+        lines = [f"{len(entries) + 1}. Question: {p.question}"]
+        if p.evidence:
+            lines.append(f"   Evidence: {p.evidence}")
+        if task_kind == "text-to-sql":
+            lines.append(f"   Its query: {first.answer or '(none)'}")
+            lines.append(f"   Correct query: {p.gold}")
+            if first.error_kind and first.error_kind != "wrong_result":
+                lines.append(f"   Its query failed: {_clip(first.error, 200)}")
+        else:
+            if p.options:
+                lines.append("   Choices: " + "; ".join(f"{chr(65 + i)}. {o}" for i, o in enumerate(p.options)))
+            lines.append(f"   Its answer: {first.answer or '(none)'}; correct answer: {p.gold}")
+        entries.append("\n".join(lines))
+        if len(entries) >= limit:
+            break
+    return "\n".join(entries) if entries else "(none: every question of this batch was answered right)"

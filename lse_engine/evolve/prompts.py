@@ -100,3 +100,38 @@ OPTIMIZER_USER = """Current instructions:
 
 Write the complete improved instructions inside <prompt></prompt> tags. The answer format is fixed by the
 task's template; the instructions need not repeat it."""
+
+# -- the compact request, for small evolvers (`[evolve] request = "compact"`) ---------------------------------
+# A 0.5B-1.5B model given the reference's 3,000-token request mostly copies it back. This one is short and
+# structured: the current instructions, then each mistake as question / the model's query / the correct query,
+# and one concrete ask. With `evolver_prefill` the reply is begun with the current instructions and a new
+# bullet, so the model only has to continue a list of rules.
+COMPACT = {
+    "text-to-sql": """You improve the instructions of an assistant that writes SQLite queries for one database.
+Below are its current instructions and questions it got wrong, each with its query and the correct query.
+
+Current instructions:
+<current>
+{instructions}
+</current>
+
+Mistakes:
+{mistakes}
+
+Compare each wrong query with the correct one. Write down what the assistant did not know about this database
+(how values are stored, coded or named) as short general rules that also help with other questions. Keep the
+useful current instructions. Write the complete new instructions inside <prompt></prompt>.""",
+    "multiple-choice": """You improve the instructions of an assistant that answers multiple-choice questions.
+Below are its current instructions and questions it got wrong, each with its answer and the correct one.
+
+Current instructions:
+<current>
+{instructions}
+</current>
+
+Mistakes:
+{mistakes}
+
+Write short general rules or facts that would have led to the correct answers and also help with other
+questions. Keep the useful current instructions. Write the complete new instructions inside <prompt></prompt>.""",
+}

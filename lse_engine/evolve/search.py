@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from lse_engine.errors import Cancelled, LSEError
 from lse_engine.evolve import evolver as ev
 from lse_engine.evolve.context import SearchContext
-from lse_engine.evolve.feedback import group_samples, problem_entry, summarize
+from lse_engine.evolve.feedback import group_samples, mistakes, problem_entry, summarize
 from lse_engine.evolve.tree import Node, Tree
 from lse_engine.llm.base import Chat
 from lse_engine.progress import ProgressEvent
@@ -172,19 +172,26 @@ class Search:
 
     # -- proposing edits ---------------------------------------------------------------------------
     def _request(self, node: Node, feedback: str, n_problems: int) -> Chat:
-        """What the evolver is sent for this node: the reference's request (or TextGrad-style's edit step)."""
+        """What the evolver is sent for this node: the reference's request, the compact one for small evolvers,
+        or TextGrad-style's edit step."""
+        start = ""
         if self.s.rule == "textgrad":
             chat = ev.build_textgrad_chat(node.instructions, feedback)
+        elif self.s.request == "compact":
+            chat = ev.build_compact_chat(node.instructions, feedback, self.ctx.task_kind)
+            start = ev.compact_start(node.instructions)
         else:
             agent_prompt = self.ctx.task.agent_prompt(node.instructions, show_schema=self.s.show_schema)
             chat = ev.build_chat(node.instructions, feedback, self.ctx.task_kind, agent_prompt, n_problems)
-        return ev.with_prefill(chat) if self.s.evolver_prefill else chat
+        return ev.with_prefill(chat, start) if self.s.evolver_prefill else chat
 
-    def _propose(self, tree: Tree, chat: Chat, round_: int) -> list[_Proposal]:
+    def _propose(self, tree: Tree, node: Node, chat: Chat, round_: int) -> list[_Proposal]:
         """Ask for `candidates` new instructions, retrying replies that are unusable or not new."""
         want = max(1, self.s.candidates)
         tries = want * (1 + max(0, self.s.evolver_retries))
         prefilled = self.s.evolver_prefill
+        request = "\n".join(m["content"] for m in chat if m["role"] != "assistant")
+        current = node.instructions
         seen = {ev.normalize(n.instructions) for n in tree.nodes.values() if n.instructions}
         proposals: list[_Proposal] = []
         for attempt in range(tries):
@@ -196,8 +203,10 @@ class Search:
                                            seed=(self.s.seed * 1_000_003 + round_ * 101 + attempt) % 2**31)
             comp = self.ctx.evolver.generate([chat], sampling)[0]
             self.ctx.store.add_usage(self.run_id, evolver_calls=1, tokens=comp.prompt_tokens + comp.completion_tokens)
-            raw = ev.reply_text(chat, comp.text, hit_limit=comp.finish_reason == "length")
-            new, error = ev.parse_edit(raw, prefilled, self.s.max_prompt_chars)
+            hit_limit = comp.finish_reason == "length"
+            raw = ev.reply_text(chat, comp.text, hit_limit=hit_limit)
+            new, error = ev.parse_edit(raw, prefilled, self.s.max_prompt_chars, request=request, current=current,
+                                       hit_limit=hit_limit)
             verdict = "invalid" if new is None else "ok"
             if new is not None and ev.normalize(new) in seen:
                 verdict, error = "noop", "the same instructions as a prompt already in the tree"
@@ -320,10 +329,12 @@ class Search:
         pre = (0, 0, 0)  # evolver calls and tokens spent before the edit (TextGrad-style critiques)
         if s.rule == "textgrad":
             feedback, pre = self._critiques(node, fb_batch, fb_outs, r)
+        elif s.request == "compact":
+            feedback = mistakes(fb_batch, fb_outs, self.ctx.task_kind)
         else:
             feedback = summarize(fb_batch, fb_outs, self.ctx.task_kind, max_chars=s.feedback_chars)
         chat = self._request(node, feedback, len(fb_batch))
-        proposals = self._propose(tree, chat, r)
+        proposals = self._propose(tree, node, chat, r)
         good = [p for p in proposals if p.verdict == "ok"]
         tokens = (sum(p.prompt_tokens for p in proposals) + pre[1], sum(p.completion_tokens for p in proposals) + pre[2])
         child_fb: float | None = None
