@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -151,3 +152,79 @@ def test_config_defaults_file_and_errors(tmp_path: Path) -> None:
     (tmp_path / "lse.toml").unlink()
     _write(tmp_path / "pyproject.toml", "[project]\nname='x'\n[tool.lse.evolve]\nrule = 'chain'\n")
     assert load_config(tmp_path).evolve.rule == "chain"
+
+
+@pytest.mark.parametrize(("toml", "where", "says"), [
+    ("[model]\ntimeout_s = 5.0\n[sql]\ntimeout_s = nan\n", (4, 1), "[sql] timeout_s must be a finite number above 0; got nan"),
+    ("[model]\nbatch_size = 2\n[evolve]\nbatch_size = 0\n", (4, 1), "[evolve] batch_size must be at least 1; got 0"),
+    ("[sql]\nrow_cap = -1\n", (2, 1), "[sql] row_cap must be at least 1; got -1"),
+    ("sql.gold_timeout_s = inf\n", (1, 1), "[sql] gold_timeout_s must be a finite number above 0; got inf"),
+    ("[evolve]\n  rule = 'ucbb'\n", (2, 3), "[evolve] rule must be one of ucb, best, chain, pareto, textgrad; got 'ucbb'"),
+    ("[model]\nbackend = 'openi'\n", (2, 1), "[model] backend must be one of auto, transformers, openai, vllm; got"),
+    ("[evolver.sampling]\ntop_p = 0\n", (2, 1), "[evolver.sampling] top_p must be in (0, 1]; got 0.0"),
+    ("[train]\nadvantage = 'mean'\n", (2, 1), "[train] advantage must be one of delta, grpo; got 'mean'"),
+    ("[evolve]\nrounds = 3\nroundz = 4\n", (3, 1), "unknown key [evolve] roundz; valid keys in [evolve]: "),
+    ("[sql]\n[sqll]\nx = 1\n", (2, 1), "unknown key sqll; valid keys: evolve, evolver, model, models, sql, train"),
+    ("evolve = 3\n", (1, 1), "evolve must be a table, got an integer"),
+])
+def test_settings_are_checked_at_their_file_and_line(tmp_path: Path, toml: str, where: tuple[int, int],
+                                                      says: str) -> None:
+    _write(tmp_path / "lse.toml", toml)
+    with pytest.raises(FileFormatError) as err:
+        load_config(tmp_path)
+    assert (err.value.line, err.value.column) == where and says in err.value.message, str(err.value)
+
+
+def test_settings_files_that_are_not_text_or_not_tables(tmp_path: Path) -> None:
+    (tmp_path / "lse.toml").write_bytes(b"[evolve]\nrule = \"caf\xe9\"\n")
+    with pytest.raises(FileFormatError) as err:
+        load_config(tmp_path)
+    assert (err.value.line, err.value.column, err.value.code) == (2, 12, "encoding")
+    (tmp_path / "lse.toml").unlink()
+    _write(tmp_path / "pyproject.toml", "[project]\nname = 'x'\n[tool]\nlse = 3\n")
+    with pytest.raises(FileFormatError, match=r"pyproject.toml:4:1: \[tool.lse\] must be a table of settings"):
+        load_config(tmp_path)
+    _write(tmp_path / "pyproject.toml", "[tool.lse.sql]\ntimeout_s = -1\n")
+    with pytest.raises(FileFormatError, match=r"pyproject.toml:2:1: \[tool.lse.sql\] timeout_s must be"):
+        load_config(tmp_path)
+    _write(tmp_path / "pyproject.toml", "[tool.black]\nx = false\n")  # a pyproject without [tool.lse]: not ours
+    assert load_config(tmp_path).source is None
+    with pytest.raises(FileFormatError, match=r"<settings>:1:1: \[sql\] timeout_s must be a finite number"):
+        load_config(tmp_path, {"sql": {"timeout_s": float("nan")}})
+
+
+def test_config_enums_match_the_modules_that_use_them() -> None:
+    """The choices written in config.py (their modules import torch) are those modules' own."""
+    from lse_engine.config import DTYPES, LOSS_AGGREGATIONS, TRAIN_METHODS, _rules
+    from lse_engine.llm.transformers_backend import _torch_dtype
+    from lse_engine.train.policy import LOSS_AGG, METHODS
+    from lse_engine.train.rewards import ADVANTAGES, NOOP_REWARDS, REWARD_ON, REWARDS
+    from lse_engine.train.states import HOLDOUT_BY
+
+    assert (TRAIN_METHODS, LOSS_AGGREGATIONS) == (METHODS, LOSS_AGG)
+    for dtype in DTYPES:
+        _torch_dtype(dtype, "cpu")
+    rules = _rules()
+    for key, allowed in {"advantage": ADVANTAGES, "reward": REWARDS, "reward_on": REWARD_ON,
+                         "noop_reward": NOOP_REWARDS, "holdout_by": HOLDOUT_BY}.items():
+        assert all(rules[f"train.{key}"](v) is None for v in allowed) and rules[f"train.{key}"]("nope") is not None
+
+
+def test_hostile_yaml_is_a_diagnostic_in_milliseconds(tmp_path: Path) -> None:
+    lol = "x0: &x0 [" + ",".join(['"lol"'] * 10) + "]\n" + "".join(
+        f"x{i}: &x{i} [" + ",".join([f"*x{i - 1}"] * 10) + "]\n" for i in range(1, 9))
+    text = "task: text-to-sql\ndatabase: d.sqlite\n" + lol + "problems:\n  - id: q\n    question: *x8\n    gold: x\n"
+    start = time.perf_counter()
+    suite, issues = parse_suite(text, tmp_path / "x.suite.yaml")
+    assert time.perf_counter() - start < 0.5
+    assert suite is None and [(i.code, i.span.line) for i in issues] == [("alias-expansion", 7)]  # x5: 10**6
+    _, issues = parse_suite("a: &a [*a]\n", tmp_path / "x.suite.yaml")
+    assert [i.code for i in issues] == ["alias-expansion"]
+    _, issues = parse_suite("[" * 100_000 + "]" * 100_000, tmp_path / "x.suite.json")
+    assert [(i.code, i.span.col) for i in issues] == [("too-deep", 64)]
+    _, issues = parse_suite("task: text-to-sql\nq: a\x07b\n", tmp_path / "x.suite.yaml")
+    assert [(i.code, i.span.line, i.span.col) for i in issues] == [("control-character", 1, 4)]
+    (tmp_path / "bad.suite.yaml").write_bytes(b"task: text-to-sql\nq: caf\xe9\n")
+    with pytest.raises(FileFormatError) as err:
+        load_suite(tmp_path / "bad.suite.yaml")
+    assert (err.value.line, err.value.column, err.value.code) == (2, 7, "encoding")

@@ -201,3 +201,81 @@ def test_schema_has_create_statements_and_example_values(db: Path) -> None:
     assert 'CREATE TABLE "person"' in schema and 'CREATE TABLE "pet"' in schema
     assert "examples: 'Rome', 'Oslo'" in schema
     assert 'FOREIGN KEY ("owner_id") REFERENCES "person"("id")' in schema
+
+
+def test_gold_sql_has_its_own_time_limit(db: Path) -> None:
+    slow = "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c LIMIT 2000000) SELECT count(*) FROM c"
+    task = SQLiteTask(db, timeout_s=0.02, gold_timeout_s=30.0)
+    try:
+        out = task.score([Problem("q", "?", slow)], [f"<answer>{slow}</answer>"])[0]
+        assert task.gold_result(Problem("q", "?", slow)).rows == [(2000000,)]  # the gold ran to the end
+        assert (out.correct, out.error_kind, out.error) == (False, "timeout", "timed out after 0.02 s")
+    finally:
+        task.close()
+
+
+def test_values_over_a_megabyte_run_again_with_rows_measured(tmp_path: Path) -> None:
+    path = tmp_path / "blobs.sqlite"
+    conn = sqlite3.connect(path)
+    conn.execute("CREATE TABLE f (id INTEGER PRIMARY KEY, body BLOB)")
+    conn.execute("INSERT INTO f VALUES (1, zeroblob(3000000)), (2, zeroblob(10))")
+    conn.commit()
+    conn.close()
+    task = SQLiteTask(path)
+    try:
+        big = task.db.execute("SELECT id, length(body), body FROM f ORDER BY id")
+        assert big.ok and [(r[0], r[1], len(r[2])) for r in big.rows] == [(1, 3000000, 3000000), (2, 10, 10)]
+        assert task.db.execute("SELECT id FROM f").rows == [(1,), (2,)]  # a stored row over 1 MB is readable
+        huge = task.db.execute("SELECT zeroblob(6000000)")
+        assert (huge.error_kind, huge.error) == ("runtime", "string or blob too big (values are limited to 5 MB)")
+        out = task.score([Problem("q", "?", "SELECT body FROM f WHERE id = 1")],
+                         ["<answer>SELECT body FROM f WHERE id = 1</answer>"])[0]
+        assert out.correct and len(out.result_preview) <= 401 and len(out.expected_preview) <= 401
+    finally:
+        task.close()
+
+
+def test_one_slow_function_call_cannot_outlast_the_deadline(task: SQLiteTask) -> None:
+    """replace/instr/trim/printf would each take minutes in one call here; their stand-ins take milliseconds."""
+    a = "replace(hex(zeroblob(200000)), '0', 'a')"
+    needle = "replace(hex(zeroblob(100000)), '0', 'a') || 'b'"
+    cases = {
+        f"SELECT instr({a}, {needle})": [(0,)],
+        f"SELECT length(replace({a}, {needle}, ''))": [(400000,)],
+        f"SELECT length(trim({a}, (SELECT group_concat(char(256 + id), '') FROM pet) || 'a'))": [(0,)],
+        "SELECT replace('abc', 'b', NULL), replace(5, '', 1), instr(12345, 3), rtrim('xxayy', 'y')":
+            [(None, 5, 3, "xxa")],
+    }
+    for sql, rows in cases.items():
+        start = time.perf_counter()
+        assert task.db.execute(sql).rows == rows, sql
+        assert time.perf_counter() - start < 0.5
+    refused = task.db.execute("SELECT printf('%.*c', 2000000000, 'x')")
+    assert refused.error_kind == "runtime" and "%c repeated 2,000,000,000 times" in refused.error
+
+
+@pytest.mark.parametrize(("content", "says"), [
+    (b"", "the database file is empty"),
+    (b"not a database at all" * 10, "not an SQLite database"),
+    (b"SQLite format 3\x00" + b"\x10\x00" + b"\x00" * 82, "cannot read the database"),
+])
+def test_a_file_that_is_not_a_whole_database_is_one_line(tmp_path: Path, content: bytes, says: str) -> None:
+    from lse_engine.errors import DatabaseOpenError
+
+    path = tmp_path / "x.sqlite"
+    path.write_bytes(content)
+    with pytest.raises(DatabaseOpenError) as err:
+        SQLiteTask(path)
+    assert says in str(err.value) and "\n" not in str(err.value)
+
+
+def test_a_truncated_database_and_bad_paths_are_one_line(db: Path, tmp_path: Path) -> None:
+    from lse_engine.errors import DatabaseOpenError
+
+    cut = tmp_path / "cut.sqlite"
+    cut.write_bytes(db.read_bytes()[:8192])
+    for path, says in ((cut, "the database file is truncated"), (tmp_path / "a\x00b.sqlite", "database not found"),
+                       (tmp_path / ("x" * 5000), "File name too long")):
+        with pytest.raises(DatabaseOpenError) as err:
+            SQLiteTask(path)
+        assert says in str(err.value) and "\x00" not in str(err.value), str(err.value)

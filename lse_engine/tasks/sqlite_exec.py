@@ -7,11 +7,14 @@ is not trusted, and only read operations are authorized. Every query is bounded 
 - **time:** a watchdog thread interrupts a connection whose query runs past its deadline
   (`sqlite3_interrupt`, checked by SQLite between VM steps; no per-step Python callback), and the Python side
   checks the deadline between the chunks of rows it materialises;
-- **memory:** per-connection limits (`setlimit`: a value ≤ 5 MB, SQL text ≤ 100 kB, expression depth,
-  compound selects, columns, …), SQLite's process-wide heap limit (soft 32 MiB, hard 64 MiB: beyond it an
+- **memory:** per-connection limits (`setlimit`: a value or a stored row ≤ 5 MB, SQL text ≤ 100 kB, expression
+  depth, compound selects, columns, …), SQLite's process-wide heap limit (soft 32 MiB, hard 64 MiB: beyond it an
   allocation fails and the query ends with "out of memory"), temporary b-trees and sorts on temporary files
-  (unlinked at once, in the system's temp directory) rather than in memory, and a budget for the rows built
-  in Python (row tuples and values), measured row by row as SQLite hands them over;
+  (unlinked at once, in the system's temp directory) rather than in memory, and a budget for the rows built in
+  Python (48 MiB of tuples and values). Queries run first with values ≤ 1 MB, their rows fetched in chunks the
+  budget left could hold even if every row were as large as SQLite can make one there; the rare query that meets
+  a larger value runs again with values ≤ 5 MB and each row measured as SQLite hands it over. Peak memory
+  growth stays under ~180 MB whatever the query;
 - **rows:** a row cap.
 
 A database in WAL mode is read without creating `-wal`/`-shm` files next to it: when both already exist (a
@@ -46,7 +49,8 @@ _ALLOWED_ACTIONS = {
 _READ_PRAGMAS = {"table_info", "table_xinfo", "foreign_key_list", "index_list", "index_info"}
 _DENIED_FUNCTIONS = {"load_extension", "readfile", "writefile", "edit", "fts3_tokenizer"}
 
-MAX_VALUE_BYTES = 5_000_000  # one string or blob (SQLITE_LIMIT_LENGTH)
+MAX_VALUE_BYTES = 5_000_000  # one string or blob, or one stored row (SQLITE_LIMIT_LENGTH)
+FAST_VALUE_BYTES = 1_000_000  # the same on the fast path; a query that meets a larger value runs again
 MAX_SQL_CHARS = 100_000  # one statement's text (SQLITE_LIMIT_SQL_LENGTH)
 # Per-connection limits; names absent from an older `sqlite3` module are skipped.
 LIMITS = {
@@ -66,8 +70,7 @@ LIMITS = {
 HEAP_SOFT_LIMIT = 32 << 20  # SQLite starts recycling page cache past this (process-wide)
 HEAP_HARD_LIMIT = 64 << 20  # SQLite's allocations fail past this (process-wide)
 RESULT_BUDGET = 48 << 20  # bytes a result may take in Python (its row tuples and values)
-_MEASURE_COLUMNS = 8  # values marshalled at a time to measure a row: the copy stays ≤ 8 × the value limit
-_VALUE_BYTES = 40  # a value's object and pointer overhead in Python, about, beyond its marshalled size
+_VALUE_BYTES = 48  # a value's object and pointer overhead in Python, about, beyond its marshalled size
 _CHUNK_ROWS = 256  # rows fetched at a time, at most
 _WATCH_EVERY_S = 0.02  # how often the watchdog looks at running queries
 _HEADER = b"SQLite format 3\x00"
@@ -206,30 +209,30 @@ def classify_error(message: str) -> str:
 
 # -- deadlines ----------------------------------------------------------------------------------------------
 class _Guarded:
-    """One thread's read-only connection, the deadline of the query it runs and what its result may still take.
-
-    Its row factory measures each row as SQLite hands it over (marshalled size, plus a tuple's and the values'
-    object overhead), so a result stops within one row of its budget however large its rows are."""
+    """One thread's read-only connection, the deadline of the query it runs and the bytes its result may still
+    take (`budget[0]`: a list, which the row factory of the large-value path reads fastest)."""
 
     def __init__(self, conn: sqlite3.Connection) -> None:
         self.conn = conn
         self.deadline = math.inf
         self.timed_out = False
-        self.budget = [RESULT_BUDGET]  # bytes left; a list, which the row factory reads fastest
+        self.budget = [RESULT_BUDGET]
+        self.measure = _measuring(self.budget)
         conn.text_factory = str  # decoding in C; `ReadOnlyDatabase.execute` falls back to `_decode_text`
-        conn.row_factory = _measuring(self.budget)
+        conn.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, FAST_VALUE_BYTES)
 
 
 def _measuring(budget: list[int]):
-    dumps = marshal.dumps
+    """A row factory that charges each row to `budget` as SQLite hands it over (marshalled size, plus each
+    value's object overhead), so a result stops within one row of its budget however large its rows are.
+    Values are marshalled one at a time for wide rows, so measuring never copies more than one value."""
 
-    def measured(cursor: sqlite3.Cursor, row: tuple) -> tuple:
-        if len(row) <= _MEASURE_COLUMNS:
-            budget[0] -= len(dumps(row)) + len(row) * _VALUE_BYTES
-        else:
-            budget[0] -= sum(len(dumps(row[i:i + _MEASURE_COLUMNS])) for i in range(0, len(row), _MEASURE_COLUMNS)) \
-                + len(row) * _VALUE_BYTES
-        if budget[0] < 0:
+    def measured(cursor: sqlite3.Cursor, row: tuple, dumps=marshal.dumps, overhead=_VALUE_BYTES) -> tuple:
+        n = len(row)
+        size = len(dumps(row)) if n <= 4 else sum(map(len, map(dumps, row)))
+        left = budget[0] - size - n * overhead
+        budget[0] = left
+        if left < 0:
             raise _Stop("runtime", f"the result is too large: more than {RESULT_BUDGET >> 20} MiB")
         return row
 
@@ -283,6 +286,17 @@ class _Watchdog:
 _WATCHDOG = _Watchdog()
 
 
+_UDF_FAILED = "user-defined function raised exception"
+
+
+def _too_big(exc: sqlite3.Error) -> bool:
+    """Whether `exc` says a value outgrew the limit (SQLite's own check, or one of the stand-ins')."""
+    msg = str(exc)
+    if msg == _UDF_FAILED:
+        msg = sqlite_guards.peek_error() or ""
+    return "too big" in msg.lower()
+
+
 class _Stop(Exception):
     """The result outgrew its budget or the deadline passed while rows were being built in Python."""
 
@@ -313,7 +327,11 @@ class ReadOnlyDatabase:
         return guarded
 
     def execute(self, sql: str, timeout_s: float | None = None, row_cap: int | None = None) -> ExecResult:
-        """Run one query under the deadline, the memory limits and the row cap; never raises for SQL problems."""
+        """Run one query under the deadline, the memory limits and the row cap; never raises for SQL problems.
+
+        Two paths: values up to `FAST_VALUE_BYTES`, rows fetched in chunks the budget can hold and measured a
+        chunk at a time (every query, nearly); a query that meets a larger value runs again with values up to
+        `MAX_VALUE_BYTES`, each row measured as it comes (within the same deadline)."""
         start = time.perf_counter()
         limit = self.timeout_s if timeout_s is None else timeout_s
         cap = self.row_cap if row_cap is None else row_cap
@@ -324,22 +342,15 @@ class ReadOnlyDatabase:
             guarded = self._guarded()
         except DatabaseOpenError as exc:
             return ExecResult(None, "runtime", str(exc), time.perf_counter() - start)
-        conn = guarded.conn
         guarded.deadline, guarded.timed_out = start + limit, False
-        guarded.budget[0] = RESULT_BUDGET
-        sqlite_guards.reset_error()
         _WATCHDOG.watch(guarded)
         try:
             try:
-                rows = self._fetch(conn, sql, cap, guarded.deadline)
-            except sqlite3.OperationalError as exc:
-                if "could not decode" not in str(exc).lower():
+                rows = self._rows(guarded, sql, cap, large=False)
+            except sqlite3.Error as exc:
+                if guarded.timed_out or not _too_big(exc):
                     raise
-                conn.text_factory = _decode_text  # text that is not UTF-8: decode it leniently, in Python
-                try:
-                    rows = self._fetch(conn, sql, cap, guarded.deadline)
-                finally:
-                    conn.text_factory = str
+                rows = self._rows(guarded, sql, cap, large=True)
             if rows is None:
                 return ExecResult(None, "too_many_rows", f"more than {cap} rows", time.perf_counter() - start)
             return ExecResult(rows, seconds=time.perf_counter() - start)
@@ -351,7 +362,7 @@ class ReadOnlyDatabase:
             if guarded.timed_out:
                 return ExecResult(None, "timeout", f"timed out after {limit:g} s", elapsed)
             msg = str(exc) or type(exc).__name__
-            if msg == "user-defined function raised exception":
+            if msg == _UDF_FAILED:
                 msg = sqlite_guards.last_error() or msg
             if "not authorized" in msg.lower():
                 return ExecResult(None, "not_a_query", f"refused: {msg}", elapsed)
@@ -367,21 +378,59 @@ class ReadOnlyDatabase:
             _WATCHDOG.unwatch(guarded)
             guarded.deadline = math.inf
 
+    def _rows(self, guarded: _Guarded, sql: str, cap: int, large: bool) -> list[tuple] | None:
+        """`_fetch` on the fast or the large-value path; text that is not UTF-8 is decoded leniently, in Python."""
+        conn = guarded.conn
+        if large:
+            conn.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, MAX_VALUE_BYTES)
+            conn.row_factory = guarded.measure
+            guarded.budget[0] = RESULT_BUDGET
+        try:
+            try:
+                return self._fetch(conn, sql, cap, guarded.deadline, large)
+            except sqlite3.OperationalError as exc:
+                if "could not decode" not in str(exc).lower():
+                    raise
+                conn.text_factory = _decode_text
+                guarded.budget[0] = RESULT_BUDGET
+                try:
+                    return self._fetch(conn, sql, cap, guarded.deadline, large)
+                finally:
+                    conn.text_factory = str
+        finally:
+            if large:
+                conn.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, FAST_VALUE_BYTES)
+                conn.row_factory = None
+
     @staticmethod
-    def _fetch(conn: sqlite3.Connection, sql: str, cap: int, deadline: float) -> list[tuple] | None:
-        """All rows of `sql`, or None when there are more than `cap`; raises `_Stop` past the budget (the row
-        factory measures each row) or past the deadline (checked between chunks)."""
+    def _fetch(conn: sqlite3.Connection, sql: str, cap: int, deadline: float, large: bool) -> list[tuple] | None:
+        """All rows of `sql`, or None when there are more than `cap`; raises `_Stop` past the memory budget or
+        the deadline (both checked between chunks; on the large-value path the row factory measures each row).
+
+        On the fast path a chunk holds no more rows than the budget left could take if every one were as large
+        as SQLite can make a row there (every column at the fast value limit, or its whole heap), and each chunk
+        is measured in C, so a result stops within one row of its budget however its rows grow."""
         cur = conn.execute(sql)
         try:
+            ncols = len(cur.description or ()) or 1
+            worst_row = min(HEAP_HARD_LIMIT, ncols * FAST_VALUE_BYTES) + ncols * _VALUE_BYTES
+            left = RESULT_BUDGET
             rows: list[tuple] = []
             while True:
                 want = min(_CHUNK_ROWS, cap + 1 - len(rows))
+                if not large:
+                    want = min(want, max(1, left // worst_row))
                 chunk = cur.fetchmany(want)
                 rows += chunk
                 if len(rows) > cap:
                     return None
                 if len(chunk) < want:
                     return rows
+                if not large:
+                    left -= len(marshal.dumps(chunk)) + len(chunk) * ncols * _VALUE_BYTES
+                    if left < 0:
+                        raise _Stop("runtime", f"the result is too large: more than {RESULT_BUDGET >> 20} MiB "
+                                               f"in {len(rows):,} rows")
                 if time.perf_counter() > deadline:
                     raise _Stop("timeout", "")
         finally:

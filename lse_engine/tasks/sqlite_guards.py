@@ -25,7 +25,15 @@ class GuardError(ValueError):
 
 
 def last_error() -> str | None:
-    """The message of the last stand-in that refused, in this thread (SQLite only reports that one raised)."""
+    """The message of the last stand-in that refused, in this thread (SQLite only reports that one raised);
+    read once. Every stand-in sets it just before it raises, so it is never a stale one."""
+    error = getattr(_LOCAL, "error", None)
+    _LOCAL.error = None
+    return error
+
+
+def peek_error() -> str | None:
+    """`last_error` without reading it away."""
     return getattr(_LOCAL, "error", None)
 
 
@@ -159,6 +167,3 @@ def install(conn: sqlite3.Connection, value_limit: int) -> None:
     for name in ("printf", "format"):
         conn.create_function(name, -1, printf, deterministic=True)
 
-
-def reset_error() -> None:
-    _LOCAL.error = None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import marshal
 import os
 import re
 import threading
@@ -135,6 +136,12 @@ def preview_rows(rows: Sequence[tuple] | None, limit: int = _PREVIEW_ROWS) -> st
     Built value by value and cut at `_PREVIEW_CHARS`: a 5 MB value costs no more than a short one."""
     if rows is None:
         return ""
+    head = rows[:limit]
+    if len(marshal.dumps(head)) <= _PREVIEW_CHARS:  # short values (their repr is at most ~4x): repr them all
+        shown = repr(list(head))[1:-1]
+        more = f" … ({len(rows)} rows)" if len(rows) > limit else f" ({len(rows)} rows)"
+        text = shown + more
+        return text if len(text) <= _PREVIEW_CHARS else text[:_PREVIEW_CHARS] + "…"
     parts: list[str] = []
     used = 0
     for row in rows[:limit]:

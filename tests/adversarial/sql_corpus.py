@@ -160,7 +160,7 @@ CORPUS: list[Attack] = [
     _a("distinct big blobs", "memory", "SELECT count(*) FROM (SELECT DISTINCT randomblob(1000000) FROM pet)", HEAVY),
     _a("recursive big strings", "memory", "WITH RECURSIVE r(i, s) AS (SELECT 1, hex(zeroblob(2000000)) UNION ALL "
        "SELECT i + 1, s FROM r) SELECT s FROM r", HEAVY),
-    _a("window group_concat", "memory", "SELECT length(group_concat(body) OVER (ORDER BY id)) FROM big", HEAVY),
+    _a("window group_concat", "memory", "SELECT length(group_concat(body) OVER (ORDER BY id)) FROM big", HEAVY | OK),
     _a("all rows of a cartesian", "memory", "SELECT a.*, b.* FROM big a, big b", HEAVY),
     _a("many columns", "memory", "SELECT " + ", ".join(f"{i}" for i in range(1500)), LIMIT),
     _a("wide star join", "memory", "SELECT * FROM big a, big b, big c, big d", HEAVY),
