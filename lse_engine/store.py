@@ -34,6 +34,8 @@ SCHEMA_VERSION = 2
 class Store:
     """Access to one workspace's run store."""
 
+    db: sqlite_utils.Database
+
     def __init__(self, path: str | os.PathLike[str], readonly: bool = False) -> None:
         """Open (and, unless `readonly`, create and migrate) the store; StoreError (one line) when it cannot."""
         self.path = Path(path)

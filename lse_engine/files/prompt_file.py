@@ -100,9 +100,9 @@ def parse_prompt(text: str, path: str | Path) -> tuple[PromptFile, list[Issue]]:
         issues.append(Issue("no `suite:` in the front matter: add `---\\nsuite: my.suite.yaml\\n---` at the top",
                             Span(0, 0, 0, len(lines[0]) if lines else 0), "missing-suite"))
     elif suite_ref is not None:
-        problem, usable = _suite_problem(prompt)
-        if problem:
-            issues.append(Issue(problem, suite_span, "missing-suite"))
+        suite_problem, usable = _suite_problem(prompt)
+        if suite_problem:
+            issues.append(Issue(suite_problem, suite_span, "missing-suite"))
         if not usable:  # a path no system call accepts (too long, …): no suite, rather than one that raises
             prompt.suite_ref = None
     if not instructions.strip():

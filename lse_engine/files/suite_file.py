@@ -115,9 +115,9 @@ def parse_suite(text: str, path: str | Path) -> tuple[Suite | None, list[Issue]]
             if not isinstance(dval, str) or not dval:
                 issues.append(Issue("`database` must be a path", suite.database_span, "type"))
             else:
-                suite.database, problem = _database_at(path.parent, dval)
-                if problem:
-                    issues.append(Issue(problem[0], suite.database_span, problem[1]))
+                suite.database, db_problem = _database_at(path.parent, dval)
+                if db_problem:
+                    issues.append(Issue(db_problem[0], suite.database_span, db_problem[1]))
 
     if "split" in top:
         snode = top["split"][1]
