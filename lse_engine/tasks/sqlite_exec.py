@@ -289,6 +289,14 @@ _WATCHDOG = _Watchdog()
 _UDF_FAILED = "user-defined function raised exception"
 
 
+def check_limits(timeout_s: float, row_cap: int) -> None:
+    """A deadline that is not a finite positive number would never come (NaN compares false): refuse it."""
+    if not (isinstance(timeout_s, (int, float)) and math.isfinite(timeout_s) and timeout_s > 0):
+        raise ValueError(f"timeout_s must be a finite number above 0, got {timeout_s!r}")
+    if not (isinstance(row_cap, int) and row_cap >= 1):
+        raise ValueError(f"row_cap must be at least 1, got {row_cap!r}")
+
+
 def _too_big(exc: sqlite3.Error) -> bool:
     """Whether `exc` says a value outgrew the limit (SQLite's own check, or one of the stand-ins')."""
     msg = str(exc)
@@ -310,6 +318,7 @@ class ReadOnlyDatabase:
     """Thread-safe executor over one database file: one read-only connection per thread."""
 
     def __init__(self, path: str | os.PathLike[str], timeout_s: float = 5.0, row_cap: int = 100_000) -> None:
+        check_limits(timeout_s, row_cap)
         self.path = Path(path)
         self.timeout_s = timeout_s
         self.row_cap = row_cap
@@ -335,6 +344,7 @@ class ReadOnlyDatabase:
         start = time.perf_counter()
         limit = self.timeout_s if timeout_s is None else timeout_s
         cap = self.row_cap if row_cap is None else row_cap
+        check_limits(limit, cap)
         if len(sql) > MAX_SQL_CHARS:
             return ExecResult(None, "runtime", f"the query is too long ({len(sql):,} characters > "
                                                f"{MAX_SQL_CHARS:,})", 0.0)

@@ -23,7 +23,13 @@ from lse_engine.llm.base import Chat
 from lse_engine.tags import extract_tag
 from lse_engine.tasks import sql_template
 from lse_engine.tasks.base import Outcome, Problem
-from lse_engine.tasks.sqlite_exec import MAX_SQL_CHARS, ExecResult, ReadOnlyDatabase, open_readonly
+from lse_engine.tasks.sqlite_exec import (
+    MAX_SQL_CHARS,
+    ExecResult,
+    ReadOnlyDatabase,
+    check_limits,
+    open_readonly,
+)
 
 logging.getLogger("sqlglot").setLevel(logging.ERROR)
 
@@ -244,6 +250,7 @@ class SQLiteTask:
         """`timeout_s` bounds each predicted query, `gold_timeout_s` each gold query (BIRD's harness: 30 s)."""
         self.database = Path(database)
         self.db = ReadOnlyDatabase(self.database, timeout_s=timeout_s, row_cap=row_cap)
+        check_limits(gold_timeout_s, row_cap)
         self.gold_timeout_s = gold_timeout_s
         self.example_values = example_values
         self.workers = workers or max(1, min(4, os.cpu_count() or 1))
