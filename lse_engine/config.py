@@ -48,6 +48,7 @@ class ModelConfig:
     api_key_env: str = "OPENAI_API_KEY"
     device: str = "auto"
     dtype: str = "auto"
+    threads: int = 0  # CPU threads of an in-process model: 0 = $LSE_THREADS, else tuned while decoding
     batch_size: int = 8
     max_concurrency: int = 8
     timeout_s: float = 120.0
@@ -78,7 +79,8 @@ class EvolveConfig:
     feedback_chars: int = 0  # 0 = every problem with its full response (the paper); else a budget in characters
     show_schema: bool = True  # the evolver sees the database schema in the agent prompt (off: it is left out)
     # reference: the paper's request (agent prompt, every problem, full responses); compact: a short list of
-    # mistakes (question, the model's answer, the right one) for small evolvers that copy long requests back
+    # mistakes (question, the model's answer, the right one) for small evolvers that copy long requests back;
+    # facts: one question per mistake ("what fact does the right answer know?"), the facts appended as bullets
     request: str = "reference"
     heldout_size: int = 0  # > 0: also score parent and child on a held-out train batch (a cheap reward signal)
 
@@ -204,7 +206,7 @@ def _rules() -> dict[str, Callable[[Any], str | None]]:
         "evolve.max_tokens": _at_least(0), "evolve.max_wall_s": _at_least(0), "evolve.evolver_retries": _at_least(0),
         "evolve.candidates": _at_least(1), "evolve.max_prompt_chars": _at_least(1),
         "evolve.feedback_chars": _at_least(0), "evolve.heldout_size": _at_least(0),
-        "evolve.request": _one_of("reference", "compact"),
+        "evolve.request": _one_of("reference", "compact", "facts"),
         "sql.timeout_s": _above(0), "sql.gold_timeout_s": _above(0), "sql.row_cap": _at_least(1),
         "sql.example_values": _at_least(0),
         "train.name": train_name, "train.method": _one_of(*TRAIN_METHODS),

@@ -56,6 +56,42 @@ def reply_text(chat: Chat, completion: str, hit_limit: bool = False) -> str:
     return raw
 
 
+def build_fact_chat(question: str, answer: str, gold: str, task_kind: str) -> Chat:
+    """One mistake, one question: which fact about the data the right answer knows (`request = "facts"`)."""
+    template = prompts.FACT.get(task_kind, prompts.FACT["text-to-sql"])
+    return [{"role": "user", "content": template.format(question=question, answer=answer, gold=gold)},
+            {"role": "assistant", "content": prompts.FACT_PREFILL}]
+
+
+_FACT_LEADS = ("the correct query knows that ", "the correct query knows ", "the correct answer knows that ",
+               "fact:", "the fact is that ")
+FACT_CHARS = (12, 300)
+
+
+def parse_fact(text: str) -> str | None:
+    """The fact in a reply: its first line, without the lead-in the request invites; None when unusable."""
+    fact = (text or "").strip().split("\n", 1)[0].strip().strip('"').strip()
+    for lead in _FACT_LEADS:
+        if fact.lower().startswith(lead):
+            fact = fact[len(lead):].strip()
+    if not FACT_CHARS[0] <= len(fact) <= FACT_CHARS[1]:
+        return None
+    return fact[0].upper() + fact[1:]
+
+
+def with_facts(instructions: str, facts: list[str]) -> str:
+    """The instructions with each new fact appended as a bullet (facts already there, or repeated, are skipped)."""
+    have = normalize(instructions).lower()
+    new: list[str] = []
+    for fact in facts:
+        key = normalize(fact).lower()
+        if key and key not in have and key not in (normalize(f).lower() for f in new):
+            new.append(fact)
+    if not new:
+        return instructions
+    return instructions.rstrip() + "\n" + "\n".join(f"- {f}" for f in new)
+
+
 def normalize(instructions: str) -> str:
     """Instructions with whitespace runs collapsed: two edits that differ only in spacing are the same edit."""
     return " ".join(instructions.split())

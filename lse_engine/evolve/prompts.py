@@ -135,3 +135,22 @@ Mistakes:
 Write short general rules or facts that would have led to the correct answers and also help with other
 questions. Keep the useful current instructions. Write the complete new instructions inside <prompt></prompt>.""",
 }
+
+# -- one fact per mistake, for the smallest evolvers (`[evolve] request = "facts"`) ------------------------------
+# Asked to rewrite instructions, a 0.5B-1.5B model echoes its input. Asked, for one mistake at a time, which fact
+# about the database the correct answer knows, a 1.5B model often names it ("the category code for home and
+# kitchen products is 'HK'", "shipping fees are stored in cents"). The engine appends the new facts to the
+# instructions as bullets: the edit. Measured in benchmarks/README.md.
+FACT = {
+    "text-to-sql": """You are reviewing text-to-SQL mistakes on one SQLite database.
+Question: {question}
+Wrong query: {answer}
+Correct query: {gold}
+What does the correct query know about how this database stores, codes or names its data that the wrong query got wrong? Answer with one short general fact about the database, not about this question.""",
+    "multiple-choice": """You are reviewing a mistake on a multiple-choice test.
+Question: {question}
+Wrong answer: {answer}
+Correct answer: {gold}
+What fact or rule leads to the correct answer? Answer with one short general fact, not about this question only.""",
+}
+FACT_PREFILL = "Fact:"

@@ -220,6 +220,47 @@ class Search:
                                        completion_tokens=comp.completion_tokens)
         return proposals
 
+    def _propose_facts(self, tree: Tree, node: Node, problems: Sequence[Problem], outcomes: Sequence[Outcome],
+                       round_: int) -> tuple[list[_Proposal], Chat]:
+        """`request = "facts"`: one short question per mistake (batched), the facts appended to the instructions.
+        Candidate 0 decodes greedily, the others sample; each candidate is one attempt."""
+        kind = self.ctx.task_kind
+        chats = [ev.build_fact_chat(p.question + (f" (evidence: {p.evidence})" if p.evidence else ""),
+                                    outs[0].answer or "(none)", p.gold, kind)
+                 for p, outs in group_samples(problems, outcomes) if not outs[0].correct]
+        seen = {ev.normalize(n.instructions) for n in tree.nodes.values() if n.instructions}
+        proposals: list[_Proposal] = []
+        want = max(1, self.s.candidates)
+        for attempt in range(want * (1 + max(0, self.s.evolver_retries))):
+            if not chats or sum(p.verdict == "ok" for p in proposals) >= want:
+                break
+            self._check_cancel()
+            self._emit_step(f"round {round_}: evolver naming what {len(chats)} mistakes missed", attempt,
+                            want, None)
+            sampling = dataclasses.replace(self.ctx.evolver_sampling, stop=("\n",), max_tokens=64,
+                                           seed=(self.s.seed * 1_000_003 + round_ * 101 + attempt) % 2**31)
+            if attempt == 0:
+                sampling = dataclasses.replace(sampling, temperature=0.0)
+            comps = self.ctx.evolver.generate(chats, sampling)
+            p_tok, c_tok = sum(c.prompt_tokens for c in comps), sum(c.completion_tokens for c in comps)
+            self.ctx.store.add_usage(self.run_id, evolver_calls=len(chats), tokens=p_tok + c_tok)
+            facts = [f for f in (ev.parse_fact(c.text) for c in comps) if f]
+            new = ev.with_facts(node.instructions, facts)
+            raw = "\n".join(f"Fact: {c.text.strip()}" for c in comps)
+            verdict, error = "ok", None
+            if not facts:
+                verdict, error = "invalid", "no usable fact in the replies"
+            elif ev.normalize(new) in seen:
+                verdict, error = "noop", "every fact is already in the instructions or the tree"
+            seen.add(ev.normalize(new))
+            proposals.append(_Proposal(new if verdict == "ok" else None, raw, error, verdict, attempt, p_tok, c_tok))
+            self.ctx.store.add_attempt(self.run_id, round_, attempt, raw=raw, instructions=new if facts else "",
+                                       verdict=verdict, error=error or "", prompt_tokens=p_tok,
+                                       completion_tokens=c_tok)
+        if not chats:
+            proposals.append(_Proposal(None, "", "no mistakes in the batch to learn from", "noop", 0, 0, 0))
+        return proposals, chats[0] if chats else []
+
     def _critiques(self, node: Node, problems: Sequence[Problem], outcomes: Sequence[Outcome],
                    round_: int) -> tuple[str, tuple[int, int, int]]:
         """TextGrad-style backward pass: one short critique per failure (one batched call), aggregated.
@@ -327,14 +368,18 @@ class Search:
         """Propose the round's edit and commit it as a child; (None, None) when no new instructions came."""
         s = self.s
         pre = (0, 0, 0)  # evolver calls and tokens spent before the edit (TextGrad-style critiques)
-        if s.rule == "textgrad":
-            feedback, pre = self._critiques(node, fb_batch, fb_outs, r)
-        elif s.request == "compact":
+        if s.request == "facts" and s.rule != "textgrad":
             feedback = mistakes(fb_batch, fb_outs, self.ctx.task_kind)
+            proposals, chat = self._propose_facts(tree, node, fb_batch, fb_outs, r)
         else:
-            feedback = summarize(fb_batch, fb_outs, self.ctx.task_kind, max_chars=s.feedback_chars)
-        chat = self._request(node, feedback, len(fb_batch))
-        proposals = self._propose(tree, node, chat, r)
+            if s.rule == "textgrad":
+                feedback, pre = self._critiques(node, fb_batch, fb_outs, r)
+            elif s.request == "compact":
+                feedback = mistakes(fb_batch, fb_outs, self.ctx.task_kind)
+            else:
+                feedback = summarize(fb_batch, fb_outs, self.ctx.task_kind, max_chars=s.feedback_chars)
+            chat = self._request(node, feedback, len(fb_batch))
+            proposals = self._propose(tree, node, chat, r)
         good = [p for p in proposals if p.verdict == "ok"]
         tokens = (sum(p.prompt_tokens for p in proposals) + pre[1], sum(p.completion_tokens for p in proposals) + pre[2])
         child_fb: float | None = None
