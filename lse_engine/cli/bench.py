@@ -106,7 +106,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data", required=True, help="the benchmark's directory (BIRD/Spider dev set, MMLU-Redux CSVs "
                                                  "or JSON/JSONL/parquet/arrow files)")
     p.add_argument("--dbs", help="comma-separated databases (subjects for mmlu-redux); default: all")
-    p.add_argument("--rules", help="comma-separated selection rules (ucb, chain, best, pareto, textgrad); "
+    p.add_argument("--rules", help="comma-separated selection rules (ucb, chain, best, pareto: GEPA's rule, "
+                                   "textgrad: TextGrad-style); "
                                    "default ucb,chain,best,pareto")
     p.add_argument("--seeds", default="3", help="N (seeds 0..N-1) or a comma-separated list; default 3")
     p.add_argument("--out", help="output directory: suites, run store, report (default ./bench-BENCHMARK)")

@@ -122,7 +122,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("evolve", help="evolve a prompt with tree-guided search")
     p.add_argument("prompt")
     p.add_argument("--rounds", type=int)
-    p.add_argument("--rule", choices=RULES)
+    p.add_argument("--rule", choices=RULES, help="ucb (the paper's tree search), best (greedy), chain (the newest "
+                   "node), pareto (GEPA's selection and acceptance rule), textgrad (a TextGrad-style baseline)")
     p.add_argument("--seed", type=int)
     p.add_argument("--batch-size", type=int)
     p.add_argument("--dev-size", type=int)

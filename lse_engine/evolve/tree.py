@@ -14,7 +14,7 @@ always expands the newest scored node (the linear chain the paper compares again
 nodes that are on no front once dominated nodes are removed are dropped, and a survivor is sampled with
 probability proportional to the number of fronts it is on (an RNG seeded by (seed, round)). It needs each
 node's per-problem dev outcomes (`Node.dev_correct`, loaded from the store's dev batches).
-`textgrad` is TextGrad's loop: a chain that reverts: it expands the newest node whose dev score did not drop
+`textgrad` is a TextGrad-style loop (our prompts, not TextGrad's own): a chain that reverts: it expands the newest node whose dev score did not drop
 below its parent's (so a child that made things worse is abandoned for the best so far on the chain).
 """
 
