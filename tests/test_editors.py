@@ -89,7 +89,7 @@ def test_neovim_with_the_documented_config_runs_the_whole_loop(tmp_path: Path) -
     assert lines_with(out, "LENSES") == ["Evaluate,Evolve,Show tree"]
     evaluate, evolve = lines_with(out, "RESULT")
     assert re.fullmatch(r"LSE evaluate of nums\.prompt\.md: train \d+%, dev \d+%", evaluate)
-    assert re.fullmatch(r"LSE evolve of nums\.prompt\.md: dev \d+% → \d+%, 2 rounds", evolve)
+    assert re.fullmatch(r"LSE evolve of nums\.prompt\.md: dev \d+% → \d+%, 2 rounds, \d+ edits? \(\d+ no-op\)", evolve)
     question = "LSE: dev 25% → 75% for nums.prompt.md. Replace its instructions with the evolved ones?: "
     assert lines_with(out, "ASKED") == [question + "[Apply|Discard|Show diff]", question + "[Apply|Discard]"]
     assert lines_with(out, "DIFF") == ["shown"]
@@ -118,7 +118,7 @@ def test_emacs_eglot_with_the_documented_config_runs_the_whole_loop(tmp_path: Pa
     assert lines_with(out, "DIAG") == ["duplicate-id"]
     evaluate, evolve = lines_with(out, "RESULT")
     assert re.fullmatch(r"LSE evaluate of nums\.prompt\.md: train \d+%, dev \d+%", evaluate)
-    assert re.fullmatch(r"LSE evolve of nums\.prompt\.md: dev \d+% → \d+%, 2 rounds", evolve)
+    assert re.fullmatch(r"LSE evolve of nums\.prompt\.md: dev \d+% → \d+%, 2 rounds, \d+ edits? \(\d+ no-op\)", evolve)
     assert lines_with(out, "ASKED") == ["LSE: dev 25% → 75% for nums.prompt.md. Replace its instructions with "
                                         "the evolved ones? [Apply|Discard|Show diff]"]
     assert lines_with(out, "APPLIED") == ["t0 keep-me t1 t2"]

@@ -378,7 +378,7 @@ async def test_evolve_puts_the_winner_into_the_unsaved_buffer_exactly(client: La
     assert done["error"] is None and done["winner"] not in (None, 0)
     assert done["instructions"] == "t0 keep-me t1 t2" and done["rootDev"] == pytest.approx(0.25)
     assert done["winnerDev"] == pytest.approx(0.75) and done["roundsDone"] == 2
-    assert "LSE evolve of nums.prompt.md: dev 25% → 75%, 2 rounds" in messages_of(client)
+    assert "LSE evolve of nums.prompt.md: dev 25% → 75%, 2 rounds, 2 edits (0 no-op)" in messages_of(client)
     nodes = [p for p in client.run_progress if p["runId"] == run_id and not p["done"] and p.get("node")]
     assert nodes and {"id", "parent", "dev", "instructions"} <= set(nodes[-1]["node"])
     edits = await wait_for(lambda: client.apply_edits, what="workspace/applyEdit")

@@ -63,14 +63,18 @@ def summary(kind: str, name: str, result: Mapping[str, Any], rounds_fallback: in
         rounds_text = f"{rounds} round{'s' if rounds != 1 else ''}" if rounds is not None else ""
         root, best = result.get("rootDev"), result.get("winnerDev")
         root_test, best_test = result.get("rootTest"), result.get("winnerTest")
+        edits, noop = result.get("edits"), result.get("noopEdits")
+        edits_text = f"{edits} edit{'s' if edits != 1 else ''} ({noop or 0} no-op)" if edits is not None else ""
         if not result.get("winner"):
             extra = ", ".join(p for p in (f"dev {pct(root)}", rounds_text,
-                                          f"test {pct(root_test)}" if root_test is not None else "") if p)
+                                          f"test {pct(root_test)}" if root_test is not None else "", edits_text) if p)
             return f"LSE evolve of {name}: the original prompt is still best ({extra})"
         parts = [f"dev {pct(root)} → {pct(best)}"]
         if rounds_text:
             parts.append(rounds_text)
         if best_test is not None:
             parts.append(f"test {pct(root_test)} → {pct(best_test)}" if root_test is not None else f"test {pct(best_test)}")
+        if edits_text:
+            parts.append(edits_text)
         return f"LSE evolve of {name}: " + ", ".join(parts)
     return f"LSE {kind}: {result.get('message') or 'done'}"
