@@ -15,6 +15,7 @@ Configurations:
                   values, rows leaving as they end
   engine bf16     the same with bfloat16 weights
   engine int8     the same with int8 weights (dynamic quantisation): the default on CPU
+  engine int8 b8  the same in calls of 8 chats, as the scorer sends them with `[model] batch_size = 8`
   llama.cpp       llama-cpp-python if importable, else a `llama-server` on PATH through the OpenAI-compatible
                   backend, else skipped (never required, never built here)
 
@@ -33,8 +34,10 @@ from __future__ import annotations
 
 import argparse
 import copy
+import functools
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -163,6 +166,41 @@ def timed(generate: Any, chats: list[Chat], sampling: Sampling) -> tuple[dict[st
             "load_before": load, "load_after": load_avg()}, out
 
 
+def agreement(llm: Any, models: dict[str, Any], chats: list[Chat], replies: list[Completion]) -> dict[str, float]:
+    """How often each model's next token is float32's, along float32's own greedy replies (teacher forced, through
+    the engine's decoder, so its attention precision counts too): a precision's fidelity, where word-for-word
+    equality of long replies says little (one different token and the rest differs)."""
+    import torch
+
+    from lse_engine.llm import decode
+
+    prompts = [llm.render(c) for c in chats]
+    forced = [llm.tokenizer(r.text, add_special_tokens=False)["input_ids"] or [0] for r in replies]
+    picks: dict[str, list[list[int]]] = {}
+    for name, model in models.items():
+        picked: list[list[int]] = [[] for _ in prompts]
+
+        def choose(logits: Any, rows: list[int], picked: list[list[int]] = picked) -> Any:
+            tokens = []
+            for row, best in zip(rows, logits.argmax(dim=-1).tolist()):
+                picked[row].append(best)
+                tokens.append(forced[row][len(picked[row]) - 1])
+            return torch.tensor(tokens)
+
+        with torch.inference_mode():
+            decode.Decoder(model).generate(prompts, max(len(f) for f in forced), choose,
+                                           lambda row, gen: len(gen) >= len(forced[row]), pad_id=0)
+        picks[name] = picked
+    total = sum(len(f) for f in forced)
+    return {name: round(sum(a == b for p, q in zip(picked, picks["fp32"]) for a, b in zip(p, q)) / total, 4)
+            for name, picked in picks.items() if name != "fp32"}
+
+
+def in_calls(llm: Any, size: int, chats: list[Chat], sampling: Sampling) -> list[Completion]:
+    """`llm.generate` on `size` chats at a time, as the scorer calls it."""
+    return [c for i in range(0, len(chats), size) for c in llm.generate(chats[i: i + size], sampling)]
+
+
 def llama_cpp(path: str, gguf: str | None, chats: list[Chat], sampling: Sampling, threads: int) -> dict[str, Any]:
     """llama.cpp on the same GGUF: the Python binding if importable, else a llama-server on PATH, else skipped."""
     if not gguf:
@@ -220,6 +258,7 @@ def llama_cpp(path: str, gguf: str | None, chats: list[Chat], sampling: Sampling
 def run(args: argparse.Namespace) -> dict[str, Any]:
     import torch
 
+    from lse_engine.llm import cpu_threads
     from lse_engine.llm.transformers_backend import TransformersLLM
 
     tmp = Path(tempfile.mkdtemp(prefix="lse-bench-gen-"))
@@ -227,8 +266,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         task, problems, chats = task_chats(tmp, args.problems, args.example_values)
         path, gguf, real = locate(args.model, tmp) if args.model else (random_qwen2(tmp), None, False)
         t0 = time.perf_counter()
-        llm = TransformersLLM(path, gguf_file=gguf, dtype="float32", batch_size=args.problems,
-                              threads=args.threads)
+        # one fixed thread count for every configuration, so that they compare (the engine's own default tunes
+        # it while decoding, which generate() cannot): all cores on an idle machine, 1 on a busy one
+        threads = args.threads or cpu_threads.initial()
+        llm = TransformersLLM(path, gguf_file=gguf, dtype="float32", batch_size=args.problems, threads=threads)
         load_s = time.perf_counter() - t0
         prompt_tokens = [len(llm.render(c)) for c in chats]
         shared = min(len(os.path.commonprefix([llm.render(chats[0]), llm.render(c)])) for c in chats)
@@ -250,20 +291,30 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 llm.model, llm.fast, llm.batch_size = base, False, 1
                 r, replies[name] = timed(llm.generate, chats[: args.baseline_problems], greedy)
             else:
-                dtype = name.split()[-1]
+                dtype, batch = engine_config(name, args.problems)
                 llm.model = base if dtype == "fp32" else variant(base, dtype)
-                llm.fast, llm.batch_size = True, args.problems
+                llm.fast, llm.batch_size = True, batch
                 llm.prefix_cache.clear()
-                r, replies[name] = timed(llm.generate, chats, greedy)
+                r, replies[name] = timed(functools.partial(in_calls, llm, batch), chats, greedy)
             if name in replies:
                 outcomes = task.score(problems[: len(replies[name])], [c.text for c in replies[name]])
                 r["correct"] = sum(o.correct for o in outcomes)
             res["configs"][name] = r
-            print(f"{name:<12} {describe(r)}", flush=True)
+            print(f"{name:<16} {describe(r)}", flush=True)
+        if "engine fp32" in replies and args.agreement:
+            dtypes = {engine_config(n, 0)[0] for n in replies if n.startswith("engine ")} - {"fp32"}
+            n = args.agreement
+            res["top1_agreement_with_fp32"] = agree = agreement(
+                llm, {"fp32": base, **{d: variant(base, d) for d in sorted(dtypes)}}, chats[:n],
+                replies["engine fp32"][:n])
+            print(f"next-token agreement with float32 along its greedy replies ({n} problems): "
+                  + ", ".join(f"{k} {v:.1%}" for k, v in agree.items()), flush=True)
+        res["replies"] = {name: [c.text for c in out] for name, out in replies.items()}
         default = args.default
         if default in replies:
-            llm.model = base if default.endswith("fp32") else variant(base, default.split()[-1])
-            llm.fast, llm.batch_size = True, args.problems
+            dtype, _ = engine_config(default, args.problems)
+            llm.model = base if dtype == "fp32" else variant(base, dtype)
+            llm.fast = True
             chat = evolver_chat(task, problems, [c.text for c in replies[default]])
             evolver = Sampling(max_tokens=args.evolver_tokens, temperature=0.7, seed=0, stop=("</prompt>",))
             r, out = timed(llm.generate, [chat], evolver)
@@ -327,7 +378,14 @@ def summarise(res: dict[str, Any], default: str, replies: dict[str, list[Complet
           f"(target ≥ {TARGET_RATIO:g}×): {'PASS' if res['pass'] else 'FAIL'}")
 
 
-CONFIGS = ("baseline", "engine fp32", "engine bf16", "engine int8", "llama.cpp")
+CONFIGS = ("baseline", "engine fp32", "engine bf16", "engine int8", "engine int8 b8", "llama.cpp")
+
+
+def engine_config(name: str, problems: int) -> tuple[str, int]:
+    """"engine DTYPE" (one batch of all problems) or "engine DTYPE bN" (calls of N chats, as the scorer sends
+    with `[model] batch_size = N`): the dtype and the batch."""
+    parts = name.split()
+    return parts[1], int(parts[2][1:]) if len(parts) > 2 else problems
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -336,22 +394,28 @@ def main(argv: list[str] | None = None) -> int:
                     help="the random stand-in (unless --model), 4 chats × 32 tokens, baseline on 1, int8 only")
     ap.add_argument("--strict", action="store_true", help="exit 1 when the target is missed")
     ap.add_argument("--model", help=f"a model name, directory or .gguf file (default {DEMO_MODEL})")
-    ap.add_argument("--configs", help=f"comma-separated, from: {', '.join(CONFIGS)} (default all)")
+    ap.add_argument("--configs", help=f"comma-separated, from: {', '.join(CONFIGS)} (default all; any "
+                                      "'engine DTYPE bN' too)")
     ap.add_argument("--default", default="engine int8", help="the configuration the target and projection use")
     ap.add_argument("--problems", type=int, default=16)
     ap.add_argument("--baseline-problems", type=int, default=3)
     ap.add_argument("--max-tokens", type=int, default=320)
     ap.add_argument("--evolver-tokens", type=int, default=1024)
+    ap.add_argument("--agreement", type=int, default=8,
+                    help="problems on which lower precisions are compared with float32 token by token (0: none)")
     ap.add_argument("--example-values", type=int, default=3, help="example values per column in the schema")
-    ap.add_argument("--threads", type=int, default=0, help="torch threads (0: the engine's default)")
+    ap.add_argument("--threads", type=int, default=0,
+                    help="torch threads for every configuration (0: all cores, or 1 when the machine is busy)")
     args = ap.parse_args(argv)
     if args.quick:
         args.problems, args.baseline_problems, args.max_tokens, args.evolver_tokens = 4, 1, 32, 32
+        args.agreement = 0
         args.configs = args.configs or "baseline,engine int8"
     else:
         args.model = args.model or DEMO_MODEL
     args.configs = [c.strip() for c in (args.configs or ",".join(CONFIGS)).split(",") if c.strip()]
-    unknown = [c for c in args.configs if c not in CONFIGS]
+    engine = re.compile(r"engine (fp32|bf16|int8)( b[1-9][0-9]*)?")
+    unknown = [c for c in args.configs if c not in CONFIGS and not engine.fullmatch(c)]
     if unknown:
         ap.error(f"unknown configuration(s) {unknown}: use {', '.join(CONFIGS)}")
     res = run(args)

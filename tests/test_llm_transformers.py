@@ -169,15 +169,22 @@ def test_prefill_in_row_chunks_gives_the_same_tokens(qwen2: TransformersLLM, mon
 def test_prefix_cache_serves_later_batches_and_partial_matches(llm: TransformersLLM) -> None:
     greedy = Sampling(max_tokens=16)
     llm.prefix_cache.clear()
-    oslo_bergen = [SHARED_CHATS[0], SHARED_CHATS[5]]  # their common prefix runs into "How many customers live in"
-    assert llm.generate(oslo_bergen, greedy) == reference(llm, oslo_bergen, greedy)
-    assert len(llm.prefix_cache) == 1
-    hits, misses = llm.prefix_cache.hits, llm.prefix_cache.misses
+    misses = llm.prefix_cache.misses
+    assert llm.generate(SHARED_CHATS[:1], greedy) == reference(llm, SHARED_CHATS[:1], greedy)
+    system = llm.stem(SHARED_CHATS[0], llm.render(SHARED_CHATS[0]))  # the system turn: where decoding splits
+    assert len(llm.prefix_cache) == 1 and llm.prefix_cache.misses - misses == system
+    hits = llm.prefix_cache.hits
     assert llm.generate(SHARED_CHATS, greedy) == reference(llm, SHARED_CHATS, greedy)
-    renders = [llm.render(c) for c in SHARED_CHATS]
-    shared = min(common_prefix_len(renders[0], r) for r in renders)  # the system turn and the user turn's header
-    assert llm.prefix_cache.hits - hits >= 2 * shared  # both batches (of 3) took it from the cache
-    assert llm.prefix_cache.misses - misses <= 10  # and computed only the few tokens after it
+    assert llm.prefix_cache.hits - hits == 2 * system  # both batches of 3 took it from the cache
+    assert llm.prefix_cache.misses - misses == system
+    # another system prompt that begins like the first: the common part comes from the cached entry
+    other = [{"role": "system", "content": SYSTEM + " Be brief."}, {"role": "user", "content": "hi"}]
+    mixed = [SHARED_CHATS[0], other]
+    shared = common_prefix_len(llm.render(mixed[0]), llm.render(mixed[1]))
+    assert 0 < shared < system
+    hits = llm.prefix_cache.hits
+    assert llm.generate(mixed, greedy) == reference(llm, mixed, greedy)
+    assert llm.prefix_cache.hits - hits == shared
 
 
 def test_prefix_cache_is_dropped_when_the_weights_change(llm: TransformersLLM) -> None:
@@ -219,13 +226,20 @@ def test_cancel_stops_a_batch_between_tokens(llm: TransformersLLM) -> None:
         llm.cancel = None
 
 
-def test_int8_weights_generate(tiny_model_dir: str) -> None:
-    llm = TransformersLLM(tiny_model_dir, dtype="int8", batch_size=4)
-    assert "quantized" in type(llm.model.model.layers[0].mlp.up_proj).__module__ and llm.fast
-    out = llm.generate(SHARED_CHATS, Sampling(max_tokens=10))
-    assert [c.prompt_tokens for c in out] == [len(llm.render(c)) for c in SHARED_CHATS]
-    assert all(0 < c.completion_tokens <= 10 for c in out) and len({c.text for c in out}) > 1
-    assert out == llm.generate(SHARED_CHATS, Sampling(max_tokens=10))
+def test_int8_weights_generate_the_same_alone_or_in_any_batch(tiny_model_dir: str) -> None:
+    """int8 products are exact integers and each row is quantised with its own scale: a chat's reply, greedy or
+    seeded, does not depend on the other chats in its batch."""
+    llm = TransformersLLM(tiny_model_dir, dtype="int8", batch_size=len(SHARED_CHATS))
+    assert type(llm.model.model.layers[0].mlp.up_proj).__name__ == "Int8Linear" and llm.fast
+    for sampling in (Sampling(max_tokens=12), Sampling(max_tokens=12, temperature=1.0, seed=3)):
+        out = llm.generate(SHARED_CHATS, sampling)
+        assert [c.prompt_tokens for c in out] == [len(llm.render(c)) for c in SHARED_CHATS]
+        assert all(0 < c.completion_tokens <= 12 for c in out) and len({c.text for c in out}) > 2
+        llm.batch_size = 1
+        assert llm.generate(SHARED_CHATS, sampling) == out
+        llm.batch_size = 4
+        assert llm.generate(SHARED_CHATS, sampling) == out
+        llm.batch_size = len(SHARED_CHATS)
     llm.close()
 
 
@@ -234,6 +248,21 @@ def test_thread_count_setting(monkeypatch: pytest.MonkeyPatch) -> None:
     assert cpu_threads.fixed(0) == 1 and cpu_threads.fixed(3) == 3  # the setting wins over the environment
     monkeypatch.setenv("LSE_THREADS", "many")
     assert cpu_threads.fixed(0) is None  # not a count: tuned
+
+
+def test_threads_setting_reaches_the_backend(tiny_model_dir: str, tmp_path: Path) -> None:
+    import torch
+
+    from lse_engine.config import ModelConfig
+    from lse_engine.llm.pool import build_llm
+
+    before = torch.get_num_threads()
+    try:
+        llm = build_llm(ModelConfig(backend="transformers", model=tiny_model_dir, dtype="float32", threads=1), tmp_path)
+        assert llm.threads == 1 and torch.get_num_threads() == 1
+        llm.close()
+    finally:
+        torch.set_num_threads(before)
 
 
 def run_tuner(tuner: cpu_threads.ThreadTuner, seconds: dict[int, float], steps: int) -> list[int]:

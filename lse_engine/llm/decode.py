@@ -14,12 +14,13 @@ Greedy decoding here matches transformers' `generate()` token for token (in floa
 
 from __future__ import annotations
 
+import functools
 import inspect
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from lse_engine.errors import Cancelled
-from lse_engine.llm import kv_cache, shared_attention
+from lse_engine.llm import cpu_quant, kv_cache, shared_attention
 from lse_engine.llm.base import CancelToken
 from lse_engine.llm.cpu_threads import ThreadTuner
 from lse_engine.llm.prefix_cache import KV, PrefixCache, common_prefix_len
@@ -49,6 +50,29 @@ def supports(model: Any) -> bool:
     return not sliding and not getattr(config, "is_encoder_decoder", False)
 
 
+@functools.lru_cache(maxsize=1)
+def cpu_has_fast_bf16() -> bool:
+    """Whether this CPU multiplies bfloat16 natively (AVX512-BF16 or AMX): then bf16 products run ~4x float32's."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = next((line for line in f if line.startswith("flags")), "").split()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def attention_dtype(model: Any) -> Any:
+    """The dtype of attention's products: bfloat16 on a CPU with native bf16 when the model is already not exact
+    float32 (int8 weights, bf16 weights); else None (the model's own: a float32 model stays exact)."""
+    import torch
+
+    params = next(model.parameters(), None)
+    if params is None or params.device.type != "cpu" or not cpu_has_fast_bf16():
+        return None
+    approximate = params.dtype == torch.bfloat16 or cpu_quant.is_int8(model)
+    return torch.bfloat16 if approximate else None
+
+
 def _text_config(model: Any) -> Any:
     config = model.config
     return config.get_text_config(decoder=True) if hasattr(config, "get_text_config") else config
@@ -76,15 +100,14 @@ class Decoder:
         self.prefix_cache = prefix_cache
         self.tuner = tuner  # times decode steps to pick the CPU thread count (None: leave it as it is)
         self.device = next(model.parameters()).device
+        self.attention_dtype = attention_dtype(model)
         self.prefilled = 0  # tokens run through the model before decoding (shared prefix misses and suffixes)
 
     # -- one forward pass --------------------------------------------------------------------------------------
-    def _forward(self, ids: Any, cache: Any, positions: Any, state: SharedKV | None = None, mask: Any = None) -> Any:
-        """Last-position logits. With `state`, attention is `shared_attention` (the model is switched to it for
-        this pass only): the rows' own slots in `cache`, the shared prefix in `state`."""
+    def _forward(self, ids: Any, cache: Any, positions: Any, state: SharedKV) -> Any:
+        """Last-position logits, with `shared_attention` (the model is switched to it for this pass only): the
+        rows' own slots in `cache`, the shared prefix (if any) in `state`."""
         kwargs = {self.cache_kwarg: cache, self.keep_kwarg: 1, "use_cache": True}
-        if state is None:
-            return self.model(input_ids=ids, attention_mask=mask, position_ids=positions, **kwargs).logits[:, -1, :]
         config = self.model.config
         before = config._attn_implementation
         config._attn_implementation = shared_attention.NAME
@@ -104,15 +127,16 @@ class Decoder:
 
         have, cached = self.prefix_cache.longest(ids) if self.prefix_cache is not None else (0, None)
         have = min(have, len(ids))
-        cache = kv_cache.growing_cache(self.layers, len(ids))
+        cache = kv_cache.growing_cache(self.layers, len(ids), self.attention_dtype)
         if cached is not None and have:
             for layer, (k, v) in zip(cache.layers, cached):
                 layer.load(k[:, :, :have], v[:, :, :have], 1)
         if have < len(ids):
             rest = torch.tensor([list(ids[have:])], device=self.device)
             positions = torch.arange(have, len(ids), device=self.device)[None]
-            mask = torch.ones((1, len(ids)), dtype=torch.long, device=self.device)
-            self._forward(rest, cache, positions, mask=mask)
+            valid = torch.ones((1, len(ids)), dtype=torch.bool, device=self.device)
+            # the same attention as the rows get, so a token's keys do not depend on where a batch split the prompt
+            self._forward(rest, cache, positions, SharedKV(None, valid))
         self.prefilled += len(ids) - have
         kv = [(layer.keys.clone(), layer.values.clone()) for layer in cache.layers]
         if self.prefix_cache is not None:
@@ -124,8 +148,11 @@ class Decoder:
 
     # -- a batch -------------------------------------------------------------------------------------------------
     def generate(self, prompts: Sequence[Sequence[int]], max_new: int, choose: Chooser, finished: Finished,
-                 pad_id: int, cancel: CancelToken | None = None) -> list[list[int]]:
-        """Generated ids of every prompt (at most `max_new` each, ending with the token that finished the row)."""
+                 pad_id: int, cancel: CancelToken | None = None, split: int | None = None) -> list[list[int]]:
+        """Generated ids of every prompt (at most `max_new` each, ending with the token that finished the row).
+
+        The shared prefix is the prompts' common prefix, cut at `split` when given (a fixed place, such as the
+        end of the system turn: then a prompt is split the same way in any batch that shares it)."""
         import torch
 
         rows = len(prompts)
@@ -133,6 +160,8 @@ class Decoder:
         if rows == 0 or max_new <= 0:
             return out
         shared = min(common_prefix_len(prompts[0], p) for p in prompts)
+        if split is not None:
+            shared = min(shared, split)
         shared = min(shared, min(len(p) for p in prompts) - 1)  # every row keeps one token to prefill
         if shared < MIN_SHARED:
             shared = 0
@@ -150,7 +179,7 @@ class Decoder:
             valid[i, gap:width] = True
             positions[i, gap:] = torch.arange(shared, shared + len(s))
         state = SharedKV(prefix, valid)
-        cache = kv_cache.growing_cache(self.layers, min(total, width + 512))
+        cache = kv_cache.growing_cache(self.layers, min(total, width + 512), self.attention_dtype)
         next_pos = torch.tensor([shared + len(s) for s in suffixes], device=dev)
         length = width
         logits = self._forward(ids, cache, positions, state)

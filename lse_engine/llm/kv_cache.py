@@ -25,9 +25,10 @@ def supported() -> bool:
 class GrowingLayer(DynamicLayer if DynamicLayer is not None else object):  # type: ignore[misc]
     """One layer's keys and values, [batch, heads, length, head_dim] views of a larger buffer."""
 
-    def __init__(self, capacity: int = 0) -> None:
+    def __init__(self, capacity: int = 0, dtype: Any = None) -> None:
         super().__init__()
         self.capacity_hint = capacity
+        self.dtype = dtype  # what the buffer holds (None: the model's); new keys/values are converted on write
         self.length = 0
         self._k: Any = None
         self._v: Any = None
@@ -69,15 +70,16 @@ class GrowingLayer(DynamicLayer if DynamicLayer is not None else object):  # typ
             return
         size = max(need, self.capacity_hint, cap + max(GROW_TOKENS, cap // 2))
         b, h, _, d = like.shape
-        k, v = like.new_empty((b, h, size, d)), like.new_empty((b, h, size, d))
+        dtype = self.dtype or like.dtype
+        k, v = like.new_empty((b, h, size, d), dtype=dtype), like.new_empty((b, h, size, d), dtype=dtype)
         if self.length:
             k[:, :, : self.length] = self._k[:, :, : self.length]
             v[:, :, : self.length] = self._v[:, :, : self.length]
         self._k, self._v = k, v
 
 
-def growing_cache(layers: int, capacity: int) -> Any:
+def growing_cache(layers: int, capacity: int, dtype: Any = None) -> Any:
     """A DynamicCache of `layers` GrowingLayers (empty; `load` or the first forward pass fills them)."""
     cache = DynamicCache()
-    cache.layers = [GrowingLayer(capacity) for _ in range(layers)]
+    cache.layers = [GrowingLayer(capacity, dtype) for _ in range(layers)]
     return cache

@@ -79,6 +79,8 @@ def build_llm(mc: ModelConfig, root: Path) -> LLM:
                       adapter=resolve_adapter(mc.adapter, root), root=root)  # root: lse.toml's [models.NAME]
         if mc.gguf_file:
             kwargs["gguf_file"] = mc.gguf_file
+        if backend == "transformers":
+            kwargs["threads"] = mc.threads
     return make_llm(backend, _model_ref(backend, model, root), **kwargs)
 
 

@@ -81,41 +81,49 @@ def attention(module: Any, query: Any, key: Any, value: Any, attention_mask: Any
 
     lse_shared.calls += 1
     rows, heads, q_len, dim = query.shape
-    groups = key.shape[1]
     scale = scaling if scaling is not None else dim ** -0.5
     prefix = lse_shared.prefix[module.layer_idx] if lse_shared.prefix else None
     allowed = lse_shared.mask(q_len, key.shape[2])
-    # rows per chunk, so that a long prefill does not hold all its scores at once
-    per_row = heads * q_len * (key.shape[2] + (prefix[0].shape[2] if prefix is not None else 0))
-    step = max(1, CHUNK_SCORES // max(1, per_row))
+    # scores are computed a block of rows and queries at a time, so that a long prefill stays within CHUNK_SCORES
+    keys = key.shape[2] + (prefix[0].shape[2] if prefix is not None else 0)
+    per_query = heads * keys
+    queries = max(1, min(q_len, CHUNK_SCORES // per_query))
+    per_row = max(1, CHUNK_SCORES // (per_query * queries))
+    if queries >= q_len and per_row >= rows:
+        return _attend(query * scale, key, value, allowed, prefix).to(query.dtype), None
     out = torch.empty((rows, q_len, heads, dim), dtype=query.dtype, device=query.device)
-    for i in range(0, rows, step):
-        part = slice(i, min(rows, i + step))
-        out[part] = _attend(query[part] * scale, key[part], value[part], allowed[part], prefix, groups)
+    for i in range(0, rows, per_row):
+        r = slice(i, min(rows, i + per_row))
+        for j in range(0, q_len, queries):
+            t = slice(j, min(q_len, j + queries))
+            out[r, t] = _attend(query[r, :, t] * scale, key[r], value[r], allowed[r, :, :, t], prefix)
     return out, None
 
 
-def _attend(query: Any, key: Any, value: Any, allowed: Any, prefix: tuple[Any, Any] | None, groups: int) -> Any:
+def _attend(query: Any, key: Any, value: Any, allowed: Any, prefix: tuple[Any, Any] | None) -> Any:
+    """Softmax attention of (scaled) queries over the prefix and the rows' own slots; products in the keys'
+    dtype, softmax in float32. Each part is kept in the layout its matrix product gives (contiguous), and the
+    two are joined through their row maxima and sums."""
     import torch
 
     rows, heads, q_len, dim = query.shape
-    rep = heads // groups
-    q = query.reshape(rows, groups, rep * q_len, dim)  # query head g*rep + r attends key/value head g
-    own = torch.matmul(q, key.transpose(-1, -2)).float()  # [rows, groups, rep*q, L]
-    own = own.view(rows, groups, rep, q_len, -1).masked_fill_(~allowed, float("-inf")).view(rows, groups, rep * q_len, -1)
-    top = own.amax(dim=-1, keepdim=True)
+    groups = key.shape[1]
+    width = heads // groups * q_len  # query rows per key/value head: head g*rep + r reads key/value head g
+    q = query.to(key.dtype).reshape(rows, groups, width, dim)
+    own = torch.matmul(q, key.transpose(-1, -2)).float()  # [rows, groups, width, L]
+    own.view(rows, groups, -1, q_len, own.shape[-1]).masked_fill_(~allowed, float("-inf"))
+    top = own.amax(dim=-1)
     if prefix is not None:
         pk, pv = prefix  # [1, groups, P, dim]
-        flat = q.transpose(0, 1).reshape(groups, rows * rep * q_len, dim)
-        shared = torch.bmm(flat, pk[0].transpose(1, 2)).float().view(groups, rows, rep * q_len, -1).transpose(0, 1)
-        top = torch.maximum(top, shared.amax(dim=-1, keepdim=True))
-    own = torch.exp_(own - top)
-    total = own.sum(dim=-1, keepdim=True)
-    result = torch.matmul(own.to(value.dtype), value).float()  # [rows, groups, rep*q, dim]
+        flat = q.transpose(0, 1).reshape(groups, rows * width, dim)
+        shared = torch.bmm(flat, pk[0].transpose(1, 2)).float()  # [groups, rows*width, P]
+        top = torch.maximum(top, shared.amax(dim=-1).view(groups, rows, width).transpose(0, 1))
+        shared.sub_(top.transpose(0, 1).reshape(groups, rows * width, 1)).exp_()
+    own.sub_(top[..., None]).exp_()
+    total = own.sum(dim=-1)
+    result = torch.matmul(own.to(value.dtype), value).float()  # [rows, groups, width, dim]
     if prefix is not None:
-        shared = torch.exp_(shared - top)
-        total = total + shared.sum(dim=-1, keepdim=True)
-        weights = shared.transpose(0, 1).reshape(groups, rows * rep * q_len, -1).to(pv.dtype)
-        result += torch.bmm(weights, pv[0]).float().view(groups, rows, rep * q_len, dim).transpose(0, 1)
-    result = (result / total).view(rows, heads, q_len, dim)
-    return result.transpose(1, 2).to(query.dtype)
+        total += shared.sum(dim=-1).view(groups, rows, width).transpose(0, 1)
+        result += torch.bmm(shared.to(pv.dtype), pv[0]).float().view(groups, rows, width, dim).transpose(0, 1)
+    result /= total[..., None]
+    return result.view(rows, heads, q_len, dim).transpose(1, 2)

@@ -304,6 +304,16 @@ class TransformersLLM:
             text += " " + chat[-1]["content"]
         return list(self.tokenizer(text)["input_ids"])
 
+    def stem(self, chat: Chat, prompt: Sequence[int]) -> int:
+        """How many leading tokens of `prompt` (the chat rendered) are its turns before the last: the part a
+        batch of chats with one system prompt shares. Decoding splits there whatever the batch, so that a chat's
+        reply does not depend on which other chats it was batched with. 0 when there is no such turn."""
+        if len(chat) < 2 or not getattr(self.tokenizer, "chat_template", None):
+            return 0
+        text = self.tokenizer.apply_chat_template(list(chat[:-1]), add_generation_prompt=False, tokenize=False)
+        ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
+        return len(ids) if list(prompt[: len(ids)]) == list(ids) else 0
+
     def _eos_ids(self) -> list[int]:
         eos = getattr(self.model.generation_config, "eos_token_id", None)
         ids = set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
@@ -323,13 +333,18 @@ class TransformersLLM:
                 if self.cancel is not None and self.cancel.cancelled:
                     raise Cancelled("cancelled")
                 idx = order[start: start + self.batch_size]
-                batch = self._decode_batch if self.fast else self._generate_batch
-                outs = batch([prompts[i] for i in idx], sampling, [base_seed + i for i in idx])
+                batch = [prompts[i] for i in idx]
+                seeds = [base_seed + i for i in idx]
+                if self.fast:
+                    outs = self._decode_batch(batch, sampling, seeds, [self.stem(chats[i], prompts[i]) for i in idx])
+                else:
+                    outs = self._generate_batch(batch, sampling, seeds)
                 for i, c in zip(idx, outs):
                     results[i] = c
         return [c for c in results if c is not None]
 
-    def _decode_batch(self, prompts: list[list[int]], sampling: Sampling, seeds: list[int]) -> list[Completion]:
+    def _decode_batch(self, prompts: list[list[int]], sampling: Sampling, seeds: list[int],
+                      stems: list[int]) -> list[Completion]:
         """One batch through `decode.Decoder`: shared prefix once, rows leave as they finish."""
         import torch
 
@@ -355,7 +370,8 @@ class TransformersLLM:
         pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
         try:
             with torch.inference_mode():
-                gens_ids = decoder.generate(prompts, sampling.max_tokens, choose, finished, pad, self.cancel)
+                gens_ids = decoder.generate(prompts, sampling.max_tokens, choose, finished, pad, self.cancel,
+                                            split=min(stems))
         except decode.Unsupported:
             self.fast = False  # this model's attention bypasses transformers' interface: generate() from now on
             return self._generate_batch(prompts, sampling, seeds)
