@@ -72,7 +72,7 @@ HEAP_HARD_LIMIT = 64 << 20  # SQLite's allocations fail past this (process-wide)
 RESULT_BUDGET = 48 << 20  # bytes a result may take in Python (its row tuples and values)
 _VALUE_BYTES = 48  # a value's object and pointer overhead in Python, about, beyond its marshalled size
 _CHUNK_ROWS = 256  # rows fetched at a time, at most
-_WATCH_EVERY_S = 0.02  # how often the watchdog looks at running queries
+_WATCH_SLACK_S = 0.002  # the watchdog wakes this long after the earliest deadline
 _HEADER = b"SQLite format 3\x00"
 
 
@@ -242,17 +242,20 @@ def _measuring(budget: list[int]):
 class _Watchdog:
     """One daemon thread that interrupts connections whose query is past its deadline.
 
-    Registering a query costs a dict insert; the thread sleeps on an event while nothing runs."""
+    It sleeps until the earliest deadline among the running queries (or until a query with an earlier one
+    starts), so while queries end in time it hardly ever runs and never competes for the GIL. Registering a
+    query costs a dict insert and a comparison."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._running: dict[int, _Guarded] = {}
         self._wake = threading.Event()
+        self._wake_at = math.inf  # when the thread will look next (inf while it scans: every watch wakes it)
         self._thread: threading.Thread | None = None
 
     def watch(self, guarded: _Guarded) -> None:
         self._running[id(guarded)] = guarded
-        if not self._wake.is_set():
+        if guarded.deadline < self._wake_at:
             self._wake.set()
         if self._thread is None:
             with self._lock:
@@ -266,21 +269,24 @@ class _Watchdog:
 
     def _loop(self) -> None:
         while True:
-            if not self._running:
-                self._wake.clear()
-                if not self._running:
-                    self._wake.wait()
-                continue
-            time.sleep(_WATCH_EVERY_S)
-            now = time.perf_counter()
             with self._lock:
+                self._wake.clear()
+                self._wake_at = math.inf
+                now = time.perf_counter()
+                earliest = math.inf
                 for guarded in list(self._running.values()):
-                    if now > guarded.deadline and not guarded.timed_out:
+                    if guarded.timed_out:
+                        continue
+                    if now > guarded.deadline:
                         guarded.timed_out = True
                         try:
                             guarded.conn.interrupt()
                         except sqlite3.Error:
                             pass
+                    else:
+                        earliest = min(earliest, guarded.deadline)
+                self._wake_at = earliest
+            self._wake.wait(None if earliest == math.inf else earliest - now + _WATCH_SLACK_S)
 
 
 _WATCHDOG = _Watchdog()
