@@ -195,6 +195,7 @@ def _rules() -> dict[str, Callable[[Any], str | None]]:
         "model.backend": _one_of("auto", *BACKENDS),
         "model.dtype": _one_of(*DTYPES),
         "model.batch_size": _at_least(1), "model.max_concurrency": _at_least(1), "model.timeout_s": _above(0),
+        "model.threads": _at_least(0),
         "model.max_retries": _at_least(0),
         "model.base_url": lambda v: None if not v or re.match(r"https?://", v) else
         f"must start with http:// or https://; got {v!r}",
