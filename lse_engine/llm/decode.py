@@ -3,8 +3,11 @@ prefix (a system prompt with a database schema, then a short question).
 
 1. The prompts' common prefix is computed once (or found in the `PrefixCache`); its keys/values are held once for
    the whole batch and read by `shared_attention` (never copied into each row).
-2. The rows' own suffixes (the question) are prefilled together in one forward pass, left-padded, the padding
-   masked out and positions counted from the prefix's end (logits of the last position only).
+2. The rows' own suffixes (the question) are prefilled together in one forward pass. Each row's own tokens
+   start at slot 0 of its part of the cache (padding after them, masked out), and each row writes its next token
+   right after its own last one, so a row's keys lie exactly where they would lie were it alone: every sum in
+   attention then runs over the same numbers in the same order in any batch, and a reply does not depend on its
+   batch (int8 layers are exact; the tests check it).
 3. Tokens are decoded one step at a time into a growing KV cache (no per-step concatenation); a row leaves the
    batch as soon as it ends (an end token, a stop string, its token budget), so the batch never computes for
    rows that are done.
@@ -40,7 +43,7 @@ Finished = Callable[[int, list[int]], bool]
 
 
 def supports(model: Any) -> bool:
-    """Whether `model` can take this path: layered caches, `logits_to_keep`, attention with no sliding window."""
+    """Whether `model` can take this path: layered caches, a backbone and a linear head, no sliding window."""
     if not kv_cache.supported() or _forward_params(model) is None or not shared_attention.register():
         return False
     config = _text_config(model)
@@ -78,13 +81,20 @@ def _text_config(model: Any) -> Any:
     return config.get_text_config(decoder=True) if hasattr(config, "get_text_config") else config
 
 
-def _forward_params(model: Any) -> tuple[str, str] | None:
-    """The names this model's forward gives the cache and the kept-logits count, or None when it lacks either."""
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model  # a peft wrapper passes kwargs on
-    params = inspect.signature(type(base).forward).parameters
+def _forward_params(model: Any) -> tuple[Any, Any, str] | None:
+    """(backbone, output head, the backbone's name for the cache), or None when the model is not a decoder
+    with a plain linear head (logits softcapped or scaled: those heads are not reproduced here)."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model  # a peft wrapper injects in place
+    config = _text_config(base)
+    if getattr(config, "final_logit_softcapping", None) or getattr(config, "logit_scale", None) not in (None, 1, 1.0):
+        return None
+    backbone = base.get_decoder() if hasattr(base, "get_decoder") else None
+    head = base.get_output_embeddings() if hasattr(base, "get_output_embeddings") else None
+    if backbone is None or head is None or backbone is base:
+        return None
+    params = inspect.signature(type(backbone).forward).parameters
     cache = "cache" if "cache" in params else "past_key_values" if "past_key_values" in params else None
-    keep = "logits_to_keep" if "logits_to_keep" in params else None
-    return (cache, keep) if cache and keep else None
+    return (backbone, head, cache) if cache else None
 
 
 class Decoder:
@@ -95,7 +105,7 @@ class Decoder:
         if params is None:
             raise ValueError("this model does not support prefix-shared decoding")
         self.model = model
-        self.cache_kwarg, self.keep_kwarg = params
+        self.backbone, self.head, self.cache_kwarg = params
         self.layers = _text_config(model).num_hidden_layers
         self.prefix_cache = prefix_cache
         self.tuner = tuner  # times decode steps to pick the CPU thread count (None: leave it as it is)
@@ -104,21 +114,25 @@ class Decoder:
         self.prefilled = 0  # tokens run through the model before decoding (shared prefix misses and suffixes)
 
     # -- one forward pass --------------------------------------------------------------------------------------
-    def _forward(self, ids: Any, cache: Any, positions: Any, state: SharedKV) -> Any:
-        """Last-position logits, with `shared_attention` (the model is switched to it for this pass only): the
-        rows' own slots in `cache`, the shared prefix (if any) in `state`."""
-        kwargs = {self.cache_kwarg: cache, self.keep_kwarg: 1, "use_cache": True}
+    def _forward(self, ids: Any, cache: Any, positions: Any, state: SharedKV, last: Any = None) -> Any:
+        """Logits at each row's position `last` (default: the last column), with `shared_attention` (the model
+        is switched to it for this pass only): the rows' own slots in `cache`, the shared prefix in `state`."""
+        import torch
+
         config = self.model.config
         before = config._attn_implementation
         config._attn_implementation = shared_attention.NAME
+        state.new_pass()
         try:
-            out = self.model(input_ids=ids, position_ids=positions, lse_shared=state, **kwargs)
+            hidden = self.backbone(input_ids=ids, position_ids=positions, use_cache=True, lse_shared=state,
+                                   **{self.cache_kwarg: cache}).last_hidden_state
         finally:
             config._attn_implementation = before
         if state.calls != self.layers:
             raise Unsupported(f"{state.calls} of {self.layers} attention layers took the shared prefix")
         state.calls = 0
-        return out.logits[:, -1, :]
+        rows = hidden[:, -1] if last is None else hidden[torch.arange(hidden.shape[0], device=hidden.device), last]
+        return self.head(rows)
 
     # -- the shared prefix ---------------------------------------------------------------------------------------
     def prefix_kv(self, ids: Sequence[int]) -> KV:
@@ -168,21 +182,18 @@ class Decoder:
         prefix = self.prefix_kv(prompts[0][:shared]) if shared else None
         suffixes = [list(p[shared:]) for p in prompts]
         width = max(len(s) for s in suffixes)
-        total = width + max_new  # slots in the rows' own cache: [padding][suffix][reply]
+        total = width + max_new  # slots in the rows' own cache: [suffix][reply] from slot 0, padding after
         dev = self.device
         valid = torch.zeros((rows, total), dtype=torch.bool, device=dev)
         ids = torch.full((rows, width), pad_id, dtype=torch.long, device=dev)
-        positions = torch.zeros((rows, width), dtype=torch.long, device=dev)
         for i, s in enumerate(suffixes):
-            gap = width - len(s)
-            ids[i, gap:] = torch.tensor(s, dtype=torch.long)
-            valid[i, gap:width] = True
-            positions[i, gap:] = torch.arange(shared, shared + len(s))
+            ids[i, : len(s)] = torch.tensor(s, dtype=torch.long)
+            valid[i, : len(s)] = True
+        positions = (shared + torch.arange(width, device=dev)).expand(rows, width)
         state = SharedKV(prefix, valid)
         cache = kv_cache.growing_cache(self.layers, min(total, width + 512), self.attention_dtype)
-        next_pos = torch.tensor([shared + len(s) for s in suffixes], device=dev)
-        length = width
-        logits = self._forward(ids, cache, positions, state)
+        slot = torch.tensor([len(s) for s in suffixes], device=dev)  # where each row writes its next token
+        logits = self._forward(ids, cache, positions, state, last=slot - 1)
         self.prefilled += sum(len(s) for s in suffixes)
         active = list(range(rows))
         for step in range(max_new):
@@ -200,14 +211,15 @@ class Decoder:
                 index = torch.tensor(keep, device=dev)
                 cache.batch_select_indices(index)
                 state.select(index)
-                next_pos, tokens = next_pos[index], tokens[index]
+                slot, tokens = slot[index], tokens[index]
                 active = [active[j] for j in keep]
-            state.valid[:, length] = True
-            length += 1
+            state.valid[torch.arange(len(active), device=dev), slot] = True
+            for layer in cache.layers:
+                layer.slots = slot
             if self.tuner is not None:
                 self.tuner.start(len(active))
-            logits = self._forward(tokens[:, None], cache, next_pos[:, None], state)
+            logits = self._forward(tokens[:, None], cache, (shared + slot)[:, None], state)
             if self.tuner is not None:
                 self.tuner.done()
-            next_pos = next_pos + 1
+            slot = slot + 1
         return out

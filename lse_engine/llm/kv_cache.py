@@ -29,6 +29,7 @@ class GrowingLayer(DynamicLayer if DynamicLayer is not None else object):  # typ
         super().__init__()
         self.capacity_hint = capacity
         self.dtype = dtype  # what the buffer holds (None: the model's); new keys/values are converted on write
+        self.slots: Any = None  # one slot per row to write a single new token at (None: append after the last)
         self.length = 0
         self._k: Any = None
         self._v: Any = None
@@ -45,6 +46,16 @@ class GrowingLayer(DynamicLayer if DynamicLayer is not None else object):  # typ
     def update(self, key_states: Any, value_states: Any, *args: Any, **kwargs: Any) -> tuple[Any, Any]:
         if not self.is_initialized:
             self.lazy_initialization(key_states, value_states)
+        if self.slots is not None:  # rows of different lengths: each writes its token after its own last
+            import torch
+
+            need = int(self.slots.max()) + 1
+            self._reserve(key_states, need)
+            rows = torch.arange(key_states.shape[0], device=key_states.device)
+            self._k[rows, :, self.slots] = key_states[:, :, 0].to(self._k.dtype)
+            self._v[rows, :, self.slots] = value_states[:, :, 0].to(self._v.dtype)
+            self._set_length(max(self.length, need))
+            return self.keys, self.values
         n, s = self.length, key_states.shape[-2]
         self._reserve(key_states, n + s)
         self._k[:, :, n: n + s] = key_states
@@ -59,6 +70,8 @@ class GrowingLayer(DynamicLayer if DynamicLayer is not None else object):  # typ
         if self._k is not None:
             self._k, self._v = self._k[indices], self._v[indices]
             self._set_length(self.length)
+        if self.slots is not None:
+            self.slots = self.slots[indices]
 
     def _set_length(self, n: int) -> None:
         self.length = n
@@ -71,7 +84,9 @@ class GrowingLayer(DynamicLayer if DynamicLayer is not None else object):  # typ
         size = max(need, self.capacity_hint, cap + max(GROW_TOKENS, cap // 2))
         b, h, _, d = like.shape
         dtype = self.dtype or like.dtype
-        k, v = like.new_empty((b, h, size, d), dtype=dtype), like.new_empty((b, h, size, d), dtype=dtype)
+        # zeros, not garbage: a slot a row has not written yet may sit inside another row's length, where attention
+        # weighs it by exactly 0 (0 x NaN would not be 0)
+        k, v = like.new_zeros((b, h, size, d), dtype=dtype), like.new_zeros((b, h, size, d), dtype=dtype)
         if self.length:
             k[:, :, : self.length] = self._k[:, :, : self.length]
             v[:, :, : self.length] = self._v[:, :, : self.length]

@@ -53,17 +53,25 @@ class SharedKV:
         self.valid = self.valid[index]
         self._mask_key = None
 
+    def new_pass(self) -> None:
+        """A forward pass begins (`valid` may have changed since the last)."""
+        self._mask_key = None
+
     def mask(self, q_len: int, length: int) -> Any:
-        """[rows, 1, 1, q_len, length] bool: which of a row's own slots each new query may attend (causal, real
-        tokens, and always itself, so that a padding query attends something)."""
+        """[rows, 1, 1, q_len, length] bool: which of a row's own slots each query may attend. One query per row
+        (decoding): the row's valid slots. Several (a prefill, written at slots length-q_len...length-1): causal
+        as well, and always itself, so that a padding query attends something."""
         import torch
 
         if self._mask_key != (q_len, length):
-            device = self.valid.device
-            slots = torch.arange(length, device=device)
-            queries = torch.arange(length - q_len, length, device=device)[:, None]
-            allowed = (self.valid[:, None, :length] & (slots <= queries)) | (slots == queries)
-            self._mask = allowed[:, None, None]
+            if q_len == 1:
+                self._mask = self.valid[:, None, None, None, :length]
+            else:
+                device = self.valid.device
+                slots = torch.arange(length, device=device)
+                queries = torch.arange(length - q_len, length, device=device)[:, None]
+                allowed = (self.valid[:, None, :length] & (slots <= queries)) | (slots == queries)
+                self._mask = allowed[:, None, None]
             self._mask_key = (q_len, length)
         return self._mask
 
@@ -102,7 +110,7 @@ def attention(module: Any, query: Any, key: Any, value: Any, attention_mask: Any
 
 def _attend(query: Any, key: Any, value: Any, allowed: Any, prefix: tuple[Any, Any] | None) -> Any:
     """Softmax attention of (scaled) queries over the prefix and the rows' own slots; products in the keys'
-    dtype, softmax in float32. Each part is kept in the layout its matrix product gives (contiguous), and the
+    dtype, softmax in float32 (its sums in float64). Each part is kept in the layout its matrix product gives (contiguous), and the
     two are joined through their row maxima and sums."""
     import torch
 
@@ -120,10 +128,12 @@ def _attend(query: Any, key: Any, value: Any, allowed: Any, prefix: tuple[Any, A
         top = torch.maximum(top, shared.amax(dim=-1).view(groups, rows, width).transpose(0, 1))
         shared.sub_(top.transpose(0, 1).reshape(groups, rows * width, 1)).exp_()
     own.sub_(top[..., None]).exp_()
-    total = own.sum(dim=-1)
+    # summed in float64: a float32 sum's rounding depends on how many (zero) padding slots follow a row's own
+    # slots, and with it the row's reply; in float64 the sum of these few thousand terms rounds to the same float32
+    total = own.sum(dim=-1, dtype=torch.float64)
     result = torch.matmul(own.to(value.dtype), value).float()  # [rows, groups, width, dim]
     if prefix is not None:
-        total += shared.sum(dim=-1).view(groups, rows, width).transpose(0, 1)
+        total += shared.sum(dim=-1, dtype=torch.float64).view(groups, rows, width).transpose(0, 1)
         result += torch.bmm(shared.to(pv.dtype), pv[0]).float().view(groups, rows, width, dim).transpose(0, 1)
-    result /= total[..., None]
+    result /= total.float()[..., None]
     return result.view(rows, heads, q_len, dim).transpose(1, 2)
