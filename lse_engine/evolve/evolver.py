@@ -8,6 +8,8 @@ rewards and the training rollouts.
 
 from __future__ import annotations
 
+import re
+
 from lse_engine.evolve import prompts
 from lse_engine.llm.base import Chat, continues_reply
 from lse_engine.tags import extract_tag
@@ -56,10 +58,10 @@ def reply_text(chat: Chat, completion: str, hit_limit: bool = False) -> str:
     return raw
 
 
-def build_fact_chat(question: str, answer: str, gold: str, task_kind: str) -> Chat:
+def build_fact_chat(question: str, answer: str, gold: str, task_kind: str, diff: str = "") -> Chat:
     """One mistake, one question: which fact about the data the right answer knows (`request = "facts"`)."""
     template = prompts.FACT.get(task_kind, prompts.FACT["text-to-sql"])
-    return [{"role": "user", "content": template.format(question=question, answer=answer, gold=gold)},
+    return [{"role": "user", "content": template.format(question=question, answer=answer, gold=gold, diff=diff)},
             {"role": "assistant", "content": prompts.FACT_PREFILL}]
 
 
@@ -131,3 +133,42 @@ def copies(new: str, request: str, current: str = "") -> bool:
         return False
     copied = sum(1 for w in windows if w in request)
     return copied / len(windows) > COPY_SHARE
+
+
+def parse_reply(text: str, max_chars: int, allow_unclosed: bool = False) -> tuple[str | None, str | None]:
+    """`parse_edit` under its former name."""
+    return parse_edit(text, allow_unclosed, max_chars)
+
+
+# -- TextGrad-style baseline ---------------------------------------------------------------------------------
+_CRITIQUE_RE = re.compile(r"<critique>(.*?)</critique>", re.IGNORECASE | re.DOTALL)
+
+
+def build_critique_chat(instructions: str, failure: str) -> Chat:
+    """Ask for a short critique of the instructions from one failure (TextGrad's per-instance feedback)."""
+    user = prompts.CRITIC_USER.format(instructions=instructions.strip(), failure=failure.strip())
+    return [{"role": "system", "content": prompts.CRITIC_SYSTEM}, {"role": "user", "content": user}]
+
+
+def parse_critique(text: str) -> str:
+    """The critique in the reply (its last <critique> block, else the whole reply), clipped."""
+    found = _CRITIQUE_RE.findall(text or "")
+    critique = " ".join((found[-1] if found else text or "").split())
+    return critique if len(critique) <= CRITIQUE_CHARS else critique[: CRITIQUE_CHARS - 2] + " …"
+
+
+def aggregate_critiques(critiques: list[tuple[str, str]], n_problems: int) -> str:
+    """The feedback the TextGrad-style edit sees: the batch accuracy and every non-empty critique, numbered."""
+    failed = len(critiques)
+    head = f"Accuracy: {n_problems - failed}/{n_problems} on the feedback batch."
+    kept = [(pid, c) for pid, c in critiques if c]
+    if not kept:
+        return head + "\nNo critiques: keep what works and make the instructions clearer."
+    lines = [f"{i}. [{pid}] {c}" for i, (pid, c) in enumerate(kept, start=1)]
+    return head + f"\nCritiques of the instructions from the {failed} failures:\n" + "\n".join(lines)
+
+
+def build_textgrad_chat(instructions: str, critiques: str) -> Chat:
+    """One edit from the aggregated critiques (TextGrad's optimizer step)."""
+    user = prompts.OPTIMIZER_USER.format(instructions=instructions.strip(), critiques=critiques.strip())
+    return [{"role": "system", "content": prompts.OPTIMIZER_SYSTEM}, {"role": "user", "content": user}]

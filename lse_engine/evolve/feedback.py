@@ -10,6 +10,7 @@ clipped evenly first, then problems are left out from the end, successes before 
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Sequence
 
 from lse_engine.tasks.base import Outcome, Problem
@@ -109,3 +110,31 @@ def mistakes(problems: Sequence[Problem], outcomes: Sequence[Outcome], task_kind
         if len(entries) >= limit:
             break
     return "\n".join(entries) if entries else "(none: every question of this batch was answered right)"
+
+
+def _sql_tokens(sql: str) -> list[str]:
+    """SQL tokens for comparing two queries: strings quoted and kept as written, the rest upper-cased."""
+    from sqlglot.dialects.dialect import Dialect
+    from sqlglot.tokens import TokenType
+
+    try:
+        tokens = Dialect.get_or_raise("sqlite").tokenizer().tokenize(sql)
+    except Exception:
+        return sql.upper().split()
+    return [f"'{t.text}'" if t.token_type is TokenType.STRING else t.text.upper() for t in tokens]
+
+
+def query_diff(predicted: str, gold: str, limit: int = 3) -> str:
+    """Where a wrong query differs from the correct one, as `a → b` edits (`+ b`, `- a`): what the evolver most
+    needs to see, e.g. `10 → 1000` (money in cents) or `'Paris' → 'PARIS'` (capitals)."""
+    a, b = _sql_tokens(predicted), _sql_tokens(gold)
+    edits = []
+    for op, i1, i2, j1, j2 in difflib.SequenceMatcher(a=a, b=b, autojunk=False).get_opcodes():
+        x, y = " ".join(a[i1:i2])[:80], " ".join(b[j1:j2])[:80]
+        if op == "replace":
+            edits.append(f"{x} → {y}")
+        elif op == "insert":
+            edits.append(f"+ {y}")
+        elif op == "delete":
+            edits.append(f"- {x}")
+    return "; ".join(edits[:limit])

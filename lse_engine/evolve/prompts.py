@@ -146,11 +146,12 @@ FACT = {
 Question: {question}
 Wrong query: {answer}
 Correct query: {gold}
-What does the correct query know about how this database stores, codes or names its data that the wrong query got wrong? Answer with one short general fact about the database, not about this question.""",
+Where they differ: {diff}
+What does the correct query know about how this database stores, codes or names its data that the wrong query got wrong? Answer with one short general fact about the database, with an example value, not about this question.""",
     "multiple-choice": """You are reviewing a mistake on a multiple-choice test.
 Question: {question}
 Wrong answer: {answer}
-Correct answer: {gold}
+Correct answer: {gold}{diff}
 What fact or rule leads to the correct answer? Answer with one short general fact, not about this question only.""",
 }
 FACT_PREFILL = "Fact:"

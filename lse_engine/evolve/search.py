@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from lse_engine.errors import Cancelled, LSEError
 from lse_engine.evolve import evolver as ev
 from lse_engine.evolve.context import SearchContext
-from lse_engine.evolve.feedback import group_samples, mistakes, problem_entry, summarize
+from lse_engine.evolve.feedback import group_samples, mistakes, problem_entry, query_diff, summarize
 from lse_engine.evolve.tree import Node, Tree
 from lse_engine.llm.base import Chat
 from lse_engine.progress import ProgressEvent
@@ -226,7 +226,8 @@ class Search:
         Candidate 0 decodes greedily, the others sample; each candidate is one attempt."""
         kind = self.ctx.task_kind
         chats = [ev.build_fact_chat(p.question + (f" (evidence: {p.evidence})" if p.evidence else ""),
-                                    outs[0].answer or "(none)", p.gold, kind)
+                                    outs[0].answer or "(none)", p.gold, kind,
+                                    query_diff(outs[0].answer or "", p.gold) if kind == "text-to-sql" else "")
                  for p, outs in group_samples(problems, outcomes) if not outs[0].correct]
         seen = {ev.normalize(n.instructions) for n in tree.nodes.values() if n.instructions}
         proposals: list[_Proposal] = []
