@@ -95,10 +95,10 @@ class Store:
 
     def _add_missing_columns(self, table: str, columns: dict[str, type]) -> None:
         """Columns added after a store was created (an older store gains them empty)."""
-        have = set(self.db[table].columns_dict)
+        have = set(self.db.table(table).columns_dict)
         for name, kind in columns.items():
             if name not in have:
-                self.db[table].add_column(name, kind)
+                self.db.table(table).add_column(name, kind)
 
     # -- outcomes cache -------------------------------------------------------------------------
     def get_outcomes(self, keys: Sequence[str]) -> dict[str, Outcome]:
@@ -119,7 +119,7 @@ class Store:
         ]
         if rows:
             with self.db.conn:
-                self.db["outcomes"].upsert_all(rows, pk="key")
+                self.db.table("outcomes").upsert_all(rows, pk="key")
 
     def latest_outcome(self, suite: str, problem_id: str) -> tuple[Outcome, dict[str, Any]] | None:
         """The newest outcome for a problem of `suite`, with the run it came from."""
@@ -146,14 +146,14 @@ class Store:
                "updated": now, "task_calls": 0, "evolver_calls": 0, "tokens": 0, "pid": os.getpid()}
         row.update({k: (json.dumps(v) if isinstance(v, (dict, list)) else v) for k, v in fields.items()})
         with self.db.conn:
-            self.db["runs"].insert(row)
+            self.db.table("runs").insert(row)
         return run_id
 
     def update_run(self, run_id: str, **fields: Any) -> None:
         fields = {k: (json.dumps(v) if isinstance(v, (dict, list)) else v) for k, v in fields.items()}
         fields["updated"] = time.time()
         with self.db.conn:
-            self.db["runs"].update(run_id, fields)
+            self.db.table("runs").update(run_id, fields)
 
     def add_usage(self, run_id: str, task_calls: int = 0, evolver_calls: int = 0, tokens: int = 0) -> None:
         with self.db.conn:
@@ -181,11 +181,11 @@ class Store:
     def add_node(self, run_id: str, node: dict[str, Any]) -> None:
         row = {"run_id": run_id, "created": time.time(), **node}
         with self.db.conn:
-            self.db["nodes"].upsert(row, pk=("run_id", "id"))
+            self.db.table("nodes").upsert(row, pk=("run_id", "id"))
 
     def update_node(self, run_id: str, node_id: int, **fields: Any) -> None:
         with self.db.conn:
-            self.db["nodes"].update((run_id, node_id), fields)
+            self.db.table("nodes").update((run_id, node_id), fields)
 
     def get_nodes(self, run_id: str) -> list[dict[str, Any]]:
         return list(self.db.query("SELECT * FROM nodes WHERE run_id = ? ORDER BY id", [run_id]))
@@ -194,7 +194,7 @@ class Store:
         """Record one evolver reply (re-recording the same attempt after a resume replaces it)."""
         row = {"run_id": run_id, "round": round_, "attempt": attempt, "created": time.time(), **fields}
         with self.db.conn:
-            self.db["attempts"].upsert(row, pk=("run_id", "round", "attempt"))
+            self.db.table("attempts").upsert(row, pk=("run_id", "round", "attempt"))
 
     def get_attempts(self, run_id: str, round_: int | None = None) -> list[dict[str, Any]]:
         if round_ is None:
@@ -204,7 +204,7 @@ class Store:
 
     def add_selection(self, run_id: str, round_: int, node_id: int) -> None:
         with self.db.conn:
-            self.db["selections"].upsert({"run_id": run_id, "round": round_, "node_id": node_id,
+            self.db.table("selections").upsert({"run_id": run_id, "round": round_, "node_id": node_id,
                                           "created": time.time()}, pk=("run_id", "round"))
 
     def get_selections(self, run_id: str) -> list[dict[str, Any]]:
@@ -215,7 +215,7 @@ class Store:
         correct = sum(o.correct for o in outcomes)
         score = correct / len(outcomes) if outcomes else 0.0
         with self.db.conn:
-            self.db["batches"].upsert(
+            self.db.table("batches").upsert(
                 {"run_id": run_id, "node_id": node_id, "split": split, "round": round_,
                  "problem_ids": json.dumps(list(problem_ids)), "keys": json.dumps(list(keys)), "correct": correct,
                  "n": len(outcomes), "score": score, "created": time.time()},

@@ -36,7 +36,7 @@ def cmd_runs(args: argparse.Namespace) -> int:
         table.add_column(col, no_wrap=True)
     for r in store.list_runs(prompt, limit=args.limit):
         kind = f"{r['kind']} {r['rule']}" if r.get("rule") and r["kind"] == "evolve" else r["kind"]
-        res = r.get("result") if isinstance(r.get("result"), dict) else {}
+        res: dict = r["result"] if isinstance(r.get("result"), dict) else {}
         edits = f"{res['edits']} ({res.get('noop_attempts', 0)} no-op)" if "edits" in res else ""
         table.add_row(r["id"], kind, r["status"], Path(r["prompt"]).name if r["prompt"] else "",
                       f"{pct(r.get('root_dev'))} → {pct(r.get('best_dev'))}", edits,

@@ -89,7 +89,7 @@ def summarize(problems: Sequence[Problem], outcomes: Sequence[Outcome], task_kin
 def mistakes(problems: Sequence[Problem], outcomes: Sequence[Outcome], task_kind: str = "text-to-sql",
              limit: int = 8) -> str:
     """The compact request's list: each wrong problem as question / the model's answer / the right one."""
-    entries = []
+    entries: list[str] = []
     for p, outs in group_samples(problems, outcomes):
         first = outs[0]
         if first.correct:

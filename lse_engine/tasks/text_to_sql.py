@@ -143,7 +143,7 @@ def preview_rows(rows: Sequence[tuple] | None, limit: int = _PREVIEW_ROWS) -> st
     if rows is None:
         return ""
     head = rows[:limit]
-    if len(marshal.dumps(head)) <= _PREVIEW_CHARS:  # short values (their repr is at most ~4x): repr them all
+    if len(marshal.dumps(list(head))) <= _PREVIEW_CHARS:  # short values (their repr is at most ~4x): repr them all
         shown = repr(list(head))[1:-1]
         more = f" … ({len(rows)} rows)" if len(rows) > limit else f" ({len(rows)} rows)"
         text = shown + more

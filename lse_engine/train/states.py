@@ -56,7 +56,8 @@ class State:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> State:
         names = cls.__dataclass_fields__
-        return cls(**{k: (tuple(v) if k in ("heldout", "dev") else v) for k, v in d.items() if k in names})
+        fields: dict[str, Any] = {k: (tuple(v) if k in ("heldout", "dev") else v) for k, v in d.items() if k in names}
+        return cls(**fields)
 
     def messages(self) -> list[dict[str, str]] | None:
         """The chat the evolver was sent, when the run recorded it."""
@@ -194,12 +195,13 @@ def save_states(store: Store, train: Sequence[State], eval_: Sequence[State]) ->
             for split, group in (("train", train), ("eval", eval_)) for s in group]
     if rows:
         with store.db.conn:
-            store.db["states"].upsert_all(rows, pk="id")
+            store.db.table("states").upsert_all(rows, pk="id")
 
 
 def load_states(store: Store) -> tuple[list[State], list[State]]:
     """(train, eval) states saved by `save_states`."""
-    train, eval_ = [], []
+    train: list[State] = []
+    eval_: list[State] = []
     for row in store.db.query("SELECT data FROM states ORDER BY created, id"):
         d = json.loads(row["data"])
         (eval_ if d.get("split") == "eval" else train).append(State.from_dict(d))
