@@ -112,6 +112,18 @@ def local_weights_problem(path: str, gguf_file: str | None) -> str:
     return "" if weights else "no *.safetensors or pytorch_model.bin weights in the directory"
 
 
+def resolve_dtype(dtype: str, device: str, adapter: str | None) -> str:
+    """What "auto" means: bfloat16 on a GPU; on a CPU int8 weights (`cpu_quant`: ~4.5x float32's speed on the demo
+    workload, benchmarks/README.md), or float32 under a LoRA adapter or where torch cannot multiply int8."""
+    if dtype != "auto":
+        return dtype
+    if device.startswith("cuda"):
+        return "bfloat16"
+    from lse_engine.llm import cpu_quant
+
+    return "int8" if device == "cpu" and not adapter and cpu_quant.available() else "float32"
+
+
 def _torch_dtype(dtype: str, device: str) -> Any:
     import torch
 
@@ -120,7 +132,7 @@ def _torch_dtype(dtype: str, device: str) -> Any:
     names = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
              "float16": torch.float16, "fp16": torch.float16, "half": torch.float16}
     if dtype not in names:
-        raise LSEError(f"unknown dtype {dtype!r}: use auto, {', '.join(names)}")
+        raise LSEError(f"unknown dtype {dtype!r}: use auto, int8 (CPU), {', '.join(names)}")
     return names[dtype]
 
 
@@ -196,9 +208,13 @@ def cut_at_stop(text: str, stops: Sequence[str]) -> tuple[str, bool]:
 
 
 class TransformersLLM:
-    """An LLM backed by a transformers causal LM in this process. `.model` and `.tokenizer` are public."""
+    """An LLM backed by a transformers causal LM in this process. `.model` and `.tokenizer` are public.
 
-    def __init__(self, model: str, gguf_file: str | None = None, device: str = "auto", dtype: str = "auto",
+    `dtype`: "float32" (the default here: exact, and what training needs), "auto" (what `[model] dtype` defaults
+    to: int8 on a CPU, bfloat16 on a GPU; see `resolve_dtype`), "int8", "bfloat16", "float16". `threads`: CPU
+    threads (0: $LSE_THREADS, else tuned while decoding, `cpu_threads`)."""
+
+    def __init__(self, model: str, gguf_file: str | None = None, device: str = "auto", dtype: str = "float32",
                  batch_size: int = 8, adapter: str | None = None, local_files_only: bool = True,
                  cancel: CancelToken | None = None, threads: int = 0,
                  prefix_cache_mb: int = PREFIX_CACHE_MB) -> None:
@@ -211,8 +227,15 @@ class TransformersLLM:
         self.cancel = cancel
         self.device = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
         self.threads = cpu_threads.apply(threads) if self.device == "cpu" else None  # None: tuned as it decodes
-        self.int8 = dtype == "int8"
-        self.dtype = _torch_dtype("float32" if self.int8 else dtype, self.device)
+        self.dtype_name = resolve_dtype(dtype, self.device, self.adapter)
+        self.int8 = self.dtype_name == "int8"
+        if self.int8:
+            from lse_engine.llm.cpu_quant import available
+
+            if self.device != "cpu" or not available():
+                raise LSEError(f'dtype "int8" needs a CPU and a torch that multiplies int8 matrices (torch._int_mm); '
+                               f'this is {self.device} with torch {torch.__version__}: use dtype = "float32"')
+        self.dtype = _torch_dtype("float32" if self.int8 else self.dtype_name, self.device)
         self._lock = threading.Lock()
         with quiet_progress_bars():
             self.tokenizer = self._load_tokenizer(local_files_only)

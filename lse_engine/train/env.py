@@ -144,6 +144,11 @@ class TrainEnv:
                 raise LSEError("training needs the evolver's weights on this machine: set [evolver] backend "
                                "to transformers (or auto) and model to a Hugging Face id or a local path")
             profile = dataclasses.replace(self.evolver_profile(), backend="transformers")
+            from lse_engine.llm.pool import _cuda_available
+
+            on_gpu = profile.device.startswith("cuda") or (profile.device == "auto" and _cuda_available())
+            if profile.dtype == "int8" or (profile.dtype == "auto" and not on_gpu):
+                profile = dataclasses.replace(profile, dtype="float32")  # trained weights are floats ("auto": int8)
             self._llms["evolver"] = self._build(profile, shared=False)
         llm = self._llms["evolver"]
         if not (hasattr(llm, "model") and hasattr(llm, "tokenizer")):
