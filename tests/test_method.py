@@ -328,3 +328,20 @@ def test_facts_request_asks_one_question_per_mistake_and_appends_the_facts(skill
     attempts = ws.store.get_attempts(result.run_id)
     assert attempts[0]["verdict"] == "ok" and attempts[0]["raw"].startswith("Fact: The correct query knows")
     ws.close()
+
+
+def test_a_fact_must_name_a_value_and_is_cut_to_its_sentence() -> None:
+    from lse_engine.evolve.evolver import parse_fact, with_facts
+
+    # replies the 1.5B evolver gave on the demo's mistakes
+    assert parse_fact(" The correct query knows that city names are stored in capitals, e.g. 'OSLO'.") == \
+        "City names are stored in capitals, e.g. 'OSLO'."
+    assert parse_fact("The database stores shipping fees in cents, not dollars. An example value is 100 cents.") == \
+        "The database stores shipping fees in cents, not dollars."
+    assert parse_fact('The database stores customer information in the "customers" table and order information '
+                      'in the "orders" table.') is None  # restates the schema: no value
+    assert parse_fact("SQLite stores data in a table format, with each row representing a record.") is None
+    assert parse_fact("") is None
+    merged = with_facts("Rule A.\n- Codes: 'HK' is home.", ["Codes: 'HK' is home.", "Fees are in cents.",
+                                                             "fees are in  cents."])
+    assert merged == "Rule A.\n- Codes: 'HK' is home.\n- Fees are in cents."

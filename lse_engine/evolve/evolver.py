@@ -70,12 +70,24 @@ _FACT_LEADS = ("the correct query knows that ", "the correct query knows ", "the
 FACT_CHARS = (12, 300)
 
 
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z])")
+# a value, or how values are stored: a quoted literal, a number, a code in capitals, units and case words
+_VALUE = re.compile(r"'[^']+'|\d|\b[A-Z]{2,}\b|\"(?![a-z_]+\")[^\"\s]+\"")
+_STORAGE = re.compile(r"\b(?:cents?|dollars?|capitals?|upper-?case|lower-?case|integers?)\b", re.IGNORECASE)
+
+
 def parse_fact(text: str) -> str | None:
-    """The fact in a reply: its first line, without the lead-in the request invites; None when unusable."""
+    """The fact in a reply: its first sentence, without the lead-in the request invites; None when unusable.
+
+    A fact must name a value (a quoted literal, a number, a code in capitals): one that only restates the
+    schema ("customers are stored in a table named customers") tells the task model nothing new."""
     fact = (text or "").strip().split("\n", 1)[0].strip().strip('"').strip()
     for lead in _FACT_LEADS:
         if fact.lower().startswith(lead):
             fact = fact[len(lead):].strip()
+    sentences = [s.strip() for s in _SENTENCE_END.split(fact)]
+    fact = next((s for s in sentences if _VALUE.search(s.replace("SQLite", "").replace("SQL", ""))
+                 or _STORAGE.search(s)), "")
     if not FACT_CHARS[0] <= len(fact) <= FACT_CHARS[1]:
         return None
     return fact[0].upper() + fact[1:]

@@ -147,7 +147,7 @@ Question: {question}
 Wrong query: {answer}
 Correct query: {gold}
 Where they differ: {diff}
-What does the correct query know about how this database stores, codes or names its data that the wrong query got wrong? Answer with one short general fact about the database, with an example value, not about this question.""",
+What does the correct query know about how this database stores, codes or names its data that the wrong query got wrong? Answer with one general fact about the database in one sentence of at most 25 words, with an example value.""",
     "multiple-choice": """You are reviewing a mistake on a multiple-choice test.
 Question: {question}
 Wrong answer: {answer}
