@@ -225,7 +225,7 @@ def _rules() -> dict[str, Callable[[Any], str | None]]:
     }
 
 
-DTYPES = ("auto", "float32", "fp32", "bfloat16", "bf16", "float16", "fp16", "half")  # transformers_backend
+DTYPES = ("auto", "int8", "float32", "fp32", "bfloat16", "bf16", "float16", "fp16", "half")  # transformers_backend
 TRAIN_METHODS = ("lora", "full")  # lse_engine.train.policy.METHODS
 LOSS_AGGREGATIONS = ("token-mean", "seq-mean")  # lse_engine.train.policy.LOSS_AGG
 _RULES: dict[str, Callable[[Any], str | None]] = {}

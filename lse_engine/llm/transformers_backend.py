@@ -129,10 +129,11 @@ def _torch_dtype(dtype: str, device: str) -> Any:
 
     if dtype == "auto":
         return torch.bfloat16 if device.startswith("cuda") else torch.float32
-    names = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
+    names = {"int8": torch.float32,  # loaded as float32, then its linear layers quantised (cpu_quant)
+             "float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
              "float16": torch.float16, "fp16": torch.float16, "half": torch.float16}
     if dtype not in names:
-        raise LSEError(f"unknown dtype {dtype!r}: use auto, int8 (CPU), {', '.join(names)}")
+        raise LSEError(f"unknown dtype {dtype!r}: use auto, {', '.join(names)}")
     return names[dtype]
 
 
@@ -235,7 +236,7 @@ class TransformersLLM:
             if self.device != "cpu" or not available():
                 raise LSEError(f'dtype "int8" needs a CPU and a torch that multiplies int8 matrices (torch._int_mm); '
                                f'this is {self.device} with torch {torch.__version__}: use dtype = "float32"')
-        self.dtype = _torch_dtype("float32" if self.int8 else self.dtype_name, self.device)
+        self.dtype = _torch_dtype(self.dtype_name, self.device)
         self._lock = threading.Lock()
         with quiet_progress_bars():
             self.tokenizer = self._load_tokenizer(local_files_only)
