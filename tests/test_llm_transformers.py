@@ -45,7 +45,7 @@ def llm(tiny_model_dir: str) -> Iterator[TransformersLLM]:
 
 
 @pytest.fixture(scope="module")
-def qwen2(tiny_model_dir: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[TransformersLLM]:
+def qwen2_dir(tiny_model_dir: str, tmp_path_factory: pytest.TempPathFactory) -> str:
     """A tiny random Qwen2 (the demo model's architecture: grouped key/value heads, biased q/k/v projections)."""
     import torch
     from transformers import AutoTokenizer, GenerationConfig, Qwen2Config, Qwen2ForCausalLM
@@ -61,7 +61,12 @@ def qwen2(tiny_model_dir: str, tmp_path_factory: pytest.TempPathFactory) -> Iter
     model.generation_config = GenerationConfig(pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id)
     model.save_pretrained(out)
     tok.save_pretrained(out)
-    llm = TransformersLLM(str(out), batch_size=4, dtype="float32")
+    return str(out)
+
+
+@pytest.fixture(scope="module")
+def qwen2(qwen2_dir: str) -> Iterator[TransformersLLM]:
+    llm = TransformersLLM(qwen2_dir, batch_size=4, dtype="float32")
     yield llm
     llm.close()
 
@@ -226,10 +231,11 @@ def test_cancel_stops_a_batch_between_tokens(llm: TransformersLLM) -> None:
         llm.cancel = None
 
 
-def test_int8_weights_generate_the_same_alone_or_in_any_batch(tiny_model_dir: str) -> None:
-    """int8 products are exact integers and each row is quantised with its own scale: a chat's reply, greedy or
-    seeded, does not depend on the other chats in its batch."""
-    llm = TransformersLLM(tiny_model_dir, dtype="int8", batch_size=len(SHARED_CHATS))
+@pytest.mark.parametrize("weights", ["tiny_model_dir", "qwen2_dir"])
+def test_int8_weights_generate_the_same_alone_or_in_any_batch(weights: str, request: pytest.FixtureRequest) -> None:
+    """int8 products are exact integers, each row is quantised with its own scale, and a row's keys sit where they
+    would sit alone: a chat's reply, greedy or seeded, does not depend on the other chats in its batch."""
+    llm = TransformersLLM(request.getfixturevalue(weights), dtype="int8", batch_size=len(SHARED_CHATS))
     assert type(llm.model.model.layers[0].mlp.up_proj).__name__ == "Int8Linear" and llm.fast
     for sampling in (Sampling(max_tokens=12), Sampling(max_tokens=12, temperature=1.0, seed=3)):
         out = llm.generate(SHARED_CHATS, sampling)
