@@ -1,8 +1,9 @@
 """Batched greedy or sampled decoding of a causal LM on CPU or GPU, built for batches of prompts that share a long
 prefix (a system prompt with a database schema, then a short question).
 
-1. The prompts' common prefix is computed once (or found in the `PrefixCache`); its keys/values are held once for
-   the whole batch and read by `shared_attention` (never copied into each row).
+1. The prompts' common prefix, cut where the caller says (the end of the system turn, so that a prompt is split
+   the same way in any batch), is computed once (or found in the `PrefixCache`); its keys/values are held once
+   for the whole batch and read by `shared_attention` (never copied into each row).
 2. The rows' own suffixes (the question) are prefilled together in one forward pass. Each row's own tokens
    start at slot 0 of its part of the cache (padding after them, masked out), and each row writes its next token
    right after its own last one, so a row's keys lie exactly where they would lie were it alone: every sum in

@@ -1,6 +1,7 @@
 """A transformers KV cache for batched decoding that never concatenates: each layer's keys and values live in a
 buffer grown in chunks, so a decode step writes one slot (DynamicLayer copies the whole cache every step, which
-on a long shared prefix costs as much as the matrix products), and rows leave the batch by index.
+on a long cache costs as much as the matrix products); rows of different lengths each write their token at their
+own slot (`slots`), and rows leave the batch by index.
 
 Needs transformers' layered caches (`transformers.cache_utils.DynamicLayer`, 4.56 and later); `supported()`
 says whether they are there.
