@@ -312,21 +312,22 @@ def test_facts_request_asks_one_question_per_mistake_and_appends_the_facts(skill
 
     def fact(chat, sampling) -> str:
         temperatures.append(sampling.temperature)
-        assert chat[-1] == {"role": "assistant", "content": "Fact:"}
+        assert chat[-1] == {"role": "assistant", "content": "Rule: In this database,"}
+        assert re.search(r"The correct query writes \d+ where the wrong one wrote - 1\.", chat[0]["content"])
         tag = re.search(r"Question: \[(t\d+)\]", chat[0]["content"]).group(1)
-        return f" The correct query knows that {tag} questions need the word {tag}.\nmore text"
+        return f" {tag} questions need the word {tag}.\nmore text"
 
     fact.takes_sampling = True  # type: ignore[attr-defined]
     ws, result, _, evo = _run(skill_workspace, fact, {"evolve": {"rounds": 2, "batch_size": 6, "request": "facts"}})
     child = result.tree.nodes[1]
     fb = [b for b in ws.store.get_batches(result.run_id) if b["split"] == "feedback" and b["round"] == 1][0]
     assert len(evo.calls) >= fb["n"] - fb["correct"]  # one question per mistake of the batch
-    assert child.instructions.startswith("t0\n- T")
+    assert child.instructions.startswith("t0\n- In this database, t")
     bullets = child.instructions.splitlines()[1:]
-    assert bullets and all(re.fullmatch(r"- T(\d) questions need the word t\1\.", b) for b in bullets)
+    assert bullets and all(re.fullmatch(r"- In this database, t(\d) questions need the word t\1\.", b) for b in bullets)
     assert temperatures[0] == 0.0  # the first candidate decodes greedily
     attempts = ws.store.get_attempts(result.run_id)
-    assert attempts[0]["verdict"] == "ok" and attempts[0]["raw"].startswith("Fact: The correct query knows")
+    assert attempts[0]["verdict"] == "ok" and attempts[0]["raw"].startswith("Rule: In this database, t")
     ws.close()
 
 

@@ -58,15 +58,23 @@ def reply_text(chat: Chat, completion: str, hit_limit: bool = False) -> str:
     return raw
 
 
-def build_fact_chat(question: str, answer: str, gold: str, task_kind: str, diff: str = "") -> Chat:
-    """One mistake, one question: which fact about the data the right answer knows (`request = "facts"`)."""
-    template = prompts.FACT.get(task_kind, prompts.FACT["text-to-sql"])
-    return [{"role": "user", "content": template.format(question=question, answer=answer, gold=gold, diff=diff)},
-            {"role": "assistant", "content": prompts.FACT_PREFILL}]
+def build_fact_chat(question: str, answer: str, gold: str, wrote: str, should: str, task_kind: str) -> Chat:
+    """One mistake, one question (`request = "facts"`): what rule explains the value the correct answer has where
+    the wrong one has another. The reply is begun with the rule's first words."""
+    kind = task_kind if task_kind in prompts.FACT else "text-to-sql"
+    user = prompts.FACT[kind].format(question=question, answer=answer, gold=gold, wrote=wrote or "nothing",
+                                     should=should or "nothing")
+    return [{"role": "user", "content": user}, {"role": "assistant", "content": prompts.FACT_PREFILL[kind]}]
+
+
+def fact_text(chat: Chat, completion: str) -> str:
+    """The rule as written: the prefill's words after `Rule:`, then the completion."""
+    start = chat[-1]["content"] if continues_reply(chat) else ""
+    return (start.removeprefix("Rule:").strip() + " " + completion.strip()).strip()
 
 
 _FACT_LEADS = ("the correct query knows that ", "the correct query knows ", "the correct answer knows that ",
-               "fact:", "the fact is that ")
+               "fact:", "rule:", "the fact is that ")
 FACT_CHARS = (12, 300)
 
 

@@ -124,17 +124,24 @@ def _sql_tokens(sql: str) -> list[str]:
     return [f"'{t.text}'" if t.token_type is TokenType.STRING else t.text.upper() for t in tokens]
 
 
-def query_diff(predicted: str, gold: str, limit: int = 3) -> str:
-    """Where a wrong query differs from the correct one, as `a → b` edits (`+ b`, `- a`): what the evolver most
-    needs to see, e.g. `10 → 1000` (money in cents) or `'Paris' → 'PARIS'` (capitals)."""
+def query_edits(predicted: str, gold: str) -> list[tuple[str, str]]:
+    """Where a wrong query differs from the correct one, as (wrote, should write) pairs ("" for nothing), the
+    ones with a value first: `('10', '1000')` (money in cents), `("'Paris'", "'PARIS'")` (capitals) carry
+    knowledge about the data; `('CUSTOMER_ID', '*')` is only style."""
     a, b = _sql_tokens(predicted), _sql_tokens(gold)
     edits = []
     for op, i1, i2, j1, j2 in difflib.SequenceMatcher(a=a, b=b, autojunk=False).get_opcodes():
-        x, y = " ".join(a[i1:i2])[:80], " ".join(b[j1:j2])[:80]
-        if op == "replace":
-            edits.append(f"{x} → {y}")
-        elif op == "insert":
-            edits.append(f"+ {y}")
-        elif op == "delete":
-            edits.append(f"- {x}")
-    return "; ".join(edits[:limit])
+        if op != "equal":
+            edits.append((" ".join(a[i1:i2])[:80], " ".join(b[j1:j2])[:80]))
+    return sorted(edits, key=lambda e: not has_literal(e[1]))
+
+
+def has_literal(sql: str) -> bool:
+    """True when a piece of SQL holds a string or number literal."""
+    return "'" in sql or any(ch.isdigit() for ch in sql)
+
+
+def query_diff(predicted: str, gold: str, limit: int = 3) -> str:
+    """`query_edits` as text: `10 → 1000; + / 100.0`."""
+    parts = [f"{x} → {y}" if x and y else (f"+ {y}" if y else f"- {x}") for x, y in query_edits(predicted, gold)]
+    return "; ".join(parts[:limit])

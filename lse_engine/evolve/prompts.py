@@ -137,21 +137,22 @@ questions. Keep the useful current instructions. Write the complete new instruct
 }
 
 # -- one fact per mistake, for the smallest evolvers (`[evolve] request = "facts"`) ------------------------------
-# Asked to rewrite instructions, a 0.5B-1.5B model echoes its input. Asked, for one mistake at a time, which fact
-# about the database the correct answer knows, a 1.5B model often names it ("the category code for home and
-# kitchen products is 'HK'", "shipping fees are stored in cents"). The engine appends the new facts to the
-# instructions as bullets: the edit. Measured in benchmarks/README.md.
+# Asked to rewrite instructions, a 0.5B-1.5B model echoes its input. Asked, for one mistake at a time, to explain
+# the value the correct query writes where the wrong one wrote another, a 1.5B model often states the rule
+# ("In this database, prices are stored in cents, so the comparison should be done in cents"). The reply is
+# begun for it ("In this database,"), and the engine appends the new rules to the instructions as bullets.
+# Measured in benchmarks/README.md.
 FACT = {
-    "text-to-sql": """You are reviewing text-to-SQL mistakes on one SQLite database.
+    "text-to-sql": """You are reviewing a mistake of a text-to-SQL assistant on one SQLite database.
 Question: {question}
 Wrong query: {answer}
 Correct query: {gold}
-Where they differ: {diff}
-What does the correct query know about how this database stores, codes or names its data that the wrong query got wrong? Answer with one general fact about the database in one sentence of at most 25 words, with an example value.""",
+The correct query writes {should} where the wrong one wrote {wrote}.
+Write one rule for writing queries on this database that explains this difference and also helps with other questions. Keep it under 20 words.""",
     "multiple-choice": """You are reviewing a mistake on a multiple-choice test.
 Question: {question}
-Wrong answer: {answer}
-Correct answer: {gold}{diff}
-What fact or rule leads to the correct answer? Answer with one short general fact, not about this question only.""",
+Wrong answer: {wrote}
+Correct answer: {should}
+Write one general fact or rule that leads to the correct answer and also helps with other questions. Keep it under 20 words.""",
 }
-FACT_PREFILL = "Fact:"
+FACT_PREFILL = {"text-to-sql": "Rule: In this database,", "multiple-choice": "Rule:"}

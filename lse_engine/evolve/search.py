@@ -27,7 +27,14 @@ from dataclasses import dataclass
 from lse_engine.errors import Cancelled, LSEError
 from lse_engine.evolve import evolver as ev
 from lse_engine.evolve.context import SearchContext
-from lse_engine.evolve.feedback import group_samples, mistakes, problem_entry, query_diff, summarize
+from lse_engine.evolve.feedback import (
+    group_samples,
+    has_literal,
+    mistakes,
+    problem_entry,
+    query_edits,
+    summarize,
+)
 from lse_engine.evolve.tree import Node, Tree
 from lse_engine.llm.base import Chat
 from lse_engine.progress import ProgressEvent
@@ -225,10 +232,18 @@ class Search:
         """`request = "facts"`: one short question per mistake (batched), the facts appended to the instructions.
         Candidate 0 decodes greedily, the others sample; each candidate is one attempt."""
         kind = self.ctx.task_kind
-        chats = [ev.build_fact_chat(p.question + (f" (evidence: {p.evidence})" if p.evidence else ""),
-                                    outs[0].answer or "(none)", p.gold, kind,
-                                    query_diff(outs[0].answer or "", p.gold) if kind == "text-to-sql" else "")
-                 for p, outs in group_samples(problems, outcomes) if not outs[0].correct]
+        chats: list[Chat] = []
+        for p, outs in group_samples(problems, outcomes):
+            answer = outs[0].answer or ""
+            if outs[0].correct or not answer:
+                continue
+            question = p.question + (f" (evidence: {p.evidence})" if p.evidence else "")
+            if kind != "text-to-sql":
+                chats.append(ev.build_fact_chat(question, answer, p.gold, answer, p.gold, kind))
+                continue
+            edits = query_edits(answer, p.gold)
+            if edits and has_literal(edits[0][1]):  # a value the model got wrong: knowledge about the data
+                chats.append(ev.build_fact_chat(question, answer, p.gold, *edits[0], kind))
         seen = {ev.normalize(n.instructions) for n in tree.nodes.values() if n.instructions}
         proposals: list[_Proposal] = []
         want = max(1, self.s.candidates)
@@ -245,9 +260,9 @@ class Search:
             comps = self.ctx.evolver.generate(chats, sampling)
             p_tok, c_tok = sum(c.prompt_tokens for c in comps), sum(c.completion_tokens for c in comps)
             self.ctx.store.add_usage(self.run_id, evolver_calls=len(chats), tokens=p_tok + c_tok)
-            facts = [f for f in (ev.parse_fact(c.text) for c in comps) if f]
+            facts = [f for f in (ev.parse_fact(ev.fact_text(chat, c.text)) for chat, c in zip(chats, comps)) if f]
             new = ev.with_facts(node.instructions, facts)
-            raw = "\n".join(f"Fact: {c.text.strip()}" for c in comps)
+            raw = "\n".join(f"Rule: {ev.fact_text(chat, c.text)}" for chat, c in zip(chats, comps))
             verdict, error = "ok", None
             if not facts:
                 verdict, error = "invalid", "no usable fact in the replies"
@@ -259,7 +274,7 @@ class Search:
                                        verdict=verdict, error=error or "", prompt_tokens=p_tok,
                                        completion_tokens=c_tok)
         if not chats:
-            proposals.append(_Proposal(None, "", "no mistakes in the batch to learn from", "noop", 0, 0, 0))
+            proposals.append(_Proposal(None, "", "no mistake of the batch got a value wrong", "noop", 0, 0, 0))
         return proposals, chats[0] if chats else []
 
     def _critiques(self, node: Node, problems: Sequence[Problem], outcomes: Sequence[Outcome],
