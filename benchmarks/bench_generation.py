@@ -26,6 +26,7 @@ next to each number; checks that greedy float32 replies are the same in the engi
 `benchmarks/results/bench_generation.json`.
 
     python benchmarks/bench_generation.py [--quick] [--strict] [--model NAME_OR_PATH] [--configs a,b,...]
+    python benchmarks/bench_generation.py --two-processes   # thread settings, one process vs two at once
 
 With `--quick`, or without the real model (`lse models pull qwen2.5-coder-0.5b`), a random Qwen2 of the same widths
 but 2 layers runs instead (its replies are noise and never stop early: numbers for the code path only).
@@ -399,6 +400,70 @@ def summarise(res: dict[str, Any], default: str, replies: dict[str, list[Complet
           f"(target ≥ {TARGET_RATIO:g}×): {verdict}")
 
 
+# -- two processes at once ---------------------------------------------------------------------------------------------
+PAIR_CHATS, PAIR_TOKENS = 8, 96
+THREAD_MODES = ("2", "1", "tuned")  # LSE_THREADS for each process; "tuned": unset, the engine's default
+
+
+def pair_worker(args: argparse.Namespace) -> int:
+    """One process of `--two-processes`: loads the model (int8, threads from LSE_THREADS), says `ready`, waits
+    for the parent's go file, generates, prints its result as JSON."""
+    from lse_engine.llm.transformers_backend import TransformersLLM
+
+    tmp = Path(tempfile.mkdtemp(prefix="lse-bench-pair-"))
+    try:
+        task, _, chats = task_chats(tmp, PAIR_CHATS, args.example_values)
+        path, gguf, _ = locate(args.model, tmp)
+        llm = TransformersLLM(path, gguf_file=gguf, dtype="int8", batch_size=PAIR_CHATS)
+        llm.generate(chats[:1], Sampling(max_tokens=2))  # warm up
+        llm.prefix_cache.clear()
+        print("ready", flush=True)
+        go = Path(args.worker)
+        while not go.exists():
+            time.sleep(0.02)
+        t0 = time.perf_counter()
+        out = llm.generate(chats, Sampling(max_tokens=PAIR_TOKENS, stop=("</answer>",)))
+        secs = time.perf_counter() - t0
+        tokens = sum(c.completion_tokens for c in out)
+        from lse_engine.llm import cpu_threads
+
+        tuner = cpu_threads._tuner
+        print(json.dumps({"seconds": round(secs, 2), "tokens": tokens, "tokens_per_s": round(tokens / secs, 1),
+                          "threads_end": llm.threads or (tuner.current if tuner else None)}), flush=True)
+        llm.close()
+        task.close()
+        return 0
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def two_processes(args: argparse.Namespace) -> dict[str, Any]:
+    """Each thread mode alone, then two processes generating at the same moment (both loaded first)."""
+    results: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory(prefix="lse-bench-go-") as tmp:
+        for mode in THREAD_MODES:
+            env = {k: v for k, v in os.environ.items() if k != "LSE_THREADS"}
+            if mode != "tuned":
+                env["LSE_THREADS"] = mode
+            for n in (1, 2):
+                go = Path(tmp) / f"go-{mode}-{n}"
+                cmd = [sys.executable, __file__, "--worker", str(go), "--model", args.model,
+                       "--example-values", str(args.example_values)]
+                procs = [subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, text=True) for _ in range(n)]
+                for p in procs:  # wait until each has loaded the model
+                    while (line := p.stdout.readline()) and line.strip() != "ready":  # type: ignore[union-attr]
+                        pass
+                load = load_avg()
+                go.touch()
+                outs = [json.loads(p.communicate()[0].strip().splitlines()[-1]) for p in procs]
+                key = f"{mode} {'alone' if n == 1 else 'two at once'}"
+                results[key] = {"load_before": load, "processes": outs}
+                print(f"threads {mode:<6} {'alone' if n == 1 else 'two at once':<12} "
+                      + "  ".join(f"{o['tokens_per_s']:6.1f} tokens/s ({o['seconds']:.1f} s, ends at "
+                                  f"{o['threads_end']} threads)" for o in outs) + f"  (load {load})", flush=True)
+    return results
+
+
 CONFIGS = ("baseline", "engine fp32", "engine bf16", "engine int8", "engine int8 b8", "llama.cpp")
 
 
@@ -427,7 +492,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--example-values", type=int, default=3, help="example values per column in the schema")
     ap.add_argument("--threads", type=int, default=0,
                     help="torch threads for every configuration (0: all cores, or 1 when the machine is busy)")
+    ap.add_argument("--two-processes", action="store_true",
+                    help=f"instead: {PAIR_CHATS} chats × {PAIR_TOKENS} tokens (int8) alone and in two processes at "
+                         f"once, with LSE_THREADS = {', '.join(THREAD_MODES)} (a few minutes)")
+    ap.add_argument("--worker", help=argparse.SUPPRESS)  # one process of --two-processes (its go file)
     args = ap.parse_args(argv)
+    if args.worker:
+        return pair_worker(args)
+    if args.two_processes:
+        args.model = args.model or DEMO_MODEL
+        res = {"two_processes": two_processes(args), "chats": PAIR_CHATS, "max_tokens": PAIR_TOKENS}
+        RESULTS.mkdir(exist_ok=True)
+        (RESULTS / "bench_generation_threads.json").write_text(json.dumps(res, indent=2))
+        return 0
     if args.quick:
         args.problems, args.baseline_problems, args.max_tokens, args.evolver_tokens = 4, 1, 32, 32
         args.agreement = 0

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from lse_engine.evolve.evolver import FACTS_HEADER
 from lse_engine.evolve.search import load_tree
 from lse_engine.llm.base import CancelToken, Completion
 from lse_engine.llm.pool import LazyLLM, ModelPool
@@ -322,9 +323,9 @@ def test_facts_request_asks_one_question_per_mistake_and_appends_the_facts(skill
     child = result.tree.nodes[1]
     fb = [b for b in ws.store.get_batches(result.run_id) if b["split"] == "feedback" and b["round"] == 1][0]
     assert len(evo.calls) >= fb["n"] - fb["correct"]  # one question per mistake of the batch
-    assert child.instructions.startswith("t0\n- In this database, t")
-    bullets = child.instructions.splitlines()[1:]
-    assert bullets and all(re.fullmatch(r"- In this database, t(\d) questions need the word t\1\.", b) for b in bullets)
+    header, *bullets = child.instructions.splitlines()[1:]
+    assert child.instructions.startswith("t0\n") and header == FACTS_HEADER
+    assert bullets and all(re.fullmatch(r"- T(\d) questions need the word t\1\.", b) for b in bullets)
     assert temperatures[0] == 0.0  # the first candidate decodes greedily
     attempts = ws.store.get_attempts(result.run_id)
     assert attempts[0]["verdict"] == "ok" and attempts[0]["raw"].startswith("Rule: In this database, t")
@@ -342,7 +343,13 @@ def test_a_fact_must_name_a_value_and_is_cut_to_its_sentence() -> None:
     assert parse_fact('The database stores customer information in the "customers" table and order information '
                       'in the "orders" table.') is None  # restates the schema: no value
     assert parse_fact("SQLite stores data in a table format, with each row representing a record.") is None
+    # SQL's own words are not values; the prefill's lead-in is dropped (the block's header says it)
+    assert parse_fact("In this database, use WHERE clause to filter data based on specific conditions.") is None
+    assert parse_fact("In this database, use BETWEEN for date ranges, not = for single dates.") is None
+    assert parse_fact("In this database, 'GB' is the correct country code for the United Kingdom.") == \
+        "'GB' is the correct country code for the United Kingdom."
     assert parse_fact("") is None
-    merged = with_facts("Rule A.\n- Codes: 'HK' is home.", ["Codes: 'HK' is home.", "Fees are in cents.",
-                                                             "fees are in  cents."])
-    assert merged == "Rule A.\n- Codes: 'HK' is home.\n- Fees are in cents."
+    first = with_facts("Rule A.", ["Codes: 'HK' is home."])
+    assert first == f"Rule A.\n{FACTS_HEADER}\n- Codes: 'HK' is home."
+    merged = with_facts(first, ["Codes: 'HK' is home.", "Fees are in cents.", "fees are in  cents."])
+    assert merged == f"Rule A.\n{FACTS_HEADER}\n- Codes: 'HK' is home.\n- Fees are in cents."

@@ -94,11 +94,12 @@ def verdict(result: SearchResult) -> str:
 
 
 STRONGER = (
-    "Small untrained evolvers are weak (the paper's premise): most of what a run gains comes from the few edits "
-    "that write down the database's conventions. A stronger evolver proposes more such edits per round: point "
-    "[evolver] at a bigger model (`model = \"qwen2.5-coder-1.5b\"` after `lse models pull qwen2.5-coder-1.5b`, an "
-    "OpenAI-compatible endpoint with `backend = \"openai\"`, or vLLM on a GPU), or train one on your own runs with "
-    "`lse train` and use it with `--evolver NAME`."
+    "What a stronger evolver would change: small untrained evolvers are weak (the paper's premise), and what a run "
+    "gains comes from the few edits that write down the database's conventions (prices in cents, status codes, "
+    "dates as numbers). A larger model states more of them correctly per round and can rewrite the instructions "
+    "instead of appending facts (`request = \"reference\"`, the paper's request): point [evolver] at an "
+    "OpenAI-compatible endpoint (`backend = \"openai\"`, `base_url = ...`) or vLLM on a GPU, or train this one on "
+    "your own runs with `lse train` and pass it with `--evolver NAME`."
 )
 
 
@@ -109,6 +110,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
     overrides = overrides_from(args)
     if args.tiny:
         console.print(f"[yellow]--tiny: {TINY_NOTE}.[/]")
+        # a random model writes no SQL, so the facts request would find no mistake to ask about; the reference
+        # request calls the evolver every round, which is what a pipeline check needs
+        overrides.setdefault("evolve", {}).setdefault("request", "reference")
     else:
         from lse_engine.models import ensure_model
 
@@ -142,7 +146,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
             console.print("[bold]the winning instructions[/]:")
             console.print(result.winner.instructions, markup=False, highlight=False)
         if not args.tiny:
-            console.print(f"[dim]{STRONGER}[/]")
+            console.print(STRONGER, style="dim", markup=False)
         console.print(f"see every node and reply: lse tree {result.run_id} --workspace {dest}  ·  "
                       f"apply: lse evolve {prompt} --resume {result.run_id} --apply")
         return rc

@@ -74,13 +74,20 @@ def fact_text(chat: Chat, completion: str) -> str:
 
 
 _FACT_LEADS = ("the correct query knows that ", "the correct query knows ", "the correct answer knows that ",
-               "fact:", "rule:", "the fact is that ")
+               "fact:", "rule:", "the fact is that ", "in this database,")
+# the block the facts go in: a small task model applies every rule it reads to every question ("use BETWEEN for
+# dates" on a question about Germany), so the header says a fact is for the questions it is about
+FACTS_HEADER = "Facts about this database (use a fact only for a question it is about):"
 FACT_CHARS = (12, 300)
 
 
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z])")
 # a value, or how values are stored: a quoted literal, a number, a code in capitals, units and case words
 _VALUE = re.compile(r"'[^']+'|\d|\b[A-Z]{2,}\b|\"(?![a-z_]+\")[^\"\s]+\"")
+# SQL's own words in capitals are not codes: "use WHERE to filter" names no value
+_SQL_WORDS = re.compile(r"\b(?:SQLite|SQL|SELECT|FROM|WHERE|AND|OR|NOT|IN|IS|NULL|LIKE|BETWEEN|GROUP|BY|ORDER|"
+                        r"HAVING|LIMIT|JOIN|ON|AS|DISTINCT|COUNT|SUM|AVG|MIN|MAX|CASE|WHEN|THEN|ELSE|END|UNION|"
+                        r"ASC|DESC|CAST|INTEGER|TEXT|REAL)\b")
 _STORAGE = re.compile(r"\b(?:cents?|dollars?|capitals?|upper-?case|lower-?case|integers?)\b", re.IGNORECASE)
 
 
@@ -94,15 +101,15 @@ def parse_fact(text: str) -> str | None:
         if fact.lower().startswith(lead):
             fact = fact[len(lead):].strip()
     sentences = [s.strip() for s in _SENTENCE_END.split(fact)]
-    fact = next((s for s in sentences if _VALUE.search(s.replace("SQLite", "").replace("SQL", ""))
-                 or _STORAGE.search(s)), "")
+    fact = next((s for s in sentences if _VALUE.search(_SQL_WORDS.sub("", s)) or _STORAGE.search(s)), "")
     if not FACT_CHARS[0] <= len(fact) <= FACT_CHARS[1]:
         return None
     return fact[0].upper() + fact[1:]
 
 
 def with_facts(instructions: str, facts: list[str]) -> str:
-    """The instructions with each new fact appended as a bullet (facts already there, or repeated, are skipped)."""
+    """The instructions with each new fact appended as a bullet under `FACTS_HEADER` (added with the first fact;
+    facts already there, or repeated, are skipped)."""
     have = normalize(instructions).lower()
     new: list[str] = []
     for fact in facts:
@@ -111,7 +118,8 @@ def with_facts(instructions: str, facts: list[str]) -> str:
             new.append(fact)
     if not new:
         return instructions
-    return instructions.rstrip() + "\n" + "\n".join(f"- {f}" for f in new)
+    header = "" if FACTS_HEADER in instructions else "\n" + FACTS_HEADER
+    return instructions.rstrip() + header + "\n" + "\n".join(f"- {f}" for f in new)
 
 
 def normalize(instructions: str) -> str:

@@ -47,6 +47,11 @@ def _int8_linear_class() -> Any:
             self.register_buffer("scale", scale)
             self.register_buffer("bias", None if linear.bias is None else linear.bias.detach().float().clone())
 
+        weight: Any
+        weight_t: Any
+        scale: Any
+        bias: Any
+
         def forward(self, x: Any) -> Any:
             rows = x.reshape(-1, self.in_features).float()
             row_scale = rows.abs().amax(dim=1, keepdim=True).clamp(min=1e-12) / LEVELS

@@ -70,7 +70,7 @@ def _build(out: Path, seed: int) -> None:
         pad_token_id=ids["<pad>"], bos_token_id=ids["<s>"], eos_token_id=ids["<|im_end|>"],
     )
     torch.manual_seed(seed)
-    model = LlamaForCausalLM(config).to(torch.float32)
+    model = LlamaForCausalLM(config).to(torch.float32)  # type: ignore[arg-type]  # transformers' stub
     model.generation_config = GenerationConfig(pad_token_id=config.pad_token_id, bos_token_id=config.bos_token_id,
                                                eos_token_id=config.eos_token_id)
     with quiet_progress_bars():

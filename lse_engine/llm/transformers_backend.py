@@ -291,7 +291,7 @@ class TransformersLLM:
                                                          **kwargs)
         except OSError as e:
             raise ModelNotFoundError(missing_model_message(self.name, self.gguf_file)) from e
-        return model.to(self.device)
+        return model.to(self.device)  # type: ignore[arg-type]  # transformers' stub wants a model, not a device
 
     @staticmethod
     def _load_adapter(model: Any, adapter: str) -> Any:

@@ -31,7 +31,7 @@ _INTERNAL = ("sqlite_",)
 
 def connection(store: Store) -> sqlite3.Connection:
     """The store's SQLite connection (set up by the engine when the store opens)."""
-    return store.db.conn  # type: ignore[attr-defined,no-any-return]
+    return store.db.conn
 
 
 def _ro_uri(path: Path) -> str:
