@@ -313,7 +313,7 @@ def test_facts_request_asks_one_question_per_mistake_and_appends_the_facts(skill
 
     def fact(chat, sampling) -> str:
         temperatures.append(sampling.temperature)
-        assert chat[-1] == {"role": "assistant", "content": "Rule: In this database,"}
+        assert chat[-1] == {"role": "assistant", "content": "Fact: In this database, the column"}
         assert re.search(r"The correct query writes \d+ where the wrong one wrote - 1\.", chat[0]["content"])
         tag = re.search(r"Question: \[(t\d+)\]", chat[0]["content"]).group(1)
         return f" {tag} questions need the word {tag}.\nmore text"
@@ -325,10 +325,10 @@ def test_facts_request_asks_one_question_per_mistake_and_appends_the_facts(skill
     assert len(evo.calls) >= fb["n"] - fb["correct"]  # one question per mistake of the batch
     header, *bullets = child.instructions.splitlines()[1:]
     assert child.instructions.startswith("t0\n") and header == FACTS_HEADER
-    assert bullets and all(re.fullmatch(r"- T(\d) questions need the word t\1\.", b) for b in bullets)
+    assert bullets and all(re.fullmatch(r"- The column t(\d) questions need the word t\1\.", b) for b in bullets)
     assert temperatures[0] == 0.0  # the first candidate decodes greedily
     attempts = ws.store.get_attempts(result.run_id)
-    assert attempts[0]["verdict"] == "ok" and attempts[0]["raw"].startswith("Rule: In this database, t")
+    assert attempts[0]["verdict"] == "ok" and attempts[0]["raw"].startswith("Fact: In this database, the column t")
     ws.close()
 
 

@@ -68,9 +68,10 @@ def build_fact_chat(question: str, answer: str, gold: str, wrote: str, should: s
 
 
 def fact_text(chat: Chat, completion: str) -> str:
-    """The rule as written: the prefill's words after `Rule:`, then the completion."""
+    """The fact as written: the prefill's words after `Fact:` or `Rule:`, then the completion."""
     start = chat[-1]["content"] if continues_reply(chat) else ""
-    return (start.removeprefix("Rule:").strip() + " " + completion.strip()).strip()
+    start = start.removeprefix("Fact:").removeprefix("Rule:").strip()
+    return (start + " " + completion.strip()).strip()
 
 
 _FACT_LEADS = ("the correct query knows that ", "the correct query knows ", "the correct answer knows that ",

@@ -138,9 +138,10 @@ questions. Keep the useful current instructions. Write the complete new instruct
 
 # -- one fact per mistake, for the smallest evolvers (`[evolve] request = "facts"`) ------------------------------
 # Asked to rewrite instructions, a 0.5B-1.5B model echoes its input. Asked, for one mistake at a time, to explain
-# the value the correct query writes where the wrong one wrote another, a 1.5B model often states the rule
-# ("In this database, prices are stored in cents, so the comparison should be done in cents"). The reply is
-# begun for it ("In this database,"), and the engine appends the new rules to the instructions as bullets.
+# the value the correct query writes where the wrong one wrote another, a 1.5B model often states a rule. Rules
+# ("use 100 as the multiplier for dollars") are applied by a 0.5B task model to every question; facts about how a
+# column stores its values are not, so the request asks for one and begins the reply at "the column", and the
+# engine appends the facts to the instructions under a header.
 # Measured in benchmarks/README.md.
 FACT = {
     "text-to-sql": """You are reviewing a mistake of a text-to-SQL assistant on one SQLite database.
@@ -148,11 +149,11 @@ Question: {question}
 Wrong query: {answer}
 Correct query: {gold}
 The correct query writes {should} where the wrong one wrote {wrote}.
-Write one rule for writing queries on this database that explains this difference and also helps with other questions. Keep it under 20 words.""",
+Write one fact about how this database stores its data that explains this difference: a column and what its values mean (a code and what it stands for, a unit, a format). Keep it under 20 words.""",
     "multiple-choice": """You are reviewing a mistake on a multiple-choice test.
 Question: {question}
 Wrong answer: {wrote}
 Correct answer: {should}
 Write one general fact or rule that leads to the correct answer and also helps with other questions. Keep it under 20 words.""",
 }
-FACT_PREFILL = {"text-to-sql": "Rule: In this database,", "multiple-choice": "Rule:"}
+FACT_PREFILL = {"text-to-sql": "Fact: In this database, the column", "multiple-choice": "Rule:"}

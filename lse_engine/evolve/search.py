@@ -262,7 +262,7 @@ class Search:
             self.ctx.store.add_usage(self.run_id, evolver_calls=len(chats), tokens=p_tok + c_tok)
             facts = [f for f in (ev.parse_fact(ev.fact_text(chat, c.text)) for chat, c in zip(chats, comps)) if f]
             new = ev.with_facts(node.instructions, facts)
-            raw = "\n".join(f"Rule: {ev.fact_text(chat, c.text)}" for chat, c in zip(chats, comps))
+            raw = "\n".join(f"Fact: {ev.fact_text(chat, c.text)}" for chat, c in zip(chats, comps))
             verdict, error = "ok", None
             if not facts:
                 verdict, error = "invalid", "no usable fact in the replies"
