@@ -270,6 +270,22 @@ async def test_broken_gold_sql_diagnostics_at_their_ranges_then_cleared(client: 
     await wait_for(lambda: list(client.diagnostics.get(uri, [None])) == [], what="cleared diagnostics")
 
 
+async def test_gold_sql_time_limit_comes_from_the_workspace_settings(client: LanguageClient) -> None:
+    """`[sql] gold_timeout_s` in lse.toml bounds the editor's gold checks too (the server's default is 30 s)."""
+    prompt = fresh_workspace("gold-limit")
+    (prompt.parent / "lse.toml").write_text("[sql]\ngold_timeout_s = 0.5\n")
+    suite = prompt.parent / "slow.suite.yaml"
+    slow = ("WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 100000000) "
+            "SELECT count(*) FROM c")
+    suite.write_text(f"task: text-to-sql\ndatabase: nums.sqlite\nproblems:\n  - id: slow\n    question: count\n"
+                     f"    gold: {slow}\n")
+    started = time.monotonic()
+    uri = open_doc(client, suite)
+    diags = await wait_for(lambda: client.diagnostics.get(uri), timeout=20, what="diagnostics")
+    assert [d.code for d in diags] == ["gold-timeout"]
+    assert time.monotonic() - started < 10
+
+
 async def test_prompt_files_that_are_not_lse_get_nothing(client: LanguageClient, stub) -> None:
     """A Copilot prompt file (`*.prompt.md`, no `suite:`) gets no diagnostics, actions or lenses; a prompt that
     names a missing suite does; the name pattern is a setting."""

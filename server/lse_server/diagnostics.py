@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from lsprotocol import types
 
+from lse_engine.config import load_config
 from lse_engine.files import Issue, Span, Suite, parse_prompt, parse_suite
 from lse_engine.tasks.sql_checks import GoldChecker
 from lse_server.documents import is_suite
@@ -64,16 +65,24 @@ class Analyzer:
     def __init__(self, sql_timeout_s: float = 30.0, workers: int = 2) -> None:  # gold SQL: BIRD's 30 s
         self.sql_timeout_s = sql_timeout_s
         self.pool = ThreadPoolExecutor(workers, thread_name_prefix="lse-check")
-        self._checkers: dict[tuple[str, int, int], GoldChecker] = {}
+        self._checkers: dict[tuple[str, int, int, float], GoldChecker] = {}
         self._lock = threading.Lock()
 
-    def checker(self, db: Path) -> GoldChecker:
+    def gold_timeout_s(self, suite_path: Path) -> float:
+        """The workspace's `[sql] gold_timeout_s` (lse.toml above the suite), else the server's default."""
+        try:
+            return load_config(suite_path.parent).sql.gold_timeout_s
+        except Exception:  # no settings, or settings with errors (reported where they are edited)
+            return self.sql_timeout_s
+
+    def checker(self, db: Path, timeout_s: float | None = None) -> GoldChecker:
         st = db.stat()
-        key = (str(db), st.st_size, st.st_mtime_ns)
+        timeout = self.sql_timeout_s if timeout_s is None else timeout_s
+        key = (str(db), st.st_size, st.st_mtime_ns, timeout)
         with self._lock:
             found = self._checkers.get(key)
             if found is None:
-                found = self._checkers[key] = GoldChecker(db, timeout_s=self.sql_timeout_s)
+                found = self._checkers[key] = GoldChecker(db, timeout_s=timeout)
             return found
 
     async def run(self, fn: Any, *args: Any, budget_s: float | None = PARSE_BUDGET_S) -> Any:
@@ -93,7 +102,7 @@ class Analyzer:
         if suite.task != "text-to-sql" or suite.database is None or not suite.database.is_file():
             return []
         try:
-            checker = self.checker(suite.database)
+            checker = self.checker(suite.database, self.gold_timeout_s(suite.path))
         except Exception as exc:  # not a database, unreadable, …
             return [types.Diagnostic(range=to_range(suite.database_span), code="not-sqlite", source=SOURCE,
                                      message=f"cannot open the database: {exc}",
