@@ -351,5 +351,6 @@ def test_a_fact_must_name_a_value_and_is_cut_to_its_sentence() -> None:
     assert parse_fact("") is None
     first = with_facts("Rule A.", ["Codes: 'HK' is home."])
     assert first == f"Rule A.\n{FACTS_HEADER}\n- Codes: 'HK' is home."
-    merged = with_facts(first, ["Codes: 'HK' is home.", "Fees are in cents.", "fees are in  cents."])
+    merged = with_facts(first, ["Codes: 'HK' is home.", "Fees are in cents.", "fees are in  cents.",
+                                "Codes: \"HK\" is home.", "Codes: `HK` is home."])
     assert merged == f"Rule A.\n{FACTS_HEADER}\n- Codes: 'HK' is home.\n- Fees are in cents."

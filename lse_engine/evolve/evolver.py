@@ -111,16 +111,21 @@ def parse_fact(text: str) -> str | None:
 def with_facts(instructions: str, facts: list[str]) -> str:
     """The instructions with each new fact appended as a bullet under `FACTS_HEADER` (added with the first fact;
     facts already there, or repeated, are skipped)."""
-    have = normalize(instructions).lower()
+    have = _fact_key(instructions)
     new: list[str] = []
     for fact in facts:
-        key = normalize(fact).lower()
-        if key and key not in have and key not in (normalize(f).lower() for f in new):
+        key = _fact_key(fact)
+        if key and key not in have and key not in (_fact_key(f) for f in new):
             new.append(fact)
     if not new:
         return instructions
     header = "" if FACTS_HEADER in instructions else "\n" + FACTS_HEADER
     return instructions.rstrip() + header + "\n" + "\n".join(f"- {f}" for f in new)
+
+
+def _fact_key(text: str) -> str:
+    """What makes two facts the same: case, spacing and the quotes around names do not."""
+    return normalize(re.sub(r"[`\"]", "'", text)).lower()
 
 
 def normalize(instructions: str) -> str:
