@@ -17,6 +17,19 @@ export function fileUri(p: string): string {
   return 'file://' + p.split(path.sep).map(encodeURIComponent).join('/');
 }
 
+const TEST_SETTINGS = `# written by the tests (test/helpers/workspace.ts): the demo's settings, its models left to the editor
+[model.sampling]
+max_tokens = 256
+temperature = 0.0
+[evolve]
+rounds = 3
+batch_size = 8
+rule = "ucb"
+request = "reference"
+[sql]
+example_values = 2
+`;
+
 export function demoWorkspace(prefix = 'lse-ws-'): DemoWorkspace {
   const python = pythonExecutable();
   if (!python) {
@@ -29,6 +42,10 @@ export function demoWorkspace(prefix = 'lse-ws-'): DemoWorkspace {
       fs.copyFileSync(path.join(src, name), path.join(dir, name));
     }
   }
+  // The demo's lse.toml names real models (a 1.5B evolver with the facts request); these tests drive the tiny
+  // model or the scripted stub through the editor's settings, so the workspace gets the demo's other settings
+  // without the [evolver] model and with the paper's request (what the stub answers).
+  fs.writeFileSync(path.join(dir, 'lse.toml'), TEST_SETTINGS);
   execFileSync(python, [path.join(src, 'build_db.py'), path.join(dir, 'shop.sqlite')], { stdio: 'pipe' });
   const prompt = path.join(dir, 'shop.prompt.md');
   return {

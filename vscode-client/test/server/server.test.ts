@@ -87,7 +87,7 @@ describe('lse-server, driven like the extension drives it', { skip: server ? fal
     assert.equal(root.parent, null);
     assert.equal(typeof root.dev, 'number');
     assert.match(nodeLabel(root), /^#0 dev \d+%$/);
-    assert.match(root.instructions, /SQL assistant/);
+    assert.equal(root.instructions, fs.readFileSync(ws.prompt, 'utf-8').split('---\n')[2].trim(), 'the root is the prompt file');
   });
 
   it('refuses a second run on the same prompt, and cancels by runId', async () => {
