@@ -331,7 +331,10 @@ def _toml_type(value: Any) -> str:
 
 
 def find_config_file(start: Path) -> Path | None:
-    """The nearest `lse.toml`, or `pyproject.toml` with a `[tool.lse]` table, at or above `start`."""
+    """`start` itself when it is a settings file (any `*.toml`: `--config other.toml`), else the nearest
+    `lse.toml`, or `pyproject.toml` with a `[tool.lse]` table, at or above `start`."""
+    if start.suffix == ".toml" and start.is_file():
+        return start
     start = start if start.is_dir() else start.parent
     for d in [start, *start.parents]:
         if (d / CONFIG_FILE).is_file():

@@ -154,6 +154,16 @@ def test_config_defaults_file_and_errors(tmp_path: Path) -> None:
     assert load_config(tmp_path).evolve.rule == "chain"
 
 
+def test_a_named_settings_file_is_read_itself_not_the_lse_toml_beside_it(tmp_path: Path) -> None:
+    """`lse bench --config other.toml` (and `lse train --config`) read that file."""
+    _write(tmp_path / "lse.toml", "[model.sampling]\nmax_tokens = 256\n")
+    _write(tmp_path / "long.toml", "[model.sampling]\nmax_tokens = 640\n")
+    assert load_config(tmp_path).model.sampling.max_tokens == 256
+    cfg = load_config(tmp_path / "long.toml")
+    assert cfg.model.sampling.max_tokens == 640 and cfg.source == tmp_path / "long.toml" and cfg.root == tmp_path
+    assert load_config(tmp_path / "x.prompt.md").model.sampling.max_tokens == 256  # a prompt file: its workspace's
+
+
 @pytest.mark.parametrize(("toml", "where", "says"), [
     ("[model]\ntimeout_s = 5.0\n[sql]\ntimeout_s = nan\n", (4, 1), "[sql] timeout_s must be a finite number above 0; got nan"),
     ("[model]\nbatch_size = 2\n[evolve]\nbatch_size = 0\n", (4, 1), "[evolve] batch_size must be at least 1; got 0"),
