@@ -5,7 +5,7 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
-from lse_engine.evolve.evolver import build_chat, parse_edit, parse_reply
+from lse_engine.evolve.evolver import build_chat, parse_edit
 from lse_engine.evolve.feedback import summarize
 from lse_engine.tasks.base import Problem
 from lse_engine.tasks.text_to_sql import SQLiteTask
@@ -58,12 +58,12 @@ def test_evolver_chat_and_reply_parsing() -> None:
     user = chat[-1]["content"]
     assert "<current>\nOld rules.\n</current>" in user and "<prompt>[your new instructions]</prompt>" in user
     assert "Current prompt:\nTask Overview: … schema …" in user and "over 1 problems" in user
-    assert parse_reply("thinking <prompt> New rules. </prompt>", 100) == ("New rules.", None)
-    assert parse_reply("<prompt>a</prompt> later <prompt>b</prompt>", 100) == ("b", None)
-    assert parse_reply("no tags", 100)[0] is None
-    assert "empty" in parse_reply("<prompt>  </prompt>", 100)[1]
-    assert "too long" in parse_reply("<prompt>" + "x" * 101 + "</prompt>", 100)[1]
-    assert parse_reply("<prompt>unclosed", 100)[0] is None
+    assert parse_edit("thinking <prompt> New rules. </prompt>", False, 100) == ("New rules.", None)
+    assert parse_edit("<prompt>a</prompt> later <prompt>b</prompt>", False, 100) == ("b", None)
+    assert parse_edit("no tags", False, 100)[0] is None
+    assert "empty" in parse_edit("<prompt>  </prompt>", False, 100)[1]
+    assert "too long" in parse_edit("<prompt>" + "x" * 101 + "</prompt>", False, 100)[1]
+    assert parse_edit("<prompt>unclosed", False, 100)[0] is None
     # a prefilled reply: the open block is the whole new prompt
     assert parse_edit("<prompt>\nNew rules.", True, 100) == ("New rules.", None)
     assert parse_edit("no tags", True, 100)[0] is None

@@ -169,11 +169,6 @@ def copies(new: str, request: str, current: str = "") -> bool:
     return copied / len(windows) > COPY_SHARE
 
 
-def parse_reply(text: str, max_chars: int, allow_unclosed: bool = False) -> tuple[str | None, str | None]:
-    """`parse_edit` under its former name."""
-    return parse_edit(text, allow_unclosed, max_chars)
-
-
 # -- TextGrad-style baseline ---------------------------------------------------------------------------------
 _CRITIQUE_RE = re.compile(r"<critique>(.*?)</critique>", re.IGNORECASE | re.DOTALL)
 

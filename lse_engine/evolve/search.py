@@ -260,9 +260,10 @@ class Search:
             comps = self.ctx.evolver.generate(chats, sampling)
             p_tok, c_tok = sum(c.prompt_tokens for c in comps), sum(c.completion_tokens for c in comps)
             self.ctx.store.add_usage(self.run_id, evolver_calls=len(chats), tokens=p_tok + c_tok)
-            facts = [f for f in (ev.parse_fact(ev.fact_text(chat, c.text)) for chat, c in zip(chats, comps)) if f]
+            texts = [ev.fact_text(chat, c.text) for chat, c in zip(chats, comps)]
+            facts = [f for f in map(ev.parse_fact, texts) if f]
             new = ev.with_facts(node.instructions, facts)
-            raw = "\n".join(f"Fact: {ev.fact_text(chat, c.text)}" for chat, c in zip(chats, comps))
+            raw = "\n".join(f"Fact: {t}" for t in texts)
             verdict, error = "ok", None
             if not facts:
                 verdict, error = "invalid", "no usable fact in the replies"

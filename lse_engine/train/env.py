@@ -145,10 +145,11 @@ class TrainEnv:
                                "to transformers (or auto) and model to a Hugging Face id or a local path")
             profile = dataclasses.replace(self.evolver_profile(), backend="transformers")
             from lse_engine.llm.pool import _cuda_available
+            from lse_engine.llm.transformers_backend import resolve_dtype
 
-            on_gpu = profile.device.startswith("cuda") or (profile.device == "auto" and _cuda_available())
-            if profile.dtype == "int8" or (profile.dtype == "auto" and not on_gpu):
-                profile = dataclasses.replace(profile, dtype="float32")  # trained weights are floats ("auto": int8)
+            device = profile.device if profile.device != "auto" else ("cuda" if _cuda_available() else "cpu")
+            if resolve_dtype(profile.dtype, device, None) == "int8":
+                profile = dataclasses.replace(profile, dtype="float32")  # trained weights are floats
             self._llms["evolver"] = self._build(profile, shared=False)
         llm = self._llms["evolver"]
         if not (hasattr(llm, "model") and hasattr(llm, "tokenizer")):

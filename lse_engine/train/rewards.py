@@ -22,7 +22,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from lse_engine.evolve.evolver import parse_edit
+from lse_engine.evolve.evolver import normalize, parse_edit
 from lse_engine.scoring import Scorer, accuracy
 from lse_engine.tasks.base import Problem
 
@@ -40,7 +40,7 @@ def parse_reply(raw: str, prefilled: bool, max_chars: int) -> tuple[str | None, 
 
 def is_noop(new: str, parent: str) -> bool:
     """An edit that changes nothing but whitespace (the search's no-op rule)."""
-    return " ".join(new.split()) == " ".join(parent.split())
+    return normalize(new) == normalize(parent)
 
 
 @dataclass
