@@ -32,6 +32,12 @@ class Usage:
     tokens: int = 0
 
 
+# Part of every outcome's cache key: raise it when the rules that turn a reply into a verdict change (how the answer
+# is extracted, how results are compared), so no outcome cached under the old rules is reused. 2: an answer block
+# cut inside its closing tag (`...</answer`) no longer keeps the tag's start.
+SCORING_RULES = 2
+
+
 class Scorer:
     """Binds a task, a task model and its sampling to the store's outcome cache."""
 
@@ -63,7 +69,8 @@ class Scorer:
     def key(self, instructions: str, problem: Problem, sample: int = 0) -> str:
         chat = self.task.render(instructions, problem)
         payload = json.dumps(
-            [self.llm.model_id, self.sampling.key(), self._env, chat, problem.gold, problem.options, sample],
+            [self.llm.model_id, self.sampling.key(), self._env, chat, problem.gold, problem.options, sample,
+             SCORING_RULES],
             sort_keys=True,
         )
         return hashlib.sha256(payload.encode()).hexdigest()

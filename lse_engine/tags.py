@@ -36,5 +36,16 @@ def extract_tag(text: str | None, tag: str, unclosed: bool = False) -> str | Non
     if last is not None:  # a closed block wins over any unmatched opening tag around it
         return text[last[0]:last[1]].strip()
     if unclosed and stack:
-        return text[stack[-1]:].strip()
+        return _without_cut_closing_tag(text[stack[-1]:], tag).strip()
     return None
+
+
+def _without_cut_closing_tag(block: str, tag: str) -> str:
+    """An unclosed block without the start of its closing tag at its end: a reply cut at its token budget (or
+    ended by its model) in the middle of `</answer>` ends in `</answer` or `</ans`, which is not part of the
+    answer."""
+    end = block.rstrip()
+    cut = end.rfind("</")
+    if cut >= 0 and f"</{tag}>".startswith(end[cut:].lower()):
+        return end[:cut]
+    return block

@@ -67,6 +67,15 @@ def build_fact_chat(question: str, answer: str, gold: str, wrote: str, should: s
     return [{"role": "user", "content": user}, {"role": "assistant", "content": prompts.FACT_PREFILL[kind]}]
 
 
+def build_column_fact_chat(question: str, answer: str, gold: str, column: str, values: str, stored: str) -> Chat:
+    """One SQL mistake where the correct query compares `column` with `values` (`request = "facts"`): the request
+    shows how the column stores its values (`stored`) and the reply begins with the column's name."""
+    user = prompts.FACT_COLUMN.format(question=question, answer=answer, gold=gold, column=column, values=values,
+                                      stored=stored)
+    return [{"role": "user", "content": user},
+            {"role": "assistant", "content": prompts.FACT_COLUMN_PREFILL.format(column=column)}]
+
+
 def fact_text(chat: Chat, completion: str) -> str:
     """The fact as written: the prefill's words after `Fact:` or `Rule:`, then the completion."""
     start = chat[-1]["content"] if continues_reply(chat) else ""
@@ -79,7 +88,7 @@ _FACT_LEADS = ("the correct query knows that ", "the correct query knows ", "the
 # the block the facts go in: a small task model applies every rule it reads to every question ("use BETWEEN for
 # dates" on a question about Germany), so the header says a fact is for the questions it is about
 FACTS_HEADER = "Facts about this database (use a fact only for a question it is about):"
-FACT_CHARS = (12, 300)
+FACT_CHARS = (12, 400)  # a code table of seven codes fits
 
 
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z])")
@@ -90,10 +99,14 @@ _SQL_WORDS = re.compile(r"\b(?:SQLite|SQL|SELECT|FROM|WHERE|AND|OR|NOT|IN|IS|NUL
                         r"HAVING|LIMIT|JOIN|ON|AS|DISTINCT|COUNT|SUM|AVG|MIN|MAX|CASE|WHEN|THEN|ELSE|END|UNION|"
                         r"ASC|DESC|CAST|INTEGER|TEXT|REAL)\b")
 _STORAGE = re.compile(r"\b(?:cents?|dollars?|capitals?|upper-?case|lower-?case|integers?)\b", re.IGNORECASE)
+# a sentence about the one mistake ("the correct query uses price_cents > 20000 to ...") is no fact about the data
+_ABOUT_THE_MISTAKE = re.compile(r"\b(?:correct|wrong) (?:query|answer)\b|\bthe question\b", re.IGNORECASE)
 
 
 def parse_fact(text: str) -> str | None:
-    """The fact in a reply: its first sentence, without the lead-in the request invites; None when unusable.
+    """The fact in a reply: its first sentence that names a value, without the lead-in the request invites (and
+    with the first sentence before it when that one says which column: "The column status_code stores the status
+    of each order. Its values are 'D' for delivered, ..."); None when unusable.
 
     A fact must name a value (a quoted literal, a number, a code in capitals): one that only restates the
     schema ("customers are stored in a table named customers") tells the task model nothing new."""
@@ -102,25 +115,52 @@ def parse_fact(text: str) -> str | None:
         if fact.lower().startswith(lead):
             fact = fact[len(lead):].strip()
     sentences = [s.strip() for s in _SENTENCE_END.split(fact)]
-    fact = next((s for s in sentences if _VALUE.search(_SQL_WORDS.sub("", s)) or _STORAGE.search(s)), "")
+    at = next((i for i, s in enumerate(sentences) if not _ABOUT_THE_MISTAKE.search(s)
+               and (_VALUE.search(_SQL_WORDS.sub("", s)) or _STORAGE.search(s))), None)
+    fact = "" if at is None else sentences[at]
+    if at and sentences[0].lower().startswith("the column ") and not _ABOUT_THE_MISTAKE.search(sentences[0]):
+        fact = sentences[0] + " " + fact
+    fact = _COLUMN_NAMED.sub(r"\1\2", fact)  # "the column `price_cents`" and "the column price_cents" are one column
     if not FACT_CHARS[0] <= len(fact) <= FACT_CHARS[1]:
         return None
     return fact[0].upper() + fact[1:]
 
 
+_COLUMN_NAMED = re.compile(r"^(the column )[`'\"]?(\w+)[`'\"]?", re.IGNORECASE)
+
+
+def fact_column(fact: str) -> str | None:
+    """The column a fact is about when it begins "The column NAME" (the column request's replies), lower-cased."""
+    m = _COLUMN_NAMED.match(fact.lstrip("- "))
+    return m.group(2).lower() if m else None
+
+
 def with_facts(instructions: str, facts: list[str]) -> str:
     """The instructions with each new fact appended as a bullet under `FACTS_HEADER` (added with the first fact;
-    facts already there, or repeated, are skipped)."""
+    facts already there, repeated, or about a column a fact already describes are skipped)."""
     have = _fact_key(instructions)
+    described = {c for c in map(fact_column, instructions.splitlines()) if c}
     new: list[str] = []
     for fact in facts:
-        key = _fact_key(fact)
-        if key and key not in have and key not in (_fact_key(f) for f in new):
+        key, column = _fact_key(fact), fact_column(fact)
+        if key and key not in have and key not in (_fact_key(f) for f in new) and column not in described:
             new.append(fact)
+            if column:  # one fact per column: the first one stays
+                described.add(column)
     if not new:
         return instructions
     header = "" if FACTS_HEADER in instructions else "\n" + FACTS_HEADER
     return instructions.rstrip() + header + "\n" + "\n".join(f"- {f}" for f in new)
+
+
+def facts_identity(instructions: str) -> str:
+    """What makes two sets of instructions the same edit in the facts request: the text before the facts and
+    the facts as a set (the same facts appended in another order are no new edit)."""
+    base, header, facts = instructions.partition(FACTS_HEADER)
+    if not header:
+        return normalize(instructions)
+    bullets = sorted({_fact_key(line.lstrip("- ")) for line in facts.splitlines() if line.strip()})
+    return normalize(base) + "\n" + "\n".join(bullets)
 
 
 def _fact_key(text: str) -> str:

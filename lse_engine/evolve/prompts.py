@@ -157,3 +157,15 @@ Correct answer: {should}
 Write one general fact or rule that leads to the correct answer and also helps with other questions. Keep it under 20 words.""",
 }
 FACT_PREFILL = {"text-to-sql": "Fact: In this database, the column", "multiple-choice": "Rule:"}
+# The same question when the mistake is a value compared with a column: the request names the column and shows how
+# it stores its values (read from the database), and the reply begins with the column's name. Shown only the one
+# code of the question ("'GB' stands for the United Kingdom"), a 1.5B evolver writes a fact a 0.5B task model then
+# copies into questions about Germany; shown every code with one row it names, it writes the code table.
+FACT_COLUMN = """You are reviewing a mistake of a text-to-SQL assistant on one SQLite database.
+Question: {question}
+Wrong query: {answer}
+Correct query: {gold}
+The correct query compares {column} with {values}; the wrong query does not.
+In the database, {stored}.
+Write one fact about how the column {column} stores its data that explains the correct query: what its values mean (for codes: what each code stands for), its unit or its format. Keep it under 40 words."""
+FACT_COLUMN_PREFILL = "Fact: In this database, the column {column}"

@@ -233,6 +233,9 @@ class Search:
         Candidate 0 decodes greedily, the others sample; each candidate is one attempt."""
         kind = self.ctx.task_kind
         chats: list[Chat] = []
+        missed_values = getattr(self.ctx.task, "missed_values", None)
+        known = node.instructions.lower()
+        asked: set[str] = set()  # one question per column a round; none about a column the instructions describe
         for p, outs in group_samples(problems, outcomes):
             answer = outs[0].answer or ""
             if outs[0].correct or not answer:
@@ -241,10 +244,20 @@ class Search:
             if kind != "text-to-sql":
                 chats.append(ev.build_fact_chat(question, answer, p.gold, answer, p.gold, kind))
                 continue
+            missed = missed_values(answer, p.gold) if missed_values else []
+            if missed:  # a value compared with a column: ask about the column, showing how it stores its values
+                unasked = [(m, stored) for m, stored in missed
+                           if m.column.lower() not in asked and f"the column {m.column.lower()} " not in known]
+                if unasked:
+                    column, stored = unasked[0]
+                    asked.add(column.column.lower())
+                    chats.append(ev.build_column_fact_chat(question, answer, p.gold, column.column,
+                                                           " and ".join(column.values), stored))
+                continue
             edits = query_edits(answer, p.gold)
             if edits and has_literal(edits[0][1]):  # a value the model got wrong: knowledge about the data
                 chats.append(ev.build_fact_chat(question, answer, p.gold, *edits[0], kind))
-        seen = {ev.normalize(n.instructions) for n in tree.nodes.values() if n.instructions}
+        seen = {ev.facts_identity(n.instructions) for n in tree.nodes.values() if n.instructions}
         proposals: list[_Proposal] = []
         want = max(1, self.s.candidates)
         for attempt in range(want * (1 + max(0, self.s.evolver_retries))):
@@ -253,7 +266,7 @@ class Search:
             self._check_cancel()
             self._emit_step(f"round {round_}: evolver naming what {len(chats)} mistakes missed", attempt,
                             want, None)
-            sampling = dataclasses.replace(self.ctx.evolver_sampling, stop=("\n",), max_tokens=64,
+            sampling = dataclasses.replace(self.ctx.evolver_sampling, stop=("\n",), max_tokens=96,
                                            seed=(self.s.seed * 1_000_003 + round_ * 101 + attempt) % 2**31)
             if attempt == 0:
                 sampling = dataclasses.replace(sampling, temperature=0.0)
@@ -267,9 +280,9 @@ class Search:
             verdict, error = "ok", None
             if not facts:
                 verdict, error = "invalid", "no usable fact in the replies"
-            elif ev.normalize(new) in seen:
+            elif ev.facts_identity(new) in seen:
                 verdict, error = "noop", "every fact is already in the instructions or the tree"
-            seen.add(ev.normalize(new))
+            seen.add(ev.facts_identity(new))
             proposals.append(_Proposal(new if verdict == "ok" else None, raw, error, verdict, attempt, p_tok, c_tok))
             self.ctx.store.add_attempt(self.run_id, round_, attempt, raw=raw, instructions=new if facts else "",
                                        verdict=verdict, error=error or "", prompt_tokens=p_tok,

@@ -21,8 +21,9 @@ from sqlglot.tokens import Token, Tokenizer, TokenType
 
 from lse_engine.llm.base import Chat
 from lse_engine.tags import extract_tag
-from lse_engine.tasks import sql_template
+from lse_engine.tasks import sql_template, sql_values
 from lse_engine.tasks.base import Outcome, Problem
+from lse_engine.tasks.sql_values import MissedValue
 from lse_engine.tasks.sqlite_exec import (
     MAX_SQL_CHARS,
     ExecResult,
@@ -276,6 +277,16 @@ class SQLiteTask:
     def agent_prompt(self, instructions: str, show_schema: bool = True) -> str:
         """The fixed system prompt around `instructions` (what the evolver is shown as "the current prompt")."""
         return sql_template.agent_prompt(self.schema if show_schema else sql_template.SCHEMA_HIDDEN, instructions)
+
+    def missed_values(self, predicted: str, gold: str) -> list[tuple[MissedValue, str]]:
+        """The gold query's comparisons of a column with a value that `predicted` lacks, each with how that column
+        stores its values in this database (`sql_values`; read-only)."""
+        out = []
+        for missed in sql_values.missed_values(predicted, gold):
+            stored = sql_values.describe_values(self.db, missed.table, missed.column)
+            if stored:
+                out.append((missed, stored))
+        return out
 
     def gold_result(self, problem: Problem) -> ExecResult:
         """The gold query's result, computed once per gold SQL text."""
