@@ -274,13 +274,36 @@ def _end(proc: subprocess.Popen, client: RawClient, how: str) -> None:
         proc.kill()
 
 
+def _lock_free_within(lock: Path, seconds: float) -> bool:
+    """Whether the run's lock file can be taken within `seconds` (the OS drops a dead holder's lock)."""
+    import fcntl
+
+    deadline = time.monotonic() + seconds
+    fd = os.open(lock, os.O_RDWR)
+    try:
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                if time.monotonic() > deadline:
+                    return False
+                time.sleep(0.05)
+                continue
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            return True
+    finally:
+        os.close(fd)
+
+
 def _resumable(prompt: Path, settings: dict[str, Any], run_id: str, nodes_before: list[tuple]) -> None:
-    """The store is intact, the committed nodes are all there, and the run finishes when resumed."""
+    """The run's lock is free, the store is intact, the committed nodes are all there, and the run finishes when
+    resumed."""
     from lse_server.settings import to_overrides
 
     from lse_engine.runner import evolve
     from lse_engine.workspace import Workspace
 
+    assert _lock_free_within(prompt.parent / ".lse" / "locks" / f"{run_id}.lock", 5.0), "the run stays locked"
     db = prompt.parent / ".lse" / "lse.db"
     conn = sqlite3.connect(db)
     assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
