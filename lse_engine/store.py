@@ -335,13 +335,16 @@ class RunLock:
         self.folder = Path(store_path).parent / "locks"
         self._fd: int | None = None
 
+    def file(self, run_id: str) -> Path:
+        """The lock file of `run_id`."""
+        return self.folder / f"{re.sub(r'[^A-Za-z0-9._-]', '_', run_id)}.lock"
+
     def acquire(self, run_id: str, doing: str = "resumed") -> None:
         """Hold the lock of `run_id`; StoreError "busy: run X is being resumed by pid N" when another holds it."""
         self.release()
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
-            fd = os.open(self.folder / f"{re.sub(r'[^A-Za-z0-9._-]', '_', run_id)}.lock", os.O_RDWR | os.O_CREAT,
-                         0o644)
+            fd = os.open(self.file(run_id), os.O_RDWR | os.O_CREAT, 0o644)
         except OSError as exc:
             raise StoreError(store_failure(self.folder, exc)) from exc
         try:

@@ -397,6 +397,14 @@ def test_a_value_compared_with_a_column_is_found_in_the_gold_query_and_the_colum
     assert describe_values(db, None, "nowhere") is None
     db.close()
     assert (prompt.parent / "shop.sqlite").read_bytes() == before  # read-only
+    # a table that names its rows gives each code one row's name, so the evolver can tell what the code stands for
+    shop = ReadOnlyDatabase(Path(__file__).resolve().parents[1] / "examples" / "shop" / "shop.sqlite")
+    assert describe_values(shop, "products", "category_code") == (
+        "products.category_code holds only these values: 'EL' (e.g. 'Wireless Mouse'), 'BK' (e.g. 'The Art of SQL'), "
+        "'CL' (e.g. 'Rain Jacket'), 'HK' (e.g. 'Chef Knife'), 'SP' (e.g. 'Yoga Mat'), 'TY' (e.g. 'Wooden Train Set'), "
+        "'BT' (e.g. 'Face Cream')")
+    assert describe_values(shop, "customers", "loyalty") == "customers.loyalty holds only these values: 'N', 'Y'"
+    shop.close()
 
 
 def test_a_fact_must_name_a_value_and_is_cut_to_its_sentence() -> None:

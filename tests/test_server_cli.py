@@ -284,13 +284,12 @@ def _lock_free_within(lock: Path, seconds: float) -> bool:
         while True:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                fcntl.flock(fd, fcntl.LOCK_UN)
+                return True
             except OSError:
                 if time.monotonic() > deadline:
                     return False
                 time.sleep(0.05)
-                continue
-            fcntl.flock(fd, fcntl.LOCK_UN)
-            return True
     finally:
         os.close(fd)
 
@@ -301,10 +300,11 @@ def _resumable(prompt: Path, settings: dict[str, Any], run_id: str, nodes_before
     from lse_server.settings import to_overrides
 
     from lse_engine.runner import evolve
+    from lse_engine.store import RunLock
     from lse_engine.workspace import Workspace
 
-    assert _lock_free_within(prompt.parent / ".lse" / "locks" / f"{run_id}.lock", 5.0), "the run stays locked"
     db = prompt.parent / ".lse" / "lse.db"
+    assert _lock_free_within(RunLock(db).file(run_id), 5.0), "the run stays locked"
     conn = sqlite3.connect(db)
     assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     conn.close()

@@ -135,11 +135,16 @@ def fact_column(fact: str) -> str | None:
     return m.group(2).lower() if m else None
 
 
+def described_columns(instructions: str) -> set[str]:
+    """The columns the instructions' facts describe (lines that begin "The column NAME"), lower-cased."""
+    return {c for c in map(fact_column, instructions.splitlines()) if c}
+
+
 def with_facts(instructions: str, facts: list[str]) -> str:
     """The instructions with each new fact appended as a bullet under `FACTS_HEADER` (added with the first fact;
     facts already there, repeated, or about a column a fact already describes are skipped)."""
     have = _fact_key(instructions)
-    described = {c for c in map(fact_column, instructions.splitlines()) if c}
+    described = described_columns(instructions)
     new: list[str] = []
     for fact in facts:
         key, column = _fact_key(fact), fact_column(fact)

@@ -234,8 +234,8 @@ class Search:
         kind = self.ctx.task_kind
         chats: list[Chat] = []
         missed_values = getattr(self.ctx.task, "missed_values", None)
-        known = node.instructions.lower()
-        asked: set[str] = set()  # one question per column a round; none about a column the instructions describe
+        # one question per column a round, none about a column the instructions describe already
+        asked = ev.described_columns(node.instructions)
         for p, outs in group_samples(problems, outcomes):
             answer = outs[0].answer or ""
             if outs[0].correct or not answer:
@@ -246,10 +246,9 @@ class Search:
                 continue
             missed = missed_values(answer, p.gold) if missed_values else []
             if missed:  # a value compared with a column: ask about the column, showing how it stores its values
-                unasked = [(m, stored) for m, stored in missed
-                           if m.column.lower() not in asked and f"the column {m.column.lower()} " not in known]
-                if unasked:
-                    column, stored = unasked[0]
+                pick = next(((m, stored) for m, stored in missed if m.column.lower() not in asked), None)
+                if pick:
+                    column, stored = pick
                     asked.add(column.column.lower())
                     chats.append(ev.build_column_fact_chat(question, answer, p.gold, column.column,
                                                            " and ".join(column.values), stored))

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from lse_engine.tasks.sqlite_exec import ReadOnlyDatabase
+from lse_engine.tasks.sqlite_exec import ReadOnlyDatabase, quote_ident
 
 CODE_LIST_MAX = 15  # a text column with at most this many distinct values is listed whole
 _NAMING = ("name", "title", "label")
@@ -25,10 +25,6 @@ class MissedValue:
     column: str
     table: str | None
     values: tuple[str, ...]
-
-
-def _quote(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
 
 
 def missed_values(predicted: str, gold: str) -> list[MissedValue]:
@@ -61,7 +57,7 @@ def missed_values(predicted: str, gold: str) -> list[MissedValue]:
 
 
 def _columns(db: ReadOnlyDatabase, table: str) -> list[str]:
-    return [str(row[1]) for row in db.execute(f"PRAGMA table_info({_quote(table)})").rows or []]
+    return [str(row[1]) for row in db.execute(f"PRAGMA table_info({quote_ident(table)})").rows or []]
 
 
 def _table_of(db: ReadOnlyDatabase, column: str) -> str | None:
@@ -73,21 +69,26 @@ def _table_of(db: ReadOnlyDatabase, column: str) -> str | None:
 
 def describe_values(db: ReadOnlyDatabase, table: str | None, column: str) -> str | None:
     """How `table.column` stores its values, as a clause: "holds only these values: 'D', 'S', 'C'" for a column
-    of a few distinct values (most frequent first), "holds values such as 'NEW YORK', 'OSLO'" for other text,
-    "holds numbers from 499 to 29900" for numbers; None when the column cannot be read."""
+    of a few distinct values (most frequent first; each with one row's name when the table names its rows:
+    `'EL' (e.g. 'Wireless Mouse')`), "holds values such as 'NEW YORK', 'OSLO'" for other text, "holds numbers
+    from 499 to 29900" for numbers; None when the column cannot be read."""
     table = table or _table_of(db, column)
-    if not table or column not in _columns(db, table):  # (SQLite would read an unknown "name" as a string)
+    columns = _columns(db, table) if table else []
+    if not table or column not in columns:  # (SQLite would read an unknown "name" as a string)
         return None
-    t, c = _quote(table), _quote(column)
-    counted = db.execute(f"SELECT {c}, COUNT(*) FROM {t} WHERE {c} IS NOT NULL GROUP BY {c} ORDER BY COUNT(*) DESC, "
-                         f"{c} LIMIT {CODE_LIST_MAX + 1}")
+    t, c = quote_ident(table), quote_ident(column)
+    named = _name_column(table, [name for name in columns if name != column])
+    example = (f", (SELECT x.{quote_ident(named)} FROM {t} AS x WHERE x.{c} = g.{c} AND x.{quote_ident(named)} "
+               "IS NOT NULL LIMIT 1)") if named else ""
+    counted = db.execute(f"SELECT g.{c}, COUNT(*){example} FROM {t} AS g WHERE g.{c} IS NOT NULL GROUP BY g.{c} "
+                         f"ORDER BY COUNT(*) DESC, g.{c} LIMIT {CODE_LIST_MAX + 1}")
     if not counted.ok or not counted.rows:
         return None
     values = [row[0] for row in counted.rows]
     where = f"{table}.{column}"
     if len(values) <= CODE_LIST_MAX and (all(isinstance(v, str) for v in values) or len(values) <= 3):
-        named = _name_column(db, table, column)
-        shown = [_literal(v) + _example_name(db, t, c, named, v) for v in values]
+        shown = [_literal(row[0]) + (f" (e.g. {_literal(row[2])})" if named and row[2] is not None else "")
+                 for row in counted.rows]
         return f"{where} holds only these values: " + ", ".join(shown)
     if all(isinstance(v, str) for v in values):
         return f"{where} holds values such as " + ", ".join(_literal(v) for v in values[:4])
@@ -98,22 +99,12 @@ def describe_values(db: ReadOnlyDatabase, table: str | None, column: str) -> str
     return f"{where} holds numbers from {_literal(low)} to {_literal(high)}"
 
 
-def _name_column(db: ReadOnlyDatabase, table: str, column: str) -> str | None:
-    """The table's column that names its rows (`name`, `title`, `product_name` in `products`), if it has one (a
-    person's `first_name` names no category)."""
-    names = [name for name in _columns(db, table) if name != column]
+def _name_column(table: str, others: list[str]) -> str | None:
+    """Among a table's other columns, the one that names its rows (`name`, `title`, `product_name` in
+    `products`), if any (a person's `first_name` names no category)."""
     stem = table.lower().removesuffix("s")
     wanted = {*_NAMING, *(f"{stem}_{n}" for n in _NAMING)}
-    return next((n for n in names if n.lower() in wanted), None)
-
-
-def _example_name(db: ReadOnlyDatabase, t: str, c: str, named: str | None, value: object) -> str:
-    """` (e.g. 'Wireless Mouse')`: one row's name for a code, so a reader can tell what the code stands for."""
-    if not named:
-        return ""
-    row = db.execute(f"SELECT {_quote(named)} FROM {t} WHERE {c} = {_literal(value)} AND {_quote(named)} IS NOT NULL "
-                     "LIMIT 1")
-    return f" (e.g. {_literal(row.rows[0][0])})" if row.ok and row.rows else ""
+    return next((n for n in others if n.lower() in wanted), None)
 
 
 def _literal(value: object) -> str:

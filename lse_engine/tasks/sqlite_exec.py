@@ -105,6 +105,11 @@ def _decode_text(raw: bytes) -> str:
 
 
 # -- opening ------------------------------------------------------------------------------------------------
+def quote_ident(name: str) -> str:
+    """`name` as an SQLite identifier (double-quoted, inner quotes doubled)."""
+    return '"' + name.replace('"', '""') + '"'
+
+
 def database_uri(path: str | os.PathLike[str]) -> str:
     """A read-only URI for `path` after checking that it is a whole SQLite file; raises DatabaseOpenError.
 

@@ -23,13 +23,13 @@ from lse_engine.llm.base import Chat
 from lse_engine.tags import extract_tag
 from lse_engine.tasks import sql_template, sql_values
 from lse_engine.tasks.base import Outcome, Problem
-from lse_engine.tasks.sql_values import MissedValue
 from lse_engine.tasks.sqlite_exec import (
     MAX_SQL_CHARS,
     ExecResult,
     ReadOnlyDatabase,
     check_limits,
     open_readonly,
+    quote_ident,
 )
 
 logging.getLogger("sqlglot").setLevel(logging.ERROR)
@@ -171,15 +171,11 @@ def _value_repr(value: object, room: int) -> str:
     return repr(value)
 
 
-def _quote_ident(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
 def _example_values(conn, table: str, column: str, k: int) -> list[str]:
     try:
         rows = conn.execute(
-            f"SELECT DISTINCT {_quote_ident(column)} FROM {_quote_ident(table)} "
-            f"WHERE {_quote_ident(column)} IS NOT NULL LIMIT {int(k)}"
+            f"SELECT DISTINCT {quote_ident(column)} FROM {quote_ident(table)} "
+            f"WHERE {quote_ident(column)} IS NOT NULL LIMIT {int(k)}"
         ).fetchall()
     except Exception:
         return []
@@ -202,25 +198,25 @@ def render_schema(db_path: str | os.PathLike[str], example_values: int = 3) -> s
         ]
         blocks = []
         for table in tables:
-            cols = conn.execute(f"PRAGMA table_info({_quote_ident(table)})").fetchall()
-            fks = conn.execute(f"PRAGMA foreign_key_list({_quote_ident(table)})").fetchall()
+            cols = conn.execute(f"PRAGMA table_info({quote_ident(table)})").fetchall()
+            fks = conn.execute(f"PRAGMA foreign_key_list({quote_ident(table)})").fetchall()
             pk = [c[1] for c in sorted(cols, key=lambda c: c[5]) if c[5]]
             lines = []
             for _cid, name, ctype, _notnull, _default, _pk in cols:
                 examples = _example_values(conn, table, name, example_values) if example_values else []
                 comment = f" -- examples: {', '.join(examples)}" if examples else ""
-                lines.append((f"  {_quote_ident(name)} {ctype or ''}".rstrip(), comment))
+                lines.append((f"  {quote_ident(name)} {ctype or ''}".rstrip(), comment))
             if pk:
-                lines.append((f"  PRIMARY KEY ({', '.join(_quote_ident(p) for p in pk)})", ""))
+                lines.append((f"  PRIMARY KEY ({', '.join(quote_ident(p) for p in pk)})", ""))
             for fk in fks:
                 lines.append(
-                    (f"  FOREIGN KEY ({_quote_ident(fk[3])}) REFERENCES {_quote_ident(fk[2])}({_quote_ident(fk[4] or fk[3])})", "")
+                    (f"  FOREIGN KEY ({quote_ident(fk[3])}) REFERENCES {quote_ident(fk[2])}({quote_ident(fk[4] or fk[3])})", "")
                 )
             body = []
             for i, (decl, comment) in enumerate(lines):
                 sep = "," if i < len(lines) - 1 else ""
                 body.append(f"{decl}{sep}{comment}")
-            blocks.append(f"CREATE TABLE {_quote_ident(table)} (\n" + "\n".join(body) + "\n);")
+            blocks.append(f"CREATE TABLE {quote_ident(table)} (\n" + "\n".join(body) + "\n);")
         return "\n\n".join(blocks)
     finally:
         conn.close()
@@ -257,6 +253,7 @@ class SQLiteTask:
         self.workers = workers or max(1, min(4, os.cpu_count() or 1))
         self._schema: str | None = None
         self._gold: dict[str, _Gold] = {}
+        self._stored: dict[tuple[str | None, str], str | None] = {}  # how a column stores its values (facts request)
         self._gold_lock = threading.Lock()
         self._pool: ThreadPoolExecutor | None = None
         self._recent_seconds: deque[float] = deque(maxlen=5)  # the last problems scored in this thread
@@ -278,12 +275,15 @@ class SQLiteTask:
         """The fixed system prompt around `instructions` (what the evolver is shown as "the current prompt")."""
         return sql_template.agent_prompt(self.schema if show_schema else sql_template.SCHEMA_HIDDEN, instructions)
 
-    def missed_values(self, predicted: str, gold: str) -> list[tuple[MissedValue, str]]:
+    def missed_values(self, predicted: str, gold: str) -> list[tuple[sql_values.MissedValue, str]]:
         """The gold query's comparisons of a column with a value that `predicted` lacks, each with how that column
-        stores its values in this database (`sql_values`; read-only)."""
+        stores its values in this database (`sql_values`; read-only, read once per column)."""
         out = []
         for missed in sql_values.missed_values(predicted, gold):
-            stored = sql_values.describe_values(self.db, missed.table, missed.column)
+            where = (missed.table, missed.column)
+            if where not in self._stored:
+                self._stored[where] = sql_values.describe_values(self.db, missed.table, missed.column)
+            stored = self._stored[where]
             if stored:
                 out.append((missed, stored))
         return out
