@@ -398,7 +398,9 @@ def test_a_value_compared_with_a_column_is_found_in_the_gold_query_and_the_colum
     db.close()
     assert (prompt.parent / "shop.sqlite").read_bytes() == before  # read-only
     # a table that names its rows gives each code one row's name, so the evolver can tell what the code stands for
-    shop = ReadOnlyDatabase(Path(__file__).resolve().parents[1] / "examples" / "shop" / "shop.sqlite")
+    from lse_examples.shop import build_db  # the demo's database is built, not committed: build a fresh copy
+
+    shop = ReadOnlyDatabase(build_db.build(tmp_path / "demo" / "shop.sqlite"))
     assert describe_values(shop, "products", "category_code") == (
         "products.category_code holds only these values: 'EL' (e.g. 'Wireless Mouse'), 'BK' (e.g. 'The Art of SQL'), "
         "'CL' (e.g. 'Rain Jacket'), 'HK' (e.g. 'Chef Knife'), 'SP' (e.g. 'Yoga Mat'), 'TY' (e.g. 'Wooden Train Set'), "
