@@ -60,11 +60,15 @@ def too_large(text: str) -> types.Diagnostic | None:
 
 
 class Analyzer:
-    """Parses documents and checks gold SQL in a thread pool; gold checks are cached per database and query."""
+    """Parses documents and checks gold SQL in two thread pools; gold checks are cached per database and query.
+
+    Parsing has a pool of its own: a gold query that runs to its 30 s timeout must not hold up the parse a hover
+    or the next keystroke's diagnostics wait for."""
 
     def __init__(self, sql_timeout_s: float = 30.0, workers: int = 2) -> None:  # gold SQL: BIRD's 30 s
         self.sql_timeout_s = sql_timeout_s
-        self.pool = ThreadPoolExecutor(workers, thread_name_prefix="lse-check")
+        self.pool = ThreadPoolExecutor(workers, thread_name_prefix="lse-parse")
+        self.sql_pool = ThreadPoolExecutor(workers, thread_name_prefix="lse-check")
         self._checkers: dict[tuple[str, int, int, float], GoldChecker] = {}
         self._lock = threading.Lock()
 
@@ -85,9 +89,10 @@ class Analyzer:
                 found = self._checkers[key] = GoldChecker(db, timeout_s=timeout)
             return found
 
-    async def run(self, fn: Any, *args: Any, budget_s: float | None = PARSE_BUDGET_S) -> Any:
-        """`fn(*args)` in the pool; TimeoutError past `budget_s` (the thread finishes on its own)."""
-        future = asyncio.get_running_loop().run_in_executor(self.pool, fn, *args)
+    async def run(self, fn: Any, *args: Any, budget_s: float | None = PARSE_BUDGET_S, sql: bool = False) -> Any:
+        """`fn(*args)` in the parse pool (`sql`: the SQL pool); TimeoutError past `budget_s` (the thread finishes on
+        its own)."""
+        future = asyncio.get_running_loop().run_in_executor(self.sql_pool if sql else self.pool, fn, *args)
         return await asyncio.wait_for(asyncio.shield(future), budget_s) if budget_s else await future
 
     def suite_parse(self, text: str, path: str) -> tuple[Suite | None, list[types.Diagnostic]]:
@@ -143,7 +148,8 @@ class Analyzer:
         return diags
 
     def close(self) -> None:
-        self.pool.shutdown(wait=False, cancel_futures=True)
+        for pool in (self.pool, self.sql_pool):
+            pool.shutdown(wait=False, cancel_futures=True)
 
 
 async def publish(ls: LseServer, uri: str) -> None:
@@ -165,7 +171,7 @@ async def publish(ls: LseServer, uri: str) -> None:
             ls.remember_suite(uri, text, version, suite)
             send(diags)
             if ls.trusted and suite is not None and not any(d.code in ("yaml", "json", "binary") for d in diags):
-                sql_diags = await analyzer.run(analyzer.suite_sql, suite, budget_s=None)
+                sql_diags = await analyzer.run(analyzer.suite_sql, suite, budget_s=None, sql=True)
                 if ls.version_of(uri) == version:  # else a newer edit publishes
                     send(diags + sql_diags)
         elif ls.is_prompt(path, text):

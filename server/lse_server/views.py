@@ -146,7 +146,7 @@ async def _gold(ls: LseServer, database: Path, gold: str) -> str:
         checker = ls.analyzer.checker(database)
         check = checker.cached(gold)
         if check is None:
-            check = await ls.analyzer.run(checker.check, gold, budget_s=GOLD_BUDGET_S)
+            check = await ls.analyzer.run(checker.check, gold, budget_s=GOLD_BUDGET_S, sql=True)
     except asyncio.TimeoutError:
         return "**gold result**: _still running_"
     except Exception as exc:  # noqa: BLE001 - not a database, unreadable
