@@ -94,6 +94,13 @@ class SQLConfig:
 
 
 @dataclass
+class TaskConfig:
+    # The template's closing line: the reference's "show your work" before the answer, or (false) the answer only.
+    # The answer format is fixed either way; small models (0.5B) answer better without reasoning first.
+    show_work: bool = True
+
+
+@dataclass
 class TrainConfig:
     """`lse train` (docs/training.md): the reference's schedule by default, on-policy over data epochs."""
 
@@ -138,6 +145,7 @@ class Config:
     )
     evolve: EvolveConfig = field(default_factory=EvolveConfig)
     sql: SQLConfig = field(default_factory=SQLConfig)
+    task: TaskConfig = field(default_factory=TaskConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     models: dict[str, Any] = field(default_factory=dict)  # [models.NAME] tables, checked by lse_engine.models
     root: Path = field(default_factory=Path.cwd)

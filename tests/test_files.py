@@ -174,7 +174,7 @@ def test_a_named_settings_file_is_read_itself_not_the_lse_toml_beside_it(tmp_pat
     ("[evolver.sampling]\ntop_p = 0\n", (2, 1), "[evolver.sampling] top_p must be in (0, 1]; got 0.0"),
     ("[train]\nadvantage = 'mean'\n", (2, 1), "[train] advantage must be one of delta, grpo; got 'mean'"),
     ("[evolve]\nrounds = 3\nroundz = 4\n", (3, 1), "unknown key [evolve] roundz; valid keys in [evolve]: "),
-    ("[sql]\n[sqll]\nx = 1\n", (2, 1), "unknown key sqll; valid keys: evolve, evolver, model, models, sql, train"),
+    ("[sql]\n[sqll]\nx = 1\n", (2, 1), "unknown key sqll; valid keys: evolve, evolver, model, models, sql, task, train"),
     ("evolve = 3\n", (1, 1), "evolve must be a table, got an integer"),
 ])
 def test_settings_are_checked_at_their_file_and_line(tmp_path: Path, toml: str, where: tuple[int, int],

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from lse_engine.errors import FileFormatError
 from lse_engine.evolve.evolver import FACTS_HEADER
 from lse_engine.evolve.search import load_tree
 from lse_engine.llm.base import CancelToken, Completion
@@ -39,6 +40,15 @@ def test_sql_template_is_fixed_around_the_instructions(skill_workspace: Path) ->
                              "SQL query in tags: <answer> ... </answer>")
     assert "CREATE TABLE" not in ws.task.agent_prompt("x", show_schema=False)
     ws.close()
+    # `[task] show_work = false`: the closing line asks for the query alone; the system message and format stay
+    answer_only = Workspace(skill_workspace, overrides={"task": {"show_work": False}})
+    system2, user2 = (m["content"] for m in answer_only.task.render("Be brief.", problem))
+    assert system2 == Workspace(skill_workspace).task.render("Be brief.", problem)[0]["content"]
+    assert user2 == ("Question:\nHow many?\nEvidence: n is a number\n\n**Instructions**\nBe brief.\n\n"
+                     "Follow the instructions. Return only the final SQL query in tags: <answer> ... </answer>")
+    answer_only.close()
+    with pytest.raises(FileFormatError, match=r"show_work must be a boolean"):
+        Workspace(skill_workspace, overrides={"task": {"show_work": "no"}})
 
 
 def test_multiple_choice_template_and_exact_letters() -> None:
@@ -47,6 +57,9 @@ def test_multiple_choice_template_and_exact_letters() -> None:
     assert system.endswith("**Instructions**\nThink twice.")
     assert user == ("Question:\nWhich?\n\nChoices:\nA. x\nB. y\n\nFollow the instructions and show your work. "
                     "When you are ready, return the answer letter in tags: <answer> ... </answer>")
+    user2 = MultipleChoiceTask(show_work=False).render("", Problem("m", "Which?", "B", options=["x", "y"]))[1]
+    assert user2["content"].endswith("\n\nFollow the instructions. Return only the answer letter in tags: "
+                                     "<answer> ... </answer>")
     # issue 13, A3: a word is not a letter
     assert extract_letter("<answer>Cell membrane</answer>", 4) is None
     assert extract_letter("the answer is a tricky one", 4) is None

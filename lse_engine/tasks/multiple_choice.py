@@ -2,7 +2,7 @@
 
 The template is the reference's (lse/prompts/mmlu/instruction_prompt.py): the system message holds the task
 overview and the instructions; the user message holds the question, the choices and the fixed closing line
-that asks for the answer letter in `<answer>` tags.
+that asks for the answer letter in `<answer>` tags (`show_work=False`: the letter alone, no reasoning first).
 """
 
 from __future__ import annotations
@@ -27,7 +27,9 @@ PROBLEM_MESSAGE = """Question:
 Choices:
 {choices}
 
-Follow the instructions and show your work. When you are ready, return the answer letter in tags: <answer> ... </answer>"""
+{closing}"""
+SHOW_WORK = "Follow the instructions and show your work. When you are ready, return the answer letter in tags: <answer> ... </answer>"
+ANSWER_ONLY = "Follow the instructions. Return only the answer letter in tags: <answer> ... </answer>"
 # A letter alone: "B", "(B)", "B.", "B)", "B: text". A word is not a letter ("Cell membrane", "A cell").
 _LETTER = re.compile(r"^\(?([A-J])\)?(?:[.:)]|\s*$)")
 # Without tags, "answer is B" / "Answer: (C)": the letter in capitals, not followed by another letter.
@@ -56,6 +58,9 @@ class MultipleChoiceTask:
 
     kind = "multiple-choice"
 
+    def __init__(self, show_work: bool = True) -> None:
+        self.show_work = show_work
+
     def fingerprint(self) -> str:
         return "multiple-choice:v2"
 
@@ -63,7 +68,8 @@ class MultipleChoiceTask:
         return AGENT_PROMPT.format(instructions=instructions.strip())
 
     def render(self, instructions: str, problem: Problem) -> Chat:
-        user = PROBLEM_MESSAGE.format(question=problem.question, choices=format_choices(problem.options or []))
+        user = PROBLEM_MESSAGE.format(question=problem.question, choices=format_choices(problem.options or []),
+                                      closing=SHOW_WORK if self.show_work else ANSWER_ONLY)
         return [{"role": "system", "content": self.agent_prompt(instructions)}, {"role": "user", "content": user}]
 
     def score(self, problems: Sequence[Problem], completions: Sequence[str]) -> list[Outcome]:

@@ -4,6 +4,9 @@ Only the instructions evolve. The system message is the task overview, the schem
 user message is the question, the instructions again, and the fixed closing line that asks the model to show
 its work and give the final query in `<answer>` tags. The answer format therefore lives in the template:
 no edit of the instructions can remove it.
+
+`[task] show_work = false` swaps the closing line for one that asks for the query alone (`ANSWER_ONLY`): a 0.5B
+model that reasons first invents columns and runs out of tokens (benchmarks/README.md). The answer format stays.
 """
 
 from __future__ import annotations
@@ -36,8 +39,10 @@ PROBLEM_MESSAGE = """Question:
 **Instructions**
 {instructions}
 
-Follow the instructions and show your work. When you are ready, return the final
+{closing}"""
+SHOW_WORK = """Follow the instructions and show your work. When you are ready, return the final
 SQL query in tags: <answer> ... </answer>"""
+ANSWER_ONLY = "Follow the instructions. Return only the final SQL query in tags: <answer> ... </answer>"
 
 ANSWER_FORMAT = "return the final SQL query in tags: <answer> ... </answer>"
 
@@ -47,12 +52,13 @@ def agent_prompt(schema: str, instructions: str) -> str:
     return AGENT_PROMPT.format(schema=schema, instructions=instructions.strip())
 
 
-def problem_message(problem: Problem, instructions: str) -> str:
+def problem_message(problem: Problem, instructions: str, show_work: bool = True) -> str:
     """The user message; BIRD's evidence ("external knowledge") follows the question, as BIRD's prompts put it."""
     question = problem.question if not problem.evidence else f"{problem.question}\nEvidence: {problem.evidence}"
-    return PROBLEM_MESSAGE.format(question=question, instructions=instructions.strip())
+    return PROBLEM_MESSAGE.format(question=question, instructions=instructions.strip(),
+                                  closing=SHOW_WORK if show_work else ANSWER_ONLY)
 
 
-def render(schema: str, instructions: str, problem: Problem) -> Chat:
+def render(schema: str, instructions: str, problem: Problem, show_work: bool = True) -> Chat:
     return [{"role": "system", "content": agent_prompt(schema, instructions)},
-            {"role": "user", "content": problem_message(problem, instructions)}]
+            {"role": "user", "content": problem_message(problem, instructions, show_work)}]

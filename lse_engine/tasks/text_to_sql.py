@@ -243,13 +243,16 @@ class SQLiteTask:
         example_values: int = 3,
         workers: int | None = None,
         gold_timeout_s: float = 30.0,
+        show_work: bool = True,
     ) -> None:
-        """`timeout_s` bounds each predicted query, `gold_timeout_s` each gold query (BIRD's harness: 30 s)."""
+        """`timeout_s` bounds each predicted query, `gold_timeout_s` each gold query (BIRD's harness: 30 s);
+        `show_work` picks the template's closing line (`sql_template`)."""
         self.database = Path(database)
         self.db = ReadOnlyDatabase(self.database, timeout_s=timeout_s, row_cap=row_cap)
         check_limits(gold_timeout_s, row_cap)
         self.gold_timeout_s = gold_timeout_s
         self.example_values = example_values
+        self.show_work = show_work
         self.workers = workers or max(1, min(4, os.cpu_count() or 1))
         self._schema: str | None = None
         self._gold: dict[str, _Gold] = {}
@@ -269,7 +272,7 @@ class SQLiteTask:
         return self._schema
 
     def render(self, instructions: str, problem: Problem) -> Chat:
-        return sql_template.render(self.schema, instructions, problem)
+        return sql_template.render(self.schema, instructions, problem, self.show_work)
 
     def agent_prompt(self, instructions: str, show_schema: bool = True) -> str:
         """The fixed system prompt around `instructions` (what the evolver is shown as "the current prompt")."""
