@@ -390,6 +390,33 @@ def test_facts_request_asks_about_each_missed_column_once_showing_how_it_stores_
     ws.close()
 
 
+def test_a_fact_about_a_coded_column_must_say_what_a_code_means(tmp_path: Path) -> None:
+    from lse_engine.evolve.evolver import codes_of, explains_codes
+
+    def fact(chat) -> str:
+        column = re.search(r"The correct query compares (\w+) with ", chat[0]["content"]).group(1)
+        return {"status_code": " stores the state. The values 'D', 'C' and 'P' each represent a specific state.",
+                "region": " stores regions in capitals, like 'NORTH'."}[column]
+
+    prompt = _coded_workspace(tmp_path / "ws")
+    ws, result, _, _ = _run(prompt, fact, {"evolve": {"rounds": 1, "batch_size": 10, "request": "facts"}},
+                            task_reply=lambda chat: "<answer>SELECT id FROM orders WHERE id > 99</answer>")
+    # the status reply names the codes and no meaning (the 1.5B wrote such replies): it is not kept
+    assert result.tree.nodes[1].instructions.splitlines()[1:] == [
+        FACTS_HEADER, "- The column region stores regions in capitals, like 'NORTH'."]
+    assert "each represent a specific state" in ws.store.get_attempts(result.run_id)[0]["raw"]  # kept as written
+    ws.close()
+    codes = codes_of("products.category_code holds only these values: 'EL' (e.g. 'Wireless Mouse'), 'BK', 'O''B'")
+    assert codes == ["EL", "BK", "O'B"] and codes_of("orders.fee_cents holds numbers from 100 to 3000") == []
+    for said, explains in [("The possible values are 'EL' for electronics, 'BK' for books.", True),
+                           ("'BK' stands for \"Books\"", True), ("It holds books ('BK').", True),
+                           ("The values 'EL', 'BK' each represent a category of product.", False),
+                           ("It holds values such as 'EL' and 'BK'.", False), ("'EL' is a code.", False)]:
+        assert explains_codes(said, codes) is explains, said
+    assert explains_codes("Prices are in cents.", [])  # not a coded column: nothing to explain
+    assert explains_codes("Regions are in capitals, like 'NORTH'.", ["NORTH", "SOUTH"])  # words need no meaning
+
+
 def test_a_value_compared_with_a_column_is_found_in_the_gold_query_and_the_column_described(tmp_path: Path) -> None:
     from lse_engine.tasks.sql_values import MissedValue, describe_values, missed_values
     from lse_engine.tasks.sqlite_exec import ReadOnlyDatabase

@@ -126,6 +126,38 @@ def parse_fact(text: str) -> str | None:
     return fact[0].upper() + fact[1:]
 
 
+def codes_of(stored: str) -> list[str]:
+    """The codes a coded column holds, read from `describe_values`'s "holds only these values: 'D', 'EL' (e.g.
+    'Wireless Mouse'), ..." ([] for any other column)."""
+    _, found, listed = stored.partition("holds only these values: ")
+    return [c.replace("''", "'") for c in _QUOTED.findall(_EXAMPLE.sub("", listed))] if found else []
+
+
+def explains_codes(fact: str, codes: list[str]) -> bool:
+    """Whether a fact says what at least one of a coded column's `codes` means ("'D' for 'Delivered'", "'N'
+    stands for not a member", "books ('BK')"). The column request asks exactly that; a reply that lists the codes
+    and no meaning ("the values 'EL', 'BK', ... each represent a category") tells the task model nothing new,
+    and a 0.5B task model copies the listed codes into questions they do not fit. Only short codes (three
+    characters or fewer: 'D', 'EL', 'GB') need a meaning; a column of words ('NORTH', 'OSLO') needs none."""
+    cryptic = [code for code in codes if len(code) <= CRYPTIC_CHARS]
+    for code in cryptic:
+        quoted = rf"['\"`]{re.escape(code)}['\"`]"
+        if re.search(quoted + _MEANING_AFTER, fact, re.IGNORECASE) or re.search(_MEANING_BEFORE + quoted, fact):
+            return True
+    return not cryptic
+
+
+CRYPTIC_CHARS = 3
+_QUOTED = re.compile(r"'((?:[^']|'')*)'")
+_EXAMPLE = re.compile(r"\s*\(e\.g\. '(?:[^']|'')*'\)")
+_GENERIC = r"(?:each|one|some|any|specific|different|unique|certain|particular|value|values|code|codes)\b"
+# after a code: "for", "stands for", "means", "=", ":" and then a word that is not generic ("'D' for delivered")
+_MEANING_AFTER = (r"\s*\)?,?\s*(?:for|stands?\s+for|means?|represents?|denotes?|indicates?|is|=|:|->|→)\s+"
+                  rf"(?!(?:an?|the)\s+{_GENERIC})(?:an?\s+|the\s+)?['\"]?(?!{_GENERIC})[A-Za-z]")
+# before a code: "books ('BK')", "Delivered = 'D'" (not "such as 'EL'", "values 'D'")
+_MEANING_BEFORE = r"\b(?!(?:as|like|are|include|includes|and|or|is|values?|codes?)\b)[A-Za-z]{3,}['\"]?\s*(?:\(|=|:)\s*"
+
+
 _COLUMN_NAMED = re.compile(r"^(the column )[`'\"]?(\w+)[`'\"]?", re.IGNORECASE)
 
 
