@@ -357,7 +357,7 @@ def test_facts_request_asks_about_each_missed_column_once_showing_how_it_stores_
         column = re.search(r"The correct query compares (\w+) with ", chat[0]["content"]).group(1)
         assert chat[-1] == {"role": "assistant", "content": f"Fact: In this database, the column {column}"}
         return {"status_code": " stores the state. 'D' is delivered, 'C' cancelled, 'P' pending.\nmore text",
-                "region": " stores regions in capitals, like 'NORTH'."}[column]
+                "region": " stores regions in capital letters."}[column]
 
     fact.takes_sampling = True  # type: ignore[attr-defined]
     prompt = _coded_workspace(tmp_path / "ws")
@@ -374,9 +374,9 @@ def test_facts_request_asks_about_each_missed_column_once_showing_how_it_stores_
     assert child.instructions.splitlines()[1:] == [
         FACTS_HEADER,
         "- The column status_code stores the state. 'D' is delivered, 'C' cancelled, 'P' pending.",
-        "- The column region stores regions in capitals, like 'NORTH'."] or \
+        "- The column region stores regions in capital letters."] or \
         child.instructions.splitlines()[2:] == [
-        "- The column region stores regions in capitals, like 'NORTH'.",
+        "- The column region stores regions in capital letters.",
         "- The column status_code stores the state. 'D' is delivered, 'C' cancelled, 'P' pending."]
     assert temperatures[0] == 0.0  # the first candidate decodes greedily
     # round 2 starts from node 1, which describes both columns (nothing to ask, no evolver call), or from the root
@@ -391,19 +391,19 @@ def test_facts_request_asks_about_each_missed_column_once_showing_how_it_stores_
 
 
 def test_a_fact_about_a_coded_column_must_say_what_a_code_means(tmp_path: Path) -> None:
-    from lse_engine.evolve.evolver import codes_of, explains_codes
+    from lse_engine.evolve.evolver import codes_of, explains_codes, fits_column
 
     def fact(chat) -> str:
         column = re.search(r"The correct query compares (\w+) with ", chat[0]["content"]).group(1)
         return {"status_code": " stores the state. The values 'D', 'C' and 'P' each represent a specific state.",
-                "region": " stores regions in capitals, like 'NORTH'."}[column]
+                "region": " stores regions in capital letters."}[column]
 
     prompt = _coded_workspace(tmp_path / "ws")
     ws, result, _, _ = _run(prompt, fact, {"evolve": {"rounds": 1, "batch_size": 10, "request": "facts"}},
                             task_reply=lambda chat: "<answer>SELECT id FROM orders WHERE id > 99</answer>")
     # the status reply names the codes and no meaning (the 1.5B wrote such replies): it is not kept
     assert result.tree.nodes[1].instructions.splitlines()[1:] == [
-        FACTS_HEADER, "- The column region stores regions in capitals, like 'NORTH'."]
+        FACTS_HEADER, "- The column region stores regions in capital letters."]
     assert "each represent a specific state" in ws.store.get_attempts(result.run_id)[0]["raw"]  # kept as written
     ws.close()
     codes = codes_of("products.category_code holds only these values: 'EL' (e.g. 'Wireless Mouse'), 'BK', 'O''B'")
@@ -415,6 +415,16 @@ def test_a_fact_about_a_coded_column_must_say_what_a_code_means(tmp_path: Path) 
         assert explains_codes(said, codes) is explains, said
     assert explains_codes("Prices are in cents.", [])  # not a coded column: nothing to explain
     assert explains_codes("Regions are in capitals, like 'NORTH'.", ["NORTH", "SOUTH"])  # words need no meaning
+    # about a column of words a fact quotes none of them (the 0.5B copied 'TOKYO' into questions about Paris)
+    for cities in ("customers.city holds values such as 'OSLO', 'PARIS', 'NEW YORK', 'TOKYO'",
+                   "customers.city holds only these values: 'OSLO', 'TOKYO'"):
+        assert not fits_column("The column city stores each customer's city, with 'TOKYO' representing Tokyo.", cities)
+        assert fits_column("The column city stores each customer's city in capital letters.", cities)
+    statuses = "orders.status_code holds only these values: 'D', 'C'"
+    assert fits_column("The column status_code stores the order's state: 'D' for delivered.", statuses)
+    assert not fits_column("The column status_code stores the order's state.", statuses)
+    assert fits_column("The column fee_cents stores fees in cents: 1000 is 10 dollars.", "t.fee_cents holds numbers "
+                       "from 100 to 3000") and fits_column("Any fact at all.", "")
 
 
 def test_a_value_compared_with_a_column_is_found_in_the_gold_query_and_the_column_described(tmp_path: Path) -> None:

@@ -126,6 +126,21 @@ def parse_fact(text: str) -> str | None:
     return fact[0].upper() + fact[1:]
 
 
+def fits_column(fact: str, stored: str) -> bool:
+    """Whether a fact about a column, given how the column stores its values (`stored`, from `describe_values`;
+    "" when unknown), tells a small task model something it can use: about short codes it must say what one
+    means (`explains_codes`); about a column of words (cities, regions) it must quote none of them: its values
+    need no explaining, only their format, and an example gets copied (with "'TOKYO' is represented by 'TOKYO'"
+    in its instructions the 0.5B answered questions about Paris and Berlin with 'TOKYO'; benchmarks/README.md)."""
+    codes = codes_of(stored)
+    if " holds values such as " in stored or (codes and all(len(c) > CRYPTIC_CHARS for c in codes)):
+        return not _QUOTED_VALUE.search(fact)
+    return explains_codes(fact, codes)
+
+
+_QUOTED_VALUE = re.compile(r"(?<!\w)(['\"])[^'\"]+\1(?!\w)")  # 'OSLO' or "Oslo", not the apostrophe in order's
+
+
 def codes_of(stored: str) -> list[str]:
     """The codes a coded column holds, read from `describe_values`'s "holds only these values: 'D', 'EL' (e.g.
     'Wireless Mouse'), ..." ([] for any other column)."""

@@ -233,7 +233,7 @@ class Search:
         Candidate 0 decodes greedily, the others sample; each candidate is one attempt."""
         kind = self.ctx.task_kind
         chats: list[Chat] = []
-        codes: list[list[str]] = []  # per chat, the codes of the column it asks about (a reply must explain one)
+        stores: list[str] = []  # per chat, how the column it asks about stores its values ("" for other chats)
         missed_values = getattr(self.ctx.task, "missed_values", None)
         # one question per column a round, none about a column the instructions describe already
         asked = ev.described_columns(node.instructions)
@@ -244,7 +244,7 @@ class Search:
             question = p.question + (f" (evidence: {p.evidence})" if p.evidence else "")
             if kind != "text-to-sql":
                 chats.append(ev.build_fact_chat(question, answer, p.gold, answer, p.gold, kind))
-                codes.append([])
+                stores.append("")
                 continue
             missed = missed_values(answer, p.gold) if missed_values else []
             if missed:  # a value compared with a column: ask about the column, showing how it stores its values
@@ -254,12 +254,12 @@ class Search:
                     asked.add(column.column.lower())
                     chats.append(ev.build_column_fact_chat(question, answer, p.gold, column.column,
                                                            " and ".join(column.values), stored))
-                    codes.append(ev.codes_of(stored))
+                    stores.append(stored)
                 continue
             edits = query_edits(answer, p.gold)
             if edits and has_literal(edits[0][1]):  # a value the model got wrong: knowledge about the data
                 chats.append(ev.build_fact_chat(question, answer, p.gold, *edits[0], kind))
-                codes.append([])
+                stores.append("")
         seen = {ev.facts_identity(n.instructions) for n in tree.nodes.values() if n.instructions}
         proposals: list[_Proposal] = []
         want = max(1, self.s.candidates)
@@ -277,7 +277,7 @@ class Search:
             p_tok, c_tok = sum(c.prompt_tokens for c in comps), sum(c.completion_tokens for c in comps)
             self.ctx.store.add_usage(self.run_id, evolver_calls=len(chats), tokens=p_tok + c_tok)
             texts = [ev.fact_text(chat, c.text) for chat, c in zip(chats, comps)]
-            facts = [f for f, known in zip(map(ev.parse_fact, texts), codes) if f and ev.explains_codes(f, known)]
+            facts = [f for f, stored in zip(map(ev.parse_fact, texts), stores) if f and ev.fits_column(f, stored)]
             new = ev.with_facts(node.instructions, facts)
             raw = "\n".join(f"Fact: {t}" for t in texts)
             verdict, error = "ok", None
