@@ -463,7 +463,9 @@ async def test_without_annotations_the_server_asks_apply_discard_show_diff(plain
     assert apply_edits(text, change.edits) == replace_instructions(parse_prompt(text, prompt)[0], done["instructions"])
     logs = [m.message for m in plain.log_messages if m.message.startswith("LSE evolve of nums.prompt.md: round")]
     assert logs and all(m.type == types.MessageType.Info for m in plain.log_messages if m.message in logs)
-    assert any("now holds the evolved instructions" in m for m in messages_of(plain))
+    # the server says so once the client has answered applyEdit: a message that follows the edit, not with it
+    await wait_for(lambda: any("now holds the evolved instructions" in m for m in messages_of(plain)),
+                   what="the applied message")
 
 
 async def test_discarding_the_winner_leaves_the_buffer(plain: LanguageClient) -> None:
@@ -482,8 +484,8 @@ async def test_an_evolve_that_keeps_the_root_says_so(client: LanguageClient, stu
     uri = open_doc(client, prompt, lang="markdown")
     done = await run_to_end(client, "lse.evolve", {"uri": uri})
     assert done["winner"] == 0
-    assert any(m.startswith("LSE evolve of nums.prompt.md: the original prompt is still best (dev 100%")
-               for m in messages_of(client)), messages_of(client)
+    await wait_for(lambda: any(m.startswith("LSE evolve of nums.prompt.md: the original prompt is still best (dev "
+                                            "100%") for m in messages_of(client)), what="the summary")
     assert not client.apply_edits
 
 
