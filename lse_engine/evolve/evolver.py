@@ -13,6 +13,7 @@ import re
 from lse_engine.evolve import prompts
 from lse_engine.llm.base import Chat, continues_reply
 from lse_engine.tags import extract_tag
+from lse_engine.tasks.sql_values import ONLY_VALUES, SUCH_VALUES
 
 PROMPT_PREFILL = prompts.PROMPT_PREFILL
 STOP = "</prompt>"  # the evolver's generation stops here: nothing useful follows the new instructions
@@ -133,7 +134,7 @@ def fits_column(fact: str, stored: str) -> bool:
     need no explaining, only their format, and an example gets copied (with "'TOKYO' is represented by 'TOKYO'"
     in its instructions the 0.5B answered questions about Paris and Berlin with 'TOKYO'; benchmarks/README.md)."""
     codes = codes_of(stored)
-    if " holds values such as " in stored or (codes and all(len(c) > CRYPTIC_CHARS for c in codes)):
+    if f" {SUCH_VALUES}" in stored or (codes and all(len(c) > CRYPTIC_CHARS for c in codes)):
         return not _QUOTED_VALUE.search(fact)
     return explains_codes(fact, codes)
 
@@ -144,7 +145,7 @@ _QUOTED_VALUE = re.compile(r"(?<!\w)(['\"])[^'\"]+\1(?!\w)")  # 'OSLO' or "Oslo"
 def codes_of(stored: str) -> list[str]:
     """The codes a coded column holds, read from `describe_values`'s "holds only these values: 'D', 'EL' (e.g.
     'Wireless Mouse'), ..." ([] for any other column)."""
-    _, found, listed = stored.partition("holds only these values: ")
+    _, found, listed = stored.partition(ONLY_VALUES)
     return [c.replace("''", "'") for c in _QUOTED.findall(_EXAMPLE.sub("", listed))] if found else []
 
 

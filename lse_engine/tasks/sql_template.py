@@ -44,8 +44,6 @@ SHOW_WORK = """Follow the instructions and show your work. When you are ready, r
 SQL query in tags: <answer> ... </answer>"""
 ANSWER_ONLY = "Follow the instructions. Return only the final SQL query in tags: <answer> ... </answer>"
 
-ANSWER_FORMAT = "return the final SQL query in tags: <answer> ... </answer>"
-
 
 def agent_prompt(schema: str, instructions: str) -> str:
     """The system message: overview, schema, instructions."""

@@ -14,6 +14,10 @@ from dataclasses import dataclass
 from lse_engine.tasks.sqlite_exec import ReadOnlyDatabase, quote_ident
 
 CODE_LIST_MAX = 15  # a text column with at most this many distinct values is listed whole
+# `describe_values`' phrases for a column listed whole and for one shown by examples (`evolver.fits_column` reads
+# them back to tell a column of codes or words from one of numbers)
+ONLY_VALUES = "holds only these values: "
+SUCH_VALUES = "holds values such as "
 _NAMING = ("name", "title", "label")
 _COMPARISONS = ("EQ", "NEQ", "GT", "GTE", "LT", "LTE", "Like", "ILike", "In", "Between", "Glob")
 
@@ -89,9 +93,9 @@ def describe_values(db: ReadOnlyDatabase, table: str | None, column: str) -> str
     if len(values) <= CODE_LIST_MAX and (all(isinstance(v, str) for v in values) or len(values) <= 3):
         shown = [_literal(row[0]) + (f" (e.g. {_literal(row[2])})" if named and row[2] is not None else "")
                  for row in counted.rows]
-        return f"{where} holds only these values: " + ", ".join(shown)
+        return f"{where} {ONLY_VALUES}" + ", ".join(shown)
     if all(isinstance(v, str) for v in values):
-        return f"{where} holds values such as " + ", ".join(_literal(v) for v in values[:4])
+        return f"{where} {SUCH_VALUES}" + ", ".join(_literal(v) for v in values[:4])
     span = db.execute(f"SELECT MIN({c}), MAX({c}) FROM {t}")
     if not span.ok or not span.rows or span.rows[0][0] is None:
         return None
