@@ -17,12 +17,13 @@ drops a random skill; 5 % of replies are malformed and retried (each try is a ca
 engine). True accuracy is a prompt's noise-free expected accuracy on 4,000 problems from the same
 distribution; the best reachable (all useful skills, no harmful one) is 0.90 exactly, from the formula.
 
-The loop mirrors `lse_engine/evolve/search.py` without the store, the scorer or SQL: the engine's own `Tree`,
-`Node`, `Tree.select(rule, c=2)`, `Tree.winner()` and `draw_batches`; each round selects a node, scores it
-on a feedback batch and a held-out batch of 10 train problems, asks the evolver, scores the child on the
-held-out batch and on a fixed dev set of 50. Model calls are counted as the engine counts them: one per
-problem answered (an answer already given by that prompt is cached and free), one per evolver call; a round
-starts only while calls < budget. Every rule sees the same landscapes, splits and batches per seed.
+The loop is the engine's own `Search` (`lse_engine/evolve/search.py`) with an in-memory `RunRecorder`: the
+simulated task model is its scorer, the simulated evolver sits behind a `SimulatedProposer` (the request carries
+the node's skills and the needs of the batch's failures; replies are `<prompt>…</prompt>` parsed by the engine's
+parser, so malformed replies and edits already in the tree are retried as in a real run). Each round selects a
+node, scores it on a feedback batch of 10 train problems, asks the evolver and scores the child on a fixed dev
+set of 50. Model calls are counted as the engine counts them: one per problem answered (an answer already given
+by that prompt is cached and free), one per evolver call; a round starts only while calls < budget. Every rule sees the same landscapes, splits and batches per seed.
 Two diagnostic rows explain the ucb result: ucb with c = 0.5, and ucb with `1 + selections` as the visit
 count (the engine, like the reference code lse/core/tree.py, divides by max(1, selections); an earlier
 engine version divided by 1 + selections, which made the tree expand its newest node almost every round). `--strict` exits 1 when the chain-collapse claim is not reproduced.
@@ -33,26 +34,34 @@ engine version divided by 1 + selections, which made the tree expand its newest 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import sys
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from lse_engine.config import EvolveConfig
-from lse_engine.evolve.search import draw_batches
-from lse_engine.evolve.tree import RULES, Node, Tree
+from lse_engine.config import MAX_ROUNDS, EvolveConfig
+from lse_engine.evolve.context import SearchContext
+from lse_engine.evolve.proposers import Feedback, InstructionsProposer, ProposerContext, Request
+from lse_engine.evolve.recorder import MemoryRecorder
+from lse_engine.evolve.search import Search
+from lse_engine.evolve.tree import Node, Tree
+from lse_engine.kinds import RULES
+from lse_engine.llm.base import Chat, Completion, Sampling
+from lse_engine.progress import ProgressEvent
+from lse_engine.tasks.base import Outcome, Problem
 
 RESULTS = Path(__file__).parent / "results"
 N_SKILLS, N_HARMFUL, ROOT_SKILLS = 12, 8, 3
 P_MAX, P_FLOOR, MISS, HARM = 0.90, 0.05, 0.35, 0.70
 P_ADD, P_HARMFUL = 0.45, 0.25  # the rest (0.30) drops a skill
-P_MISDIAGNOSE, P_MALFORMED, TRIES = 0.20, 0.05, 3
+P_MISDIAGNOSE, P_MALFORMED = 0.20, 0.05  # a malformed reply is retried (the engine's evolver_retries = 2)
 N_TRAIN, N_POPULATION = 150, 4_000
 SETTINGS = EvolveConfig()  # batch_size 10, dev_size 50, c = 2.0: the engine's defaults
 BEST_REACHABLE = P_MAX  # every problem at p(missing=0, harmful=0)
@@ -105,67 +114,71 @@ class Landscape:
         return float(p_correct(self.population, useful, harmful).mean())
 
 
-@dataclass
-class Prompt:
-    """A node's skills, its answer probabilities and its cached answers (-1: not answered yet)."""
-
-    useful: int
-    harmful: int
-    p: np.ndarray
-    answers: np.ndarray
-    true_acc: float
-
-    @property
-    def text(self) -> str:
-        skills = [f"s{i}" for i in range(N_SKILLS) if self.useful >> i & 1]
-        return " ".join(skills + [f"h{i}" for i in range(N_HARMFUL) if self.harmful >> i & 1])
+SKILL_PREFIX = "skills:"  # a prompt's text: "skills: s0 s4 h2" (never empty, so an edit is always text)
 
 
-@dataclass
-class Sim:
-    """One search (one seed, one rule) over the landscape, counting calls like the engine."""
+def skills_text(useful: int, harmful: int) -> str:
+    names = [f"s{i}" for i in range(N_SKILLS) if useful >> i & 1] + [f"h{i}" for i in range(N_HARMFUL) if harmful >> i & 1]
+    return " ".join([SKILL_PREFIX, *names])
 
-    land: Landscape
-    variant: Variant
-    rng: np.random.Generator
-    calls: int = 0
-    prompts: dict[int, Prompt] = field(default_factory=dict)
 
-    def prompt(self, useful: int, harmful: int) -> Prompt:
-        n = len(self.land.needs)
-        return Prompt(useful, harmful, p_correct(self.land.needs, useful, harmful), np.full(n, -1, np.int8),
-                      self.land.true_accuracy(useful, harmful))
+def parse_skills(text: str) -> tuple[int, int]:
+    useful = harmful = 0
+    for word in text.split()[1:]:
+        if word[0] == "s":
+            useful |= 1 << int(word[1:])
+        elif word[0] == "h":
+            harmful |= 1 << int(word[1:])
+    return useful, harmful
 
-    def score(self, node_id: int, idx: np.ndarray) -> tuple[float, np.ndarray]:
-        """Accuracy on the problems `idx`; only answers not yet cached cost calls."""
-        pr = self.prompts[node_id]
-        todo = idx[pr.answers[idx] < 0]
+
+class SimulatedScorer:
+    """The task model of the landscape: one Bernoulli draw per (prompt, problem), kept (a cached answer is free);
+    every new answer is one model call charged to the run."""
+
+    samples = 1
+
+    def __init__(self, land: Landscape, rng: np.random.Generator, recorder: MemoryRecorder) -> None:
+        self.land, self.rng, self.recorder = land, rng, recorder
+        self.on_progress = None
+        self.answers: dict[str, np.ndarray] = {}
+
+    def score(self, instructions: str, problems: Sequence[Problem]) -> tuple[list[str], list[Outcome]]:
+        cached = self.answers.get(instructions)
+        if cached is None:
+            cached = self.answers[instructions] = np.full(len(self.land.needs), -1, np.int8)
+        idx = np.array([int(p.id) for p in problems], dtype=np.int64)
+        todo = np.unique(idx[cached[idx] < 0])
         if len(todo):
-            todo = np.unique(todo)
-            pr.answers[todo] = self.rng.random(len(todo)) < pr.p[todo]
-            self.calls += len(todo)
-        got = pr.answers[idx]
-        return float(got.mean()), got
+            p = p_correct(self.land.needs[todo], *parse_skills(instructions))
+            cached[todo] = self.rng.random(len(todo)) < p
+            self.recorder.charge(task_calls=len(todo))
+        return ([f"{instructions}|{i}" for i in idx],
+                [Outcome(str(i), correct=bool(cached[i]), answer="x") for i in idx])
 
-    def evolve(self, node_id: int, feedback: np.ndarray) -> tuple[int, int] | None:
-        """One evolver edit from the feedback batch, or None when every try was malformed."""
-        for _ in range(TRIES):
-            self.calls += 1
-            if self.rng.random() >= P_MALFORMED:
-                break
-        else:
-            return None
-        pr = self.prompts[node_id]
-        useful, harmful = pr.useful, pr.harmful
+
+class SimulatedEvolver:
+    """The evolver of the landscape: reads the node's skills and its failures from the request and makes one
+    edit (module docstring); 5 % of replies are malformed (the search retries them)."""
+
+    model_id = "simulated-evolver"
+
+    def __init__(self, land: Landscape, rng: np.random.Generator) -> None:
+        self.land, self.rng = land, rng
+
+    def generate(self, chats: Sequence[Chat], sampling: Sampling) -> list[Completion]:
+        return [Completion(self._edit(json.loads(chat[-1]["content"]))) for chat in chats]
+
+    def _edit(self, request: dict[str, Any]) -> str:
+        if self.rng.random() < P_MALFORMED:
+            return "I am not sure."
+        useful, harmful = parse_skills(request["instructions"])
         roll = self.rng.random()
         if roll < P_ADD:
             full = (1 << N_SKILLS) - 1
-            failed = feedback[(pr.answers[feedback] == 0) & ((self.land.needs[feedback] & ~useful & full) != 0)]
-            if len(failed) and self.rng.random() >= P_MISDIAGNOSE:
-                gap = int(self.land.needs[self.rng.choice(failed)]) & ~useful
-            else:
-                gap = full & ~useful
-            bits = [i for i in range(N_SKILLS) if gap >> i & 1]
+            failed = [n for n in request["failed_needs"] if n & ~useful & full]
+            gap = self.rng.choice(failed) & ~useful if failed and self.rng.random() >= P_MISDIAGNOSE else full & ~useful
+            bits = [i for i in range(N_SKILLS) if int(gap) >> i & 1]
             if bits:
                 useful |= 1 << int(self.rng.choice(bits))
         elif roll < P_ADD + P_HARMFUL:
@@ -181,50 +194,91 @@ class Sim:
                     useful &= ~(1 << i)
                 else:
                     harmful &= ~(1 << i)
-        return useful, harmful
+        return f"<prompt>{skills_text(useful, harmful)}</prompt>"
+
+    def close(self) -> None:
+        pass
+
+
+class SimulatedProposer(InstructionsProposer):
+    """The request the simulated evolver reads: the node's skills and the needs of the batch's failures."""
+
+    kind = "simulated"
+
+    def feedback(self, ctx: ProposerContext, node: Node, problems: Sequence[Problem],
+                 outcomes: Sequence[Outcome], round_: int) -> Feedback:
+        return Feedback(json.dumps([int(p.id) for p, o in zip(problems, outcomes, strict=True) if not o.correct]))
+
+    def request(self, ctx: ProposerContext, node: Node, problems: Sequence[Problem],
+                outcomes: Sequence[Outcome], feedback: Feedback) -> Request:
+        needs = [int(ctx.task.needs[i]) for i in json.loads(feedback.text)]  # type: ignore[attr-defined]
+        content = json.dumps({"instructions": node.instructions, "failed_needs": needs})
+        return Request(self.kind, ([{"role": "user", "content": content}],), ctx.sampling)
+
+
+class LandscapeTask:
+    """The landscape as a task: only what the search asks of one (a kind, an agent prompt, no findings)."""
+
+    kind = "simulated"
+
+    def __init__(self, land: Landscape) -> None:
+        self.needs = land.needs
+
+    def agent_prompt(self, instructions: str, show_schema: bool = True) -> str:
+        return instructions
+
+    def findings(self, problem: Problem, outcome: Outcome) -> list[Any]:
+        return []
+
+
+@dataclass
+class Sim:
+    """One search (one seed, one rule) over the landscape: the engine's own `Search` with a `MemoryRecorder`,
+    the simulated task model as its scorer and the simulated evolver behind the `SimulatedProposer`."""
+
+    land: Landscape
+    variant: Variant
+    rng: np.random.Generator
 
     def run(self, budget: int) -> dict[str, Any]:
-        """The search loop of `Search.run` / `Search._round`; returns the trajectory and the end state."""
-        train = list(range(N_TRAIN))
-        dev = np.arange(N_TRAIN, N_TRAIN + SETTINGS.dev_size)
-        tree = self.variant.tree()
-        self.prompts[0] = self.prompt(self.land.root_useful, 0)
-        root = tree.add(Node(id=0, parent=None, instructions=self.prompts[0].text))
-        root.dev_score, outs = self.score(0, dev)
-        root.dev_correct, root.status = tuple(bool(o) for o in outs), "ok"
-        trajectory = [(self.calls, self.prompts[0].true_acc)]
-        train_scores: dict[int, list[float]] = {}
-        r = n_newest = 0
-        while self.calls < budget:
-            r += 1
-            node = tree.select(self.variant.rule, self.variant.c, self.land.seed)
-            n_newest += node.id == max(n.id for n in tree.candidates())
-            tree.record_selection(node.id)
-            fb, held = (np.array(b) for b in draw_batches(train, self.land.seed, r, SETTINGS.batch_size))
-            fb_score, _ = self.score(node.id, fb)
-            parent_held, _ = self.score(node.id, held)
-            train_scores.setdefault(node.id, []).extend([fb_score, parent_held])
-            node.train_score = sum(train_scores[node.id]) / len(train_scores[node.id])
-            edit = self.evolve(node.id, fb)
-            child = tree.add(Node(id=tree.next_id(), parent=node.id, instructions="", round=r))
-            if edit is None:
-                child.status = "failed"
-            else:
-                self.prompts[child.id] = self.prompt(*edit)
-                child.instructions = self.prompts[child.id].text
-                child.heldout_score, _ = self.score(child.id, held)
-                child.parent_heldout = parent_held
-                child.dev_score, outs = self.score(child.id, dev)
-                child.dev_correct, child.status = tuple(bool(o) for o in outs), "ok"
-            trajectory.append((self.calls, self.prompts[tree.winner().id].true_acc))
-        winner = tree.winner()
-        newest = max(tree.candidates(), key=lambda n: n.id)
+        train = [Problem(str(i), "", "") for i in range(N_TRAIN)]
+        dev = [Problem(str(i), "", "") for i in range(N_TRAIN, N_TRAIN + SETTINGS.dev_size)]
+        recorder = MemoryRecorder(tree_factory=self.variant.tree)
+        settings = dataclasses.replace(SETTINGS, rule=self.variant.rule, c=self.variant.c, seed=self.land.seed,
+                                       rounds=MAX_ROUNDS, max_model_calls=budget, heldout_size=0)
+        trajectory: list[tuple[int, float]] = []
+
+        def on_event(ev: ProgressEvent) -> None:
+            if not ev.step and "winner" in ev.extra:
+                winner = recorder.nodes[ev.extra["winner"]]
+                trajectory.append((recorder.spent().calls, self.true(winner["instructions"])))
+
+        ctx = SearchContext(recorder=recorder, scorer=SimulatedScorer(self.land, self.rng, recorder),
+                            evolver=SimulatedEvolver(self.land, self.rng), evolver_sampling=Sampling(),
+                            task=LandscapeTask(self.land), train=train, dev=dev, settings=settings,
+                            progress=on_event, proposer=SimulatedProposer())
+        result = Search(ctx).run(skills_text(self.land.root_useful, 0))
+        tree = result.tree
+        scored = [n for n in tree.nodes.values() if n.selectable]
+        newest = max(scored, key=lambda n: n.id)
         return {
-            "rounds": r, "calls": self.calls, "winner_dev": winner.dev_score or 0.0,
-            "winner_true": self.prompts[winner.id].true_acc, "final_true": self.prompts[newest.id].true_acc,
-            "root_true": self.prompts[0].true_acc, "trajectory": trajectory,
-            "depth": max(tree.depth(n.id) for n in tree.candidates()), "newest_share": n_newest / max(r, 1),
+            "rounds": result.rounds_done, "calls": recorder.spent().calls, "winner_dev": result.winner.dev_score or 0.0,
+            "winner_true": self.true(result.winner.instructions), "final_true": self.true(newest.instructions),
+            "root_true": self.true(tree.root.instructions), "trajectory": trajectory,
+            "depth": max(tree.depth(n.id) for n in scored), "newest_share": newest_share(tree),
         }
+
+    def true(self, instructions: str) -> float:
+        return self.land.true_accuracy(*parse_skills(instructions))
+
+
+def newest_share(tree: Tree) -> float:
+    """The share of rounds that expanded the newest scored node of their time."""
+    hits = 0
+    for r, node_id in enumerate(tree.selections, start=1):
+        earlier = [n.id for n in tree.nodes.values() if n.selectable and (n.id == 0 or n.round < r)]
+        hits += node_id == max(earlier)
+    return hits / max(1, len(tree.selections))
 
 
 class OnePlusVisitsTree(Tree):
@@ -314,8 +368,8 @@ def main() -> int:
     table = {label: summarize(rs, target) for label, rs in runs.items()}
     root = table["ucb"]["root_true_mean"]
 
-    print("SIMULATED prompt landscape (no language model): 12 useful + 8 harmful skills; the engine's Tree, Node,")
-    print("select(rule, c), winner() and draw_batches in a loop mirroring search.py (no store, no scorer, no SQL).")
+    print("SIMULATED prompt landscape (no language model): 12 useful + 8 harmful skills; the engine's own Search")
+    print("loop over an in-memory recorder, with a simulated task model and evolver (no store, no SQL).")
     print(f"{seeds} seeds × {len(variants)} rows, budget {args.budget} model calls each (task answers + evolver calls); "
           f"batch {SETTINGS.batch_size}, dev {SETTINGS.dev_size}, c {SETTINGS.c:g}; best reachable true accuracy "
           f"{BEST_REACHABLE:.2f} (analytic), 90 % of it {target:.3f}; root true {root:.3f}; {elapsed:.1f} s\n")

@@ -14,8 +14,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lse_engine.errors import FileFormatError
+from lse_engine.errors import FileFormatError, LSEError
 from lse_engine.files.text import MAX_SETTINGS_BYTES, read_user_text
+from lse_engine.kinds import (
+    ADVANTAGES,
+    BACKEND_CHOICES,
+    DTYPES,
+    HOLDOUT_BY,
+    LOSS_AGGREGATIONS,
+    NOOP_REWARDS,
+    REQUESTS,
+    REWARD_ON,
+    REWARDS,
+    RULES,
+    TASK_MODEL_MODES,
+    TRAIN_METHODS,
+)
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -161,6 +175,15 @@ class Config:
         d["source"] = str(self.source) if self.source else None
         return d
 
+    def with_evolve(self, base: EvolveConfig | None = None, **changes: Any) -> EvolveConfig:
+        """`[evolve]` (or `base`) with `changes`, each checked as a key in lse.toml would be (CLI flags, the
+        editor's settings, a resumed run's round count): one bound per setting, on every path."""
+        for key, value in changes.items():
+            problem = check_setting(f"evolve.{key}", value)
+            if problem:
+                raise LSEError(f"evolve.{key} {problem}")
+        return dataclasses.replace(base or self.evolve, **changes)
+
 
 # -- validation: every key's type, range or choices, reported at its real file and line --------------------
 def _one_of(*choices: str) -> Callable[[Any], str | None]:
@@ -169,6 +192,10 @@ def _one_of(*choices: str) -> Callable[[Any], str | None]:
 
 def _at_least(low: float) -> Callable[[Any], str | None]:
     return lambda v: None if _finite(v) and v >= low else f"must be at least {low:g}; got {v!r}"
+
+
+def _between(low: int, high: int) -> Callable[[Any], str | None]:
+    return lambda v: None if _finite(v) and low <= v <= high else f"must be from {low:g} to {high:g}; got {v!r}"
 
 
 def _above(low: float) -> Callable[[Any], str | None]:
@@ -191,16 +218,16 @@ def _finite(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
-def _rules() -> dict[str, Callable[[Any], str | None]]:
-    """Checks by dotted key (`[evolver]` shares `[model]`'s). Floats without a rule must be finite; other keys
-    without one accept any value of their type. Enums come from the module that uses them, or (where that module
-    imports torch) are written here and held equal to it by tests/test_files.py."""
-    from lse_engine.evolve.tree import RULES
-    from lse_engine.llm import BACKENDS
+MAX_ROUNDS = 10_000  # a run's rounds, from lse.toml, a CLI flag or the editor alike
 
+
+def _rules() -> dict[str, Callable[[Any], str | None]]:
+    """Checks by dotted key (`[evolver]` shares `[model]`'s): the one place a setting's bounds live. Floats
+    without a rule must be finite; other keys without one accept any value of their type. Choices come from
+    `lse_engine.kinds`."""
     train_name = _matches(r"[A-Za-z0-9][A-Za-z0-9._-]*", "letters, digits, '.', '_' or '-'")
     return {
-        "model.backend": _one_of("auto", *BACKENDS),
+        "model.backend": _one_of(*BACKEND_CHOICES),
         "model.dtype": _one_of(*DTYPES),
         "model.batch_size": _at_least(1), "model.max_concurrency": _at_least(1), "model.timeout_s": _above(0),
         "model.threads": _at_least(0),
@@ -210,36 +237,33 @@ def _rules() -> dict[str, Callable[[Any], str | None]]:
         "model.sampling.max_tokens": _at_least(1), "model.sampling.temperature": _at_least(0),
         "model.sampling.top_p": lambda v: None if _finite(v) and 0 < v <= 1 else f"must be in (0, 1]; got {v!r}",
         "model.sampling.samples": _at_least(1),
-        "evolve.rule": _one_of(*RULES), "evolve.c": _at_least(0), "evolve.rounds": _at_least(0),
+        "evolve.rule": _one_of(*RULES), "evolve.c": _at_least(0), "evolve.rounds": _between(0, MAX_ROUNDS),
         "evolve.batch_size": _at_least(1), "evolve.dev_size": _at_least(1), "evolve.max_model_calls": _at_least(0),
         "evolve.max_tokens": _at_least(0), "evolve.max_wall_s": _at_least(0), "evolve.evolver_retries": _at_least(0),
         "evolve.candidates": _at_least(1), "evolve.max_prompt_chars": _at_least(1),
         "evolve.feedback_chars": _at_least(0), "evolve.heldout_size": _at_least(0),
-        "evolve.request": _one_of("reference", "compact", "facts"),
+        "evolve.request": _one_of(*REQUESTS),
         "sql.timeout_s": _above(0), "sql.gold_timeout_s": _above(0), "sql.row_cap": _at_least(1),
         "sql.example_values": _at_least(0),
         "train.name": train_name, "train.method": _one_of(*TRAIN_METHODS),
-        "train.reward_on": _one_of("holdout", "batch"), "train.advantage": _one_of("delta", "grpo"),
-        "train.reward": _one_of("delta", "post"), "train.noop_reward": _one_of("invalid", "zero"),
+        "train.reward_on": _one_of(*REWARD_ON), "train.advantage": _one_of(*ADVANTAGES),
+        "train.reward": _one_of(*REWARDS), "train.noop_reward": _one_of(*NOOP_REWARDS),
         "train.states": _at_least(1), "train.samples": _at_least(1), "train.data_epochs": _at_least(1),
         "train.ppo_epochs": _at_least(1), "train.loss_agg": _one_of(*LOSS_AGGREGATIONS),
         "train.rollout_temperature": _above(0), "train.rollout_max_tokens": _at_least(1),
         "train.learning_rate": _above(0), "train.clip": _above(0), "train.lora_r": _at_least(1),
         "train.lora_alpha": _above(0), "train.lora_dropout": _fraction(), "train.min_failures": _at_least(0),
-        "train.eval_fraction": _fraction(), "train.holdout_by": _one_of("run", "suite"),
+        "train.eval_fraction": _fraction(), "train.holdout_by": _one_of(*HOLDOUT_BY),
         "train.eval_states": _at_least(0), "train.checkpoint_every": _at_least(0),
-        "train.task_model": _one_of("self", "model"), "train.steps": _at_least(0),
+        "train.task_model": _one_of(*TASK_MODEL_MODES), "train.steps": _at_least(0),
         "train.micro_batch": _at_least(1), "train.max_grad_norm": _at_least(0), "train.keep_checkpoints": _at_least(0),
     }
 
 
-DTYPES = ("auto", "int8", "float32", "fp32", "bfloat16", "bf16", "float16", "fp16", "half")  # transformers_backend
-TRAIN_METHODS = ("lora", "full")  # lse_engine.train.policy.METHODS
-LOSS_AGGREGATIONS = ("token-mean", "seq-mean")  # lse_engine.train.policy.LOSS_AGG
 _RULES: dict[str, Callable[[Any], str | None]] = {}
 
 
-def _problem(dotted: str, value: Any) -> str | None:
+def check_setting(dotted: str, value: Any) -> str | None:
     """What is wrong with `value` for the key `dotted` (e.g. "sql.timeout_s"), or None."""
     if not _RULES:
         _RULES.update(_rules())
@@ -326,7 +350,7 @@ def _apply(obj: Any, data: dict[str, Any], source: _Source, keys: tuple[str, ...
             value = float(value)
         if not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
             raise source.error(here, f"must be {_toml_type(current)}, got {_toml_type(value)}", "type")
-        problem = _problem(".".join(here), value)
+        problem = check_setting(".".join(here), value)
         if problem:
             raise source.error(here, problem, "value")
         setattr(obj, key, value)

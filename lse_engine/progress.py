@@ -14,7 +14,7 @@ class ProgressEvent:
     message: str
     round: int = 0
     rounds: int = 0
-    best_dev: float | None = None
+    winner_dev: float | None = None  # the node the run would apply (the root while none beats it)
     root_dev: float | None = None
     node: dict[str, Any] | None = None
     # the step under way and how far it is: "scoring dev" 12/40 problems, seconds left (None: unknown yet)

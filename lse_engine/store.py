@@ -20,15 +20,16 @@ import time
 import uuid
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 from urllib.parse import quote
 
 import sqlite_utils
 
 from lse_engine.errors import StoreError
+from lse_engine.records import AttemptRow, BatchRow, NodeRow, RunRow, SelectionRow
 from lse_engine.tasks.base import Outcome
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3  # 3: runs.best_dev is runs.winner_dev; nodes gain dev_outcomes and no_answer
 
 
 class Store:
@@ -50,7 +51,7 @@ class Store:
                 {
                     "id": str, "kind": str, "prompt": str, "suite": str, "status": str, "created": float,
                     "updated": float, "rule": str, "seed": int, "prompt_sha": str, "root_instructions": str,
-                    "winner": int, "root_dev": float, "best_dev": float, "model_id": str, "evolver_id": str,
+                    "winner": int, "root_dev": float, "winner_dev": float, "model_id": str, "evolver_id": str,
                     "task_calls": int, "evolver_calls": int, "tokens": int, "config": str, "message": str,
                     "result": str, "pid": int,
                 },
@@ -85,7 +86,9 @@ class Store:
                  "batch_score": float, "created": float},
                 pk=("run_id", "round", "attempt"),
             )
-        self._add_missing_columns("nodes", {"evolver_chat": str})
+        self._add_missing_columns("nodes", {"evolver_chat": str, "dev_outcomes": str, "no_answer": float})
+        if "best_dev" in self.db.table("runs").columns_dict:  # schema 2: one name per value from now on
+            self.db.execute("ALTER TABLE runs RENAME COLUMN best_dev TO winner_dev")
         if "states" not in self.db.table_names():
             t("states").create(
                 {"id": str, "run_id": str, "node_id": int, "data": str, "created": float}, pk="id"
@@ -163,13 +166,18 @@ class Store:
                 [task_calls, evolver_calls, tokens, time.time(), run_id],
             )
 
-    def get_run(self, run_id: str) -> dict[str, Any] | None:
+    def get_run(self, run_id: str) -> RunRow | None:
         rows = list(self.db.query("SELECT * FROM runs WHERE id = ?", [run_id]))
         if not rows:
             rows = list(self.db.query("SELECT * FROM runs WHERE id LIKE ? ORDER BY created DESC", [run_id + "%"]))
         return _decode_run(rows[0]) if rows else None
 
-    def list_runs(self, prompt: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
+    def model_calls(self, run_id: str) -> tuple[int, int]:
+        """(task-model calls, evolver calls) charged to a run so far; (0, 0) for an unknown run."""
+        run = self.get_run(run_id)
+        return ((run["task_calls"] or 0), (run["evolver_calls"] or 0)) if run else (0, 0)
+
+    def list_runs(self, prompt: str | None = None, limit: int = 50) -> list[RunRow]:
         if prompt:
             q = "SELECT * FROM runs WHERE prompt = ? ORDER BY created DESC LIMIT ?"
             args: list[Any] = [prompt, limit]
@@ -178,7 +186,7 @@ class Store:
         return [_decode_run(r) for r in self.db.query(q, args)]
 
     # -- nodes, selections, batches ---------------------------------------------------------------
-    def add_node(self, run_id: str, node: dict[str, Any]) -> None:
+    def add_node(self, run_id: str, node: NodeRow) -> None:
         row = {"run_id": run_id, "created": time.time(), **node}
         with self.db.conn:
             self.db.table("nodes").upsert(row, pk=("run_id", "id"))
@@ -187,8 +195,8 @@ class Store:
         with self.db.conn:
             self.db.table("nodes").update((run_id, node_id), fields)
 
-    def get_nodes(self, run_id: str) -> list[dict[str, Any]]:
-        return list(self.db.query("SELECT * FROM nodes WHERE run_id = ? ORDER BY id", [run_id]))
+    def get_nodes(self, run_id: str) -> list[NodeRow]:
+        return [cast(NodeRow, r) for r in self.db.query("SELECT * FROM nodes WHERE run_id = ? ORDER BY id", [run_id])]
 
     def add_attempt(self, run_id: str, round_: int, attempt: int, **fields: Any) -> None:
         """Record one evolver reply (re-recording the same attempt after a resume replaces it)."""
@@ -196,19 +204,22 @@ class Store:
         with self.db.conn:
             self.db.table("attempts").upsert(row, pk=("run_id", "round", "attempt"))
 
-    def get_attempts(self, run_id: str, round_: int | None = None) -> list[dict[str, Any]]:
+    def get_attempts(self, run_id: str, round_: int | None = None) -> list[AttemptRow]:
         if round_ is None:
-            return list(self.db.query("SELECT * FROM attempts WHERE run_id = ? ORDER BY round, attempt", [run_id]))
-        return list(self.db.query("SELECT * FROM attempts WHERE run_id = ? AND round = ? ORDER BY attempt",
-                                  [run_id, round_]))
+            rows = self.db.query("SELECT * FROM attempts WHERE run_id = ? ORDER BY round, attempt", [run_id])
+        else:
+            rows = self.db.query("SELECT * FROM attempts WHERE run_id = ? AND round = ? ORDER BY attempt",
+                                 [run_id, round_])
+        return [cast(AttemptRow, r) for r in rows]
 
     def add_selection(self, run_id: str, round_: int, node_id: int) -> None:
         with self.db.conn:
             self.db.table("selections").upsert({"run_id": run_id, "round": round_, "node_id": node_id,
                                           "created": time.time()}, pk=("run_id", "round"))
 
-    def get_selections(self, run_id: str) -> list[dict[str, Any]]:
-        return list(self.db.query("SELECT * FROM selections WHERE run_id = ? ORDER BY round", [run_id]))
+    def get_selections(self, run_id: str) -> list[SelectionRow]:
+        return [cast(SelectionRow, r)
+                for r in self.db.query("SELECT * FROM selections WHERE run_id = ? ORDER BY round", [run_id])]
 
     def add_batch(self, run_id: str, node_id: int, split: str, round_: int, problem_ids: Sequence[str],
                   keys: Sequence[str], outcomes: Sequence[Outcome]) -> float:
@@ -223,7 +234,7 @@ class Store:
             )
         return score
 
-    def get_batches(self, run_id: str, node_id: int | None = None) -> list[dict[str, Any]]:
+    def get_batches(self, run_id: str, node_id: int | None = None) -> list[BatchRow]:
         if node_id is None:
             rows = self.db.query("SELECT * FROM batches WHERE run_id = ? ORDER BY created", [run_id])
         else:
@@ -233,7 +244,7 @@ class Store:
         for r in rows:
             r["problem_ids"] = json.loads(r["problem_ids"])
             r["keys"] = json.loads(r["keys"])
-            out.append(r)
+            out.append(cast(BatchRow, r))
         return out
 
     def close(self) -> None:
@@ -245,14 +256,15 @@ def new_run_id() -> str:
     return time.strftime("%Y%m%d-%H%M%S") + "-" + uuid.uuid4().hex[:6]
 
 
-def _decode_run(row: dict[str, Any]) -> dict[str, Any]:
+def _decode_run(row: dict[str, Any]) -> RunRow:
     for key in ("config", "result"):
-        if row.get(key):
-            try:
-                row[key] = json.loads(row[key])
-            except (TypeError, json.JSONDecodeError):
-                pass
-    return row
+        value = row.get(key)
+        try:
+            decoded = json.loads(value) if isinstance(value, str) and value else None
+        except json.JSONDecodeError:
+            decoded = None
+        row[key] = decoded if isinstance(decoded, dict) else None
+    return cast(RunRow, row)
 
 
 # -- opening, concurrency and failures (one line for the user, retries while another process holds the file) --

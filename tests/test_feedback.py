@@ -5,8 +5,9 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
-from lse_engine.evolve.evolver import build_chat, parse_edit
 from lse_engine.evolve.feedback import summarize
+from lse_engine.evolve.proposers.reference import build_chat
+from lse_engine.evolve.replies import parse_edit
 from lse_engine.tasks.base import Problem
 from lse_engine.tasks.text_to_sql import SQLiteTask
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from lse_engine.errors import FileFormatError
-from lse_engine.evolve.evolver import FACTS_HEADER
+from lse_engine.evolve.proposers.facts import FACTS_HEADER
 from lse_engine.evolve.search import load_tree
 from lse_engine.llm.base import CancelToken, Completion
 from lse_engine.llm.pool import LazyLLM, ModelPool
@@ -121,7 +121,7 @@ def test_noop_edits_are_retried_recorded_and_never_scored(skill_workspace: Path)
     attempts = ws.store.get_attempts(result.run_id)
     assert [a["verdict"] for a in attempts] == ["noop", "noop", "invalid", "ok"]
     assert attempts[1]["raw"] == "<prompt>  t0\n</prompt>"
-    assert result.attempts == 4 and result.noop_attempts == 2 and result.invalid_attempts == 1
+    assert result.replies == 4 and result.noop_replies == 2 and result.invalid_replies == 1
     ws.close()
 
 
@@ -129,10 +129,10 @@ def test_a_round_of_only_noops_adds_a_noop_node_and_scores_nothing(skill_workspa
     ws, result, task, _ = _run(skill_workspace, lambda chat: f"<prompt>{current_of(chat)}</prompt>",
                                {"evolve": {"rounds": 2, "evolver_retries": 1}})
     assert [n.status for n in result.tree.nodes.values()] == ["ok", "noop", "noop"]
-    assert result.edits == 0 and result.noop_attempts == 4 and result.winner.id == 0
+    assert result.edits == 0 and result.noop_replies == 4 and result.winner.id == 0
     assert {b["node_id"] for b in ws.store.get_batches(result.run_id)} == {0}
     summary = ws.store.get_run(result.run_id)["result"]
-    assert summary["edits"] == 0 and summary["noop_attempts"] == 4
+    assert summary["edits"] == 0 and summary["noop_replies"] == 4
     ws.close()
 
 
@@ -299,7 +299,7 @@ def test_compact_request_lists_mistakes_and_prefills_the_current_instructions(sk
 
 
 def test_replies_that_copy_the_request_or_run_out_of_tokens_are_not_edits() -> None:
-    from lse_engine.evolve.evolver import parse_edit
+    from lse_engine.evolve.replies import parse_edit
 
     schema = 'CREATE TABLE "orders" (\n  "order_id" INTEGER, -- examples: 42, 59\n  "status_code" TEXT, -- ' \
              "examples: 'S', 'D'\n  PRIMARY KEY (\"order_id\")\n);"
@@ -314,7 +314,7 @@ def test_replies_that_copy_the_request_or_run_out_of_tokens_are_not_edits() -> N
 
 
 def test_quoting_one_query_as_an_example_is_not_copying() -> None:
-    from lse_engine.evolve.evolver import copies
+    from lse_engine.evolve.replies import copies
 
     gold = "SELECT SUM(i.quantity * i.unit_price_cents) / 100.0 FROM order_items i JOIN orders o ON o.order_id = i.order_id"
     request = f"Mistakes:\n1. Question: revenue?\n   Correct query: {gold}\n"
@@ -391,7 +391,8 @@ def test_facts_request_asks_about_each_missed_column_once_showing_how_it_stores_
 
 
 def test_a_fact_about_a_coded_column_must_say_what_a_code_means(tmp_path: Path) -> None:
-    from lse_engine.evolve.evolver import codes_of, explains_codes, fits_column
+    from lse_engine.evolve.proposers.facts import explains_codes, fits_column
+    from lse_engine.tasks.base import ColumnValues
 
     def fact(chat) -> str:
         column = re.search(r"The correct query compares (\w+) with ", chat[0]["content"]).group(1)
@@ -406,8 +407,9 @@ def test_a_fact_about_a_coded_column_must_say_what_a_code_means(tmp_path: Path) 
         FACTS_HEADER, "- The column region stores regions in capital letters."]
     assert "each represent a specific state" in ws.store.get_attempts(result.run_id)[0]["raw"]  # kept as written
     ws.close()
-    codes = codes_of("products.category_code holds only these values: 'EL' (e.g. 'Wireless Mouse'), 'BK', 'O''B'")
-    assert codes == ["EL", "BK", "O'B"] and codes_of("orders.fee_cents holds numbers from 100 to 3000") == []
+    codes = ColumnValues("products.category_code", "listed", ("'EL'", "'BK'", "'O''B'"),
+                         ("'Wireless Mouse'", "", "")).codes()
+    assert codes == ["EL", "BK", "O'B"] and ColumnValues("orders.fee_cents", "numbers", ("100", "3000")).codes() == []
     for said, explains in [("The possible values are 'EL' for electronics, 'BK' for books.", True),
                            ("'BK' stands for \"Books\"", True), ("It holds books ('BK').", True),
                            ("The values 'EL', 'BK' each represent a category of product.", False),
@@ -416,15 +418,15 @@ def test_a_fact_about_a_coded_column_must_say_what_a_code_means(tmp_path: Path) 
     assert explains_codes("Prices are in cents.", [])  # not a coded column: nothing to explain
     assert explains_codes("Regions are in capitals, like 'NORTH'.", ["NORTH", "SOUTH"])  # words need no meaning
     # about a column of words a fact quotes none of them (the 0.5B copied 'TOKYO' into questions about Paris)
-    for cities in ("customers.city holds values such as 'OSLO', 'PARIS', 'NEW YORK', 'TOKYO'",
-                   "customers.city holds only these values: 'OSLO', 'TOKYO'"):
+    for cities in (ColumnValues("customers.city", "text", ("'OSLO'", "'PARIS'", "'NEW YORK'", "'TOKYO'")),
+                   ColumnValues("customers.city", "listed", ("'OSLO'", "'TOKYO'"))):
         assert not fits_column("The column city stores each customer's city, with 'TOKYO' representing Tokyo.", cities)
         assert fits_column("The column city stores each customer's city in capital letters.", cities)
-    statuses = "orders.status_code holds only these values: 'D', 'C'"
+    statuses = ColumnValues("orders.status_code", "listed", ("'D'", "'C'"))
     assert fits_column("The column status_code stores the order's state: 'D' for delivered.", statuses)
     assert not fits_column("The column status_code stores the order's state.", statuses)
-    assert fits_column("The column fee_cents stores fees in cents: 1000 is 10 dollars.", "t.fee_cents holds numbers "
-                       "from 100 to 3000") and fits_column("Any fact at all.", "")
+    assert fits_column("The column fee_cents stores fees in cents: 1000 is 10 dollars.",
+                       ColumnValues("t.fee_cents", "numbers", ("100", "3000"))) and fits_column("Any fact at all.", None)
 
 
 def test_a_value_compared_with_a_column_is_found_in_the_gold_query_and_the_column_described(tmp_path: Path) -> None:
@@ -460,7 +462,7 @@ def test_a_value_compared_with_a_column_is_found_in_the_gold_query_and_the_colum
 
 
 def test_a_fact_must_name_a_value_and_is_cut_to_its_sentence() -> None:
-    from lse_engine.evolve.evolver import parse_fact, with_facts
+    from lse_engine.evolve.proposers.facts import parse_fact, with_facts
 
     # replies the 1.5B evolver gave on the demo's mistakes
     assert parse_fact(" The correct query knows that city names are stored in capitals, e.g. 'OSLO'.") == \

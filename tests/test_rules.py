@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from lse_engine.evolve import evolver as evolver_prompt
 from lse_engine.evolve import prompts
+from lse_engine.evolve.proposers import textgrad as evolver_prompt
 from lse_engine.evolve.search import load_tree
 from lse_engine.evolve.tree import RULES, Node, Tree
 from lse_engine.llm.base import CancelToken

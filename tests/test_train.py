@@ -210,7 +210,8 @@ def test_advantages_delta_is_the_reward_and_grpo_normalises_the_group() -> None:
 
 # -- rollouts see the search's prompts (A4) -----------------------------------------------------------------------
 def test_rollouts_use_the_searchs_chat_and_prefill(tmp_path: Path, tiny_model_dir: str) -> None:
-    from lse_engine.evolve.evolver import build_chat, with_prefill
+    from lse_engine.evolve.proposers.reference import build_chat
+    from lse_engine.evolve.replies import with_prefill
     from lse_engine.llm.transformers_backend import TransformersLLM
     from lse_engine.train.policy import Policy, lora_model
     from lse_engine.train.rollout import collect, state_chat
@@ -243,7 +244,7 @@ def test_rollouts_use_the_searchs_chat_and_prefill(tmp_path: Path, tiny_model_di
 
 
 def test_rollout_replies_end_where_the_search_stops_the_evolver(tiny_model_dir: str) -> None:
-    from lse_engine.evolve.evolver import reply_text
+    from lse_engine.evolve.replies import reply_text
     from lse_engine.train.rewards import parse_reply
     from lse_engine.train.rollout import stop_at
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from lse_engine.records import BatchRow
 from lse_engine.store import Store
 
 Curve = list[tuple[int, float]]
@@ -19,7 +20,7 @@ def run_curve(store: Store, run_id: str) -> Curve:
     child_of = {n["round"]: nid for nid, n in nodes.items() if nid != 0}
     batches = store.get_batches(run_id)
     dev_of = {b["node_id"]: b for b in batches if b["split"] == "dev"}
-    by_round: dict[int, list[dict]] = {}
+    by_round: dict[int, list[BatchRow]] = {}
     for b in batches:
         if b["split"] != "dev":
             by_round.setdefault(b["round"], []).append(b)

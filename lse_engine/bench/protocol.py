@@ -30,11 +30,12 @@ from lse_engine.bench.suites import (
 )
 from lse_engine.config import Config, ModelConfig
 from lse_engine.errors import LSEError
-from lse_engine.evolve.search import Search, load_tree
+from lse_engine.evolve.recorder import load_tree
 from lse_engine.evolve.tree import RULES, Tree
 from lse_engine.llm.base import CancelToken
 from lse_engine.llm.pool import LLMFactory, ModelPool, model_identity
 from lse_engine.progress import ProgressEvent
+from lse_engine.runner import RunPlan, mean_score, resume_run, run_search, score_tests, start_run
 from lse_engine.store import Store
 from lse_engine.tasks.base import Problem
 
@@ -178,8 +179,8 @@ def _test_score(runs: SuiteRuns, instructions: str, test: Sequence[Problem]) -> 
     """Accuracy on the test split (the mean over samples when there are several)."""
     if not test:
         return None
-    _, outs = runs.scorer().score(instructions, test)
-    return sum(o.correct for o in outs) / len(outs)
+    scored = score_tests(runs.scorer(), [("prompt", instructions)], test, "")
+    return mean_score(scored[0]) if scored else None
 
 
 class Bench:
@@ -267,28 +268,26 @@ class Bench:
         existing = existing if existing and existing["id"] == rid else None
 
         def on_event(ev: ProgressEvent) -> None:
-            row = store.get_run(rid) or {}
-            self.progress.advance((row.get("task_calls") or 0) + (row.get("evolver_calls") or 0), ev.message)
+            self.progress.advance(sum(store.model_calls(rid)), ev.message)
 
         if existing is not None and existing["status"] == "done":
             tree: Tree = load_tree(store, rid)
             status = "budget" if "budget" in (existing.get("message") or "") else "done"
         else:
-            ctx = runs.context(rid, evolver, rule, seed, self.cancel, on_event)
+            settings = runs.settings(rule, seed)
             if existing is None:
                 cfg = runs.config
-                store.create_run("evolve", str(self.spec.out / "prompts" / f"{name}.prompt.md"), str(runs.suite.path),
-                                 run_id=rid, rule=rule, seed=seed, root_instructions=instructions,
-                                 model_id=ctx.scorer.llm.model_id, evolver_id=ctx.evolver.model_id,
-                                 config={**cfg.to_dict(), "evolve": dataclasses.asdict(ctx.settings),
-                                         "evolver": dataclasses.asdict(evolver)})
+                plan = RunPlan(str(self.spec.out / "prompts" / f"{name}.prompt.md"), str(runs.suite.path), settings,
+                               instructions, runs.models.get(cfg.model).model_id, runs.models.get(evolver).model_id,
+                               {**cfg.to_dict(), "evolver": dataclasses.asdict(evolver)})
+                start_run(store, plan, rid)
             else:
-                store.update_run(rid, status="running", message="resumed")
-            res = Search(rid, ctx).run(instructions)
+                _, settings = resume_run(store, rid, settings)
+            ctx = runs.context(rid, evolver, settings, self.cancel, on_event)
+            res = run_search(store, ctx, instructions, "run" if existing is None else "resumed")
             tree, status = res.tree, res.status
-        row = store.get_run(rid) or {}
         winner = tree.winner()
-        calls = (row.get("task_calls") or 0) + (row.get("evolver_calls") or 0)
+        calls = sum(store.model_calls(rid))
         winner_test = _test_score(runs, winner.instructions, test) if status != "cancelled" else None
         run = RunResult(
             suite=name, evolver=label, rule=rule, seed=seed, run_id=rid, status=status, rounds=len(tree.selections),

@@ -1,7 +1,7 @@
 """The bench's runs: one suite at a time, one search context per (evolver, rule, seed), fair call accounting.
 
-Bench builds its search contexts itself (its own store, one `ModelPool` for every run, settings derived per
-run without touching the user's config) and calls the search directly.
+Bench assembles its runs with the run assembler (`lse_engine.runner`): its own store, one `ModelPool` for every
+run, settings derived per run without touching the user's config.
 
 Every run of a bench shares the outcome cache, so a run would otherwise get for free what an earlier run
 (of another rule or seed) already generated, and budgets would depend on the order runs happen in. The
@@ -11,18 +11,18 @@ scores for the first time counts as one model call, cached or not. Evolver calls
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable, Sequence
 from functools import cached_property
 from pathlib import Path
 
-from lse_engine.config import Config, ModelConfig
+from lse_engine.config import Config, EvolveConfig, ModelConfig
 from lse_engine.evolve.context import SearchContext
+from lse_engine.evolve.recorder import StoreRecorder
 from lse_engine.files import Suite, load_suite
 from lse_engine.llm.base import CancelToken
-from lse_engine.llm.pool import ModelPool, resolve_backend, sampling_of
+from lse_engine.llm.pool import ModelPool, resolve_backend
 from lse_engine.progress import ProgressCallback
-from lse_engine.runner import EVOLVER_STOP
+from lse_engine.runner import make_scorer, search_context
 from lse_engine.scoring import Scorer
 from lse_engine.store import Store
 from lse_engine.tasks import Task
@@ -73,28 +73,25 @@ class SuiteRuns:
     def splits(self) -> dict[str, list[Problem]]:
         return self.suite.split()
 
+    def settings(self, rule: str, seed: int) -> EvolveConfig:
+        """The bench's settings with this run's rule and seed."""
+        return self.config.with_evolve(rule=rule, seed=seed)
+
     def scorer(self) -> Scorer:
         """A scorer that charges nothing (test-split scoring, outside every run's budget)."""
-        m = self.config.model
-        return Scorer(self.task, self.models.get(m), self.store, sampling_of(m), chunk_size=max(1, m.batch_size),
-                      samples=m.sampling.samples)
+        return make_scorer(self.task, self.models.get(self.config.model), self.store, self.config.model)
 
-    def context(self, run_id: str, evolver: ModelConfig, rule: str, seed: int, cancel: CancelToken,
+    def context(self, run_id: str, evolver: ModelConfig, settings: EvolveConfig, cancel: CancelToken,
                 progress: ProgressCallback) -> SearchContext:
-        """The search context of one run: the bench's settings with this run's rule, seed and evolver."""
-        m = self.config.model
-        settings = dataclasses.replace(self.config.evolve, rule=rule, seed=seed)
+        """The search context of one run: the bench's settings with this run's rule, seed and evolver; each
+        outcome new to the run is charged to it (`RunCostScorer`)."""
         seen = {k for b in self.store.get_batches(run_id) for k in b["keys"]}
-        scorer = RunCostScorer(self.task, self.models.get(m), self.store, sampling_of(m), cancel=cancel,
-                               chunk_size=max(1, m.batch_size), samples=m.sampling.samples, seen=seen,
-                               charge=lambda n, t: self.store.add_usage(run_id, task_calls=n, tokens=t))
-        parts = self.splits()
-        return SearchContext(
-            store=self.store, scorer=scorer, evolver=self.models.get(evolver),
-            evolver_sampling=dataclasses.replace(sampling_of(evolver), stop=EVOLVER_STOP), task=self.task,
-            train=parts["train"], dev=parts["dev"][: settings.dev_size], settings=settings, cancel=cancel,
-            progress=progress,
-        )
+        scorer = make_scorer(self.task, self.models.get(self.config.model), self.store, self.config.model,
+                             cancel=cancel, scorer_class=RunCostScorer, seen=seen,
+                             charge=lambda n, t: self.store.add_usage(run_id, task_calls=n, tokens=t))
+        return search_context(recorder=StoreRecorder(self.store, run_id), scorer=scorer,
+                              evolver=self.models.get(evolver), evolver_cfg=evolver, task=self.task,
+                              splits=self.splits(), settings=settings, cancel=cancel, progress=progress)
 
     def close(self) -> None:
         if "task" in self.__dict__:

@@ -19,8 +19,8 @@ import yaml
 
 from lse_engine.errors import LSEError
 from lse_engine.files.prompt_file import write_new_prompt
+from lse_engine.kinds import BENCHMARKS
 
-BENCHMARKS = ("bird", "spider", "mmlu-redux")
 DEFAULT_INSTRUCTIONS = {
     "text-to-sql": "Write one SQLite query that answers the question. Use only tables and columns from the "
     "schema. Return only the SQL inside <answer>...</answer>.",

@@ -8,6 +8,7 @@ from pathlib import Path
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from lse_engine.cli.common import TINY_NOTE, add_model_args, console, install_sigint, model_overrides
+from lse_engine.kinds import BENCH_PROTOCOLS, BENCHMARKS, SOURCE_SPLITS
 from lse_engine.llm.base import CancelToken
 
 
@@ -102,7 +103,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                        description="Per database: import its problems as a suite split train/dev/test, evolve the "
                        "root prompt with each rule, seed and evolver under one model-call budget, and report test "
                        "accuracy of the root and of each winner. Re-running the same command resumes.")
-    p.add_argument("benchmark", choices=["bird", "spider", "mmlu-redux"])
+    p.add_argument("benchmark", choices=BENCHMARKS)
     p.add_argument("--data", required=True, help="the benchmark's directory (BIRD/Spider dev set, MMLU-Redux CSVs "
                                                  "or JSON/JSONL/parquet/arrow files)")
     p.add_argument("--dbs", help="comma-separated databases (subjects for mmlu-redux); default: all")
@@ -114,7 +115,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--evolver", help="trained evolver(s) (names under .lse/evolvers/ or adapter paths), comma-"
                                      "separated; each gets rows beside its base")
     p.add_argument("--task-model", help="a different task model (the transfer experiment); the evolver is unchanged")
-    p.add_argument("--protocol", choices=["ours", "paper"], default="ours",
+    p.add_argument("--protocol", choices=BENCH_PROTOCOLS, default="ours",
                    help="ours: one model-call budget per run; paper: the paper's settings (25 rounds, feedback batch "
                         "10, holdout 50 scored with 8 samples at temperature 0.7, 4096-token replies, 30 s SQL "
                         "limits) with rounds binding; both report test and the paper's best-on-holdout side by side")
@@ -127,7 +128,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--split-seed", type=int, default=0)
     p.add_argument("--limit", type=int, default=0, help="at most this many problems per database (seeded subset)")
     p.add_argument("--prompt", help="root instructions: a *.prompt.md or text file (default: one per task kind)")
-    p.add_argument("--source-split", default="dev", choices=["dev", "train", "test"],
+    p.add_argument("--source-split", default="dev", choices=SOURCE_SPLITS,
                    help="which question file of BIRD or Spider to read (default dev)")
     p.add_argument("--config", help="lse.toml (or a directory) with model settings; default: the current one")
     add_model_args(p, "task and evolver model")

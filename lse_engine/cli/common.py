@@ -8,6 +8,7 @@ from typing import Any
 
 from rich.console import Console
 
+from lse_engine.kinds import BACKEND_CHOICES
 from lse_engine.llm.base import CancelToken
 
 console = Console(stderr=False)
@@ -23,7 +24,7 @@ def add_model_args(p: argparse.ArgumentParser, what: str = "task model") -> None
     """--model, --backend, --base-url and --tiny: the flags that pick the model, the same on every subcommand."""
     p.add_argument("--model", help=f"{what}: a name from `lse models list`, an HF id, a local directory or a "
                                    ".gguf file; overrides lse.toml")
-    p.add_argument("--backend", choices=["auto", "transformers", "openai", "vllm"])
+    p.add_argument("--backend", choices=BACKEND_CHOICES)
     p.add_argument("--base-url", help="OpenAI-compatible endpoint (with --backend openai)")
     p.add_argument("--tiny", action="store_true", help=f"use {TINY_NOTE}")
 

@@ -135,12 +135,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
         started = time.monotonic()
         result, rc = run_evolve_quietly(ws, rounds=args.rounds)
         wall = time.monotonic() - started
-        run = ws.store.get_run(result.run_id) or {}
+        task_calls, evolver_calls = ws.store.model_calls(result.run_id)
         console.print(result_table(ws, result))
-        console.print(f"{result.rounds_done} rounds · {result.attempts} evolver replies, {result.edits} real edits "
-                      f"({result.noop_attempts} repeated instructions already in the tree, {result.invalid_attempts} "
-                      f"without usable instructions) · model calls: {run.get('task_calls') or 0} task, "
-                      f"{run.get('evolver_calls') or 0} evolver · {duration(wall)} wall time")
+        console.print(f"{result.rounds_done} rounds · {result.replies} evolver replies, {result.edits} real edits "
+                      f"({result.noop_replies} repeated instructions already in the tree, {result.invalid_replies} "
+                      f"without usable instructions) · model calls: {task_calls} task, "
+                      f"{evolver_calls} evolver · {duration(wall)} wall time")
         console.print(f"[bold]{verdict(result)}[/]")
         if result.winner.id:
             console.print("[bold]the winning instructions[/]:")

@@ -18,7 +18,7 @@ from lse_engine.cli.common import (
     step_line,
 )
 from lse_engine.evolve.search import SearchResult
-from lse_engine.evolve.tree import RULES
+from lse_engine.kinds import RULES
 from lse_engine.llm.base import CancelToken
 from lse_engine.progress import ProgressEvent
 from lse_engine.workspace import Workspace
@@ -48,7 +48,7 @@ class EvolveView:
             return t
         t.add_row(f"[bold]run[/] {ev.run_id}  [bold]round[/] {ev.round}/{ev.rounds}  "
                   f"[bold]nodes[/] {ev.extra.get('nodes', '?')}  [bold]root dev[/] {pct(ev.root_dev)}  "
-                  f"[bold]best dev[/] {pct(ev.best_dev)}  [dim]{duration(time.monotonic() - self.started)}[/]")
+                  f"[bold]winner dev[/] {pct(ev.winner_dev)}  [dim]{duration(time.monotonic() - self.started)}[/]")
         for line in self.lines:
             t.add_row(f"[dim]{line}[/]")
         if self.step:
@@ -56,17 +56,16 @@ class EvolveView:
         return t
 
 
-def outcome_lines(result: SearchResult, run: dict) -> list[str]:
+def outcome_lines(result: SearchResult, calls: tuple[int, int], tokens: int) -> list[str]:
     """What a run did, in words: dev (and test) before and after, the edits, the model calls."""
     w = result.winner
     lines = [f"dev: root {pct(result.root_dev)} → winner #{w.id} {pct(w.dev_score)}"]
     if result.root_test is not None:
         lines[0] += f"  ·  test (never seen by the search): {pct(result.root_test)} → {pct(result.winner_test)}"
-    lines.append(f"{result.rounds_done} rounds, {result.attempts} evolver replies: {result.edits} real edits, "
-                 f"{result.noop_attempts} repeated instructions already in the tree, {result.invalid_attempts} "
+    lines.append(f"{result.rounds_done} rounds, {result.replies} evolver replies: {result.edits} real edits, "
+                 f"{result.noop_replies} repeated instructions already in the tree, {result.invalid_replies} "
                  "without usable instructions")
-    lines.append(f"model calls: {run.get('task_calls') or 0} task, {run.get('evolver_calls') or 0} evolver; "
-                 f"{run.get('tokens') or 0:,} tokens")
+    lines.append(f"model calls: {calls[0]} task, {calls[1]} evolver; {tokens:,} tokens")
     if w.id == 0:
         lines.append("the original prompt is still the best on dev: nothing to apply")
     return lines
@@ -93,15 +92,15 @@ def run_evolve(ws: Workspace, resume: str | None = None, rounds: int | None = No
 
     result, rc = run_evolve_quietly(ws, resume, rounds)
     w = result.winner
-    run = ws.store.get_run(result.run_id) or {}
-    for line in outcome_lines(result, run):
+    run = ws.store.get_run(result.run_id)
+    for line in outcome_lines(result, ws.store.model_calls(result.run_id), run["tokens"] if run else 0):
         console.print(line)
     if result.status == "cancelled":
         console.print(f"[yellow]cancelled[/]: every scored node is kept; resume with: "
                       f"lse evolve {ws.prompt_path} --resume {result.run_id}")
     elif result.status == "budget":
         console.print(f"[yellow]stopped[/]: {result.message}")
-    if apply:
+    if apply and run is not None:
         if w.id != 0:
             apply_winner(ws.prompt, run, w.instructions)
             console.print(f"[green]applied[/] winner #{w.id} to {ws.prompt_path}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from lse_engine.cli.common import console
+from lse_engine.kinds import BENCHMARKS, SOURCE_SPLITS
 
 
 def cmd_import(args: argparse.Namespace) -> int:
@@ -25,10 +26,10 @@ def cmd_import(args: argparse.Namespace) -> int:
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("import", help="import BIRD, Spider or MMLU-Redux as suites")
-    p.add_argument("source", choices=["bird", "spider", "mmlu-redux"])
+    p.add_argument("source", choices=BENCHMARKS)
     p.add_argument("data", help="dataset directory (or file for mmlu-redux)")
     p.add_argument("--out", default="suites")
-    p.add_argument("--split", default="dev", choices=["dev", "train", "test", "mini-dev"],
+    p.add_argument("--split", default="dev", choices=SOURCE_SPLITS,
                    help="bird: dev, train or mini-dev; spider: dev, train or test (default: dev)")
     p.add_argument("--dbs", help="comma-separated databases (or subjects)")
     p.set_defaults(func=cmd_import)

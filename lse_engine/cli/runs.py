@@ -32,14 +32,14 @@ def cmd_runs(args: argparse.Namespace) -> int:
     for col in ("run", "kind", "status"):
         table.add_column(col, no_wrap=True)
     table.add_column("prompt", overflow="ellipsis", no_wrap=True, max_width=20)
-    for col in ("dev root → best", "edits", "calls", "started"):
+    for col in ("dev root → winner", "edits", "calls", "started"):
         table.add_column(col, no_wrap=True)
     for r in store.list_runs(prompt, limit=args.limit):
         kind = f"{r['kind']} {r['rule']}" if r.get("rule") and r["kind"] == "evolve" else r["kind"]
-        res: dict = r["result"] if isinstance(r.get("result"), dict) else {}
-        edits = f"{res['edits']} ({res.get('noop_attempts', 0)} no-op)" if "edits" in res else ""
+        res = r["result"] or {}
+        edits = f"{res['edits']} ({res.get('noop_replies', 0)} no-op replies)" if "edits" in res else ""
         table.add_row(r["id"], kind, r["status"], Path(r["prompt"]).name if r["prompt"] else "",
-                      f"{pct(r.get('root_dev'))} → {pct(r.get('best_dev'))}", edits,
+                      f"{pct(r.get('root_dev'))} → {pct(r.get('winner_dev'))}", edits,
                       str((r.get("task_calls") or 0) + (r.get("evolver_calls") or 0)),
                       dt.datetime.fromtimestamp(r["created"]).strftime("%m-%d %H:%M"))
     console.print(table)

@@ -14,6 +14,7 @@ from rich.table import Table
 
 from lse_engine.cli.common import console, err_console, install_sigint, overrides_from
 from lse_engine.errors import LSEError
+from lse_engine.kinds import ADVANTAGES, HOLDOUT_BY, REWARD_ON, REWARDS, TASK_MODEL_MODES, TRAIN_METHODS
 from lse_engine.llm.base import CancelToken
 from lse_engine.progress import ProgressEvent
 
@@ -152,16 +153,16 @@ def register(sub: Any) -> None:
     p.add_argument("--epochs", type=int, help=argparse.SUPPRESS)  # gone: a clear error says what replaced it
     p.add_argument("--states", type=int, help="states per batch")
     p.add_argument("--samples", type=int, help="edits sampled per state")
-    p.add_argument("--method", choices=["lora", "full"], help="lora: a LoRA adapter (default); full: every weight")
-    p.add_argument("--reward-on", choices=["holdout", "batch"], dest="reward_on",
+    p.add_argument("--method", choices=TRAIN_METHODS, help="lora: a LoRA adapter (default); full: every weight")
+    p.add_argument("--reward-on", choices=REWARD_ON, dest="reward_on",
                    help="holdout: the run's fixed dev holdout, k samples (paper, default); batch: the round's "
                         "batch")
-    p.add_argument("--holdout-by", choices=["run", "suite"], dest="holdout_by",
+    p.add_argument("--holdout-by", choices=HOLDOUT_BY, dest="holdout_by",
                    help="the dev set that picks the checkpoint: whole runs (default) or whole suites "
                         "(databases)")
-    p.add_argument("--advantage", choices=["delta", "grpo"], help="delta: the reward itself (paper); grpo: group-normalised")
-    p.add_argument("--reward", choices=["delta", "post"], help="delta: score(edit) − score(parent); post: score(edit)")
-    p.add_argument("--task-model", choices=["self", "model"], dest="task_model",
+    p.add_argument("--advantage", choices=ADVANTAGES, help="delta: the reward itself (paper); grpo: group-normalised")
+    p.add_argument("--reward", choices=REWARDS, help="delta: score(edit) − score(parent); post: score(edit)")
+    p.add_argument("--task-model", choices=TASK_MODEL_MODES, dest="task_model",
                    help="self: the evolver's base with the adapter off; model: the [model] backend")
     p.add_argument("--resume", action="store_true", help="continue from the latest checkpoint of NAME")
     p.add_argument("--tiny", action="store_true", help="a tiny random model (pipeline check; rewards mean nothing)")

@@ -10,7 +10,6 @@ clipped evenly first, then problems are left out from the end, successes before 
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Sequence
 
 from lse_engine.tasks.base import Outcome, Problem
@@ -110,38 +109,3 @@ def mistakes(problems: Sequence[Problem], outcomes: Sequence[Outcome], task_kind
         if len(entries) >= limit:
             break
     return "\n".join(entries) if entries else "(none: every question of this batch was answered right)"
-
-
-def _sql_tokens(sql: str) -> list[str]:
-    """SQL tokens for comparing two queries: strings quoted and kept as written, the rest upper-cased."""
-    from sqlglot.dialects.dialect import Dialect
-    from sqlglot.tokens import TokenType
-
-    try:
-        tokens = Dialect.get_or_raise("sqlite").tokenizer().tokenize(sql)
-    except Exception:
-        return sql.upper().split()
-    return [f"'{t.text}'" if t.token_type is TokenType.STRING else t.text.upper() for t in tokens]
-
-
-def query_edits(predicted: str, gold: str) -> list[tuple[str, str]]:
-    """Where a wrong query differs from the correct one, as (wrote, should write) pairs ("" for nothing), the
-    ones with a value first: `('10', '1000')` (money in cents), `("'Paris'", "'PARIS'")` (capitals) carry
-    knowledge about the data; `('CUSTOMER_ID', '*')` is only style."""
-    a, b = _sql_tokens(predicted), _sql_tokens(gold)
-    edits = []
-    for op, i1, i2, j1, j2 in difflib.SequenceMatcher(a=a, b=b, autojunk=False).get_opcodes():
-        if op != "equal":
-            edits.append((" ".join(a[i1:i2])[:80], " ".join(b[j1:j2])[:80]))
-    return sorted(edits, key=lambda e: not has_literal(e[1]))
-
-
-def has_literal(sql: str) -> bool:
-    """True when a piece of SQL holds a string or number literal."""
-    return "'" in sql or any(ch.isdigit() for ch in sql)
-
-
-def query_diff(predicted: str, gold: str, limit: int = 3) -> str:
-    """`query_edits` as text: `10 → 1000; + / 100.0`."""
-    parts = [f"{x} → {y}" if x and y else (f"+ {y}" if y else f"- {x}") for x, y in query_edits(predicted, gold)]
-    return "; ".join(parts[:limit])

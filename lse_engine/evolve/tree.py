@@ -20,12 +20,16 @@ below its parent's (so a child that made things worse is abandoned for the best 
 
 from __future__ import annotations
 
+import json
 import math
 import random
 from dataclasses import dataclass, field
 from typing import Any
 
-RULES = ("ucb", "best", "chain", "pareto", "textgrad")
+from lse_engine.kinds import RULES
+from lse_engine.records import NodeRow
+
+__all__ = ["RULES", "Node", "Tree"]
 
 
 @dataclass
@@ -34,7 +38,9 @@ class Node:
     parent: int | None
     instructions: str
     round: int = 0
-    status: str = "pending"  # pending | ok | rejected (gate) | failed (no usable reply) | noop (no new instructions)
+    # pending | ok | rejected (gate) | raced (stopped part-way through dev: behind its parent beyond noise) |
+    # failed (no usable reply) | noop (no new instructions)
+    status: str = "pending"
     dev_score: float | None = None
     train_score: float | None = None
     heldout_score: float | None = None
@@ -47,8 +53,9 @@ class Node:
     error: str | None = None
     evolver_chat: str = ""  # JSON: exactly what the evolver was sent for this child (prefill included)
     selected: int = 0  # times expanded
-    # per dev problem, in dev order, the fraction of its samples answered right (pareto); not a stored column
+    # per dev problem, in dev order, the fraction of its samples answered right (pareto, the winner's paired test)
     dev_correct: tuple[float, ...] | None = None
+    no_answer: float | None = None  # share of its dev replies with no answer at all
 
     @property
     def visits(self) -> int:
@@ -59,32 +66,38 @@ class Node:
         return self.status == "ok" and self.dev_score is not None
 
     def to_dict(self) -> dict[str, Any]:
+        """The node as progress events and `lse tree --json` show it."""
         return {
             "id": self.id, "parent": self.parent, "instructions": self.instructions, "round": self.round,
             "status": self.status, "dev": self.dev_score, "train": self.train_score, "visits": self.visits,
             "heldout": self.heldout_score, "parent_heldout": self.parent_heldout, "error": self.error,
             "prompt_tokens": self.prompt_tokens, "completion_tokens": self.completion_tokens,
+            "no_answer": self.no_answer,
         }
 
     @classmethod
-    def from_row(cls, row: dict[str, Any]) -> Node:
+    def from_row(cls, row: NodeRow) -> Node:
+        outcomes = row.get("dev_outcomes") or ""
         return cls(
-            id=row["id"], parent=row["parent"], instructions=row["instructions"] or "", round=row["round"] or 0,
-            status=row["status"], dev_score=row["dev_score"], train_score=row["train_score"],
-            heldout_score=row["heldout_score"], parent_heldout=row["parent_heldout"],
-            evolver_output=row["evolver_output"] or "", feedback=row.get("feedback") or "",
-            prompt_tokens=row["prompt_tokens"] or 0, completion_tokens=row["completion_tokens"] or 0,
-            attempts=row["attempts"] or 0, error=row["error"], evolver_chat=row.get("evolver_chat") or "",
+            id=row["id"], parent=row.get("parent"), instructions=row.get("instructions") or "",
+            round=row.get("round") or 0, status=row.get("status") or "pending", dev_score=row.get("dev_score"),
+            train_score=row.get("train_score"), heldout_score=row.get("heldout_score"),
+            parent_heldout=row.get("parent_heldout"), evolver_output=row.get("evolver_output") or "",
+            feedback=row.get("feedback") or "", prompt_tokens=row.get("prompt_tokens") or 0,
+            completion_tokens=row.get("completion_tokens") or 0, attempts=row.get("attempts") or 0,
+            error=row.get("error"), evolver_chat=row.get("evolver_chat") or "",
+            dev_correct=tuple(json.loads(outcomes)) if outcomes else None, no_answer=row.get("no_answer"),
         )
 
-    def to_row(self) -> dict[str, Any]:
+    def to_row(self) -> NodeRow:
         return {
             "id": self.id, "parent": self.parent, "instructions": self.instructions, "round": self.round,
             "status": self.status, "dev_score": self.dev_score, "train_score": self.train_score,
             "heldout_score": self.heldout_score, "parent_heldout": self.parent_heldout,
             "evolver_output": self.evolver_output, "feedback": self.feedback, "prompt_tokens": self.prompt_tokens,
             "completion_tokens": self.completion_tokens, "attempts": self.attempts, "error": self.error,
-            "evolver_chat": self.evolver_chat,
+            "evolver_chat": self.evolver_chat, "no_answer": self.no_answer,
+            "dev_outcomes": json.dumps(list(self.dev_correct)) if self.dev_correct is not None else "",
         }
 
 

@@ -22,13 +22,15 @@ from lse_engine.files.atomic import write_text_atomic
 from lse_engine.files.issues import Issue, Span, first_error
 from lse_engine.files.text import MAX_SUITE_BYTES, position, read_user_text, shown_path
 from lse_engine.files.yaml_tree import compose, mapping_items, span_of, value_of
+from lse_engine.kinds import SPLITS as SUITE_SPLITS
+from lse_engine.kinds import TASK_KINDS as KINDS_OF_TASK
 from lse_engine.tasks.base import Problem
 
-TASK_KINDS = ("text-to-sql", "multiple-choice")
+TASK_KINDS = KINDS_OF_TASK
 SUITE_KEYS = {"task", "database", "split", "problems", "name", "description"}
 PROBLEM_KEYS = {"id", "question", "evidence", "gold", "options", "split", "difficulty"}
 SPLIT_KEYS = {"dev", "test", "seed"}
-SPLITS = ("train", "dev", "test")
+SPLITS = SUITE_SPLITS
 DEFAULT_SPLIT: dict[str, Any] = {"dev": 0.3, "seed": 0}
 _PROBLEM_ORDER = ("id", "question", "evidence", "options", "gold", "difficulty", "split")
 

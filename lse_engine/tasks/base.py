@@ -60,6 +60,54 @@ class Outcome:
         return cls(**{k: v for k, v in d.items() if k in names})
 
 
+@dataclass(frozen=True)
+class ColumnValues:
+    """How a column stores its values, read from the data: every distinct value (`listed`: codes, a few words),
+    examples of its text (`text`), or the range of its numbers (`numbers`: `values` is (low, high)). Values are
+    written as SQL literals; `examples` names, per listed value, one row that has it ("" when none)."""
+
+    where: str  # table.column
+    kind: str  # listed | text | numbers
+    values: tuple[str, ...]
+    examples: tuple[str, ...] = ()
+
+    ONLY_VALUES = "holds only these values: "
+    SUCH_VALUES = "holds values such as "
+
+    def describe(self) -> str:
+        """The clause the evolver reads: "orders.status holds only these values: 'D' (e.g. 'Order 7'), 'S'"."""
+        if self.kind == "listed":
+            shown = [v + (f" (e.g. {e})" if e else "") for v, e in zip(self.values, self.examples or [""] * len(self.values),
+                                                                       strict=True)]
+            return f"{self.where} {self.ONLY_VALUES}" + ", ".join(shown)
+        if self.kind == "text":
+            return f"{self.where} {self.SUCH_VALUES}" + ", ".join(self.values)
+        return f"{self.where} holds numbers from {self.values[0]} to {self.values[1]}"
+
+    def codes(self) -> list[str]:
+        """The listed values as written in the data (quotes removed), [] unless the column is listed whole."""
+        if self.kind != "listed":
+            return []
+        return [v[1:-1].replace("''", "'") if v.startswith("'") else v for v in self.values]
+
+
+@dataclass(frozen=True)
+class Finding:
+    """What the environment and the gold answer tell about one wrong answer: computed, not guessed.
+
+    `value`: the gold answer compares `column` with `values` the wrong one does not write (`stored`: how that
+    column stores its values); `literal`: where the answers differ, the wrong one writes `wrote` and the gold one
+    `should` (a value, not style). `text` is one sentence for the evolver."""
+
+    kind: str  # value | literal
+    text: str
+    column: str = ""
+    values: tuple[str, ...] = ()
+    stored: ColumnValues | None = None
+    wrote: str = ""
+    should: str = ""
+
+
 class Task(Protocol):
     """A task kind bound to its environment (a database, or nothing)."""
 
@@ -79,6 +127,10 @@ class Task(Protocol):
 
     def score(self, problems: Sequence[Problem], completions: Sequence[str]) -> list[Outcome]:
         """Score completions (one per problem, same order)."""
+        ...
+
+    def findings(self, problem: Problem, outcome: Outcome) -> list[Finding]:
+        """What the environment and the gold answer tell about a wrong outcome ([] when nothing)."""
         ...
 
     def close(self) -> None: ...

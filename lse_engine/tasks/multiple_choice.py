@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 from lse_engine.llm.base import Chat
 from lse_engine.tags import extract_tag
-from lse_engine.tasks.base import Outcome, Problem
+from lse_engine.tasks.base import Finding, Outcome, Problem
 
 LETTERS = "ABCDEFGHIJ"
 SEED_INSTRUCTIONS = "Return only the letter of the correct choice (A, B, C, or D) in <answer>...</answer>."
@@ -87,6 +87,14 @@ class MultipleChoiceTask:
                 out.error_kind, out.error = "wrong_result", f"answered {letter}, expected {gold}"
             outs.append(out)
         return outs
+
+    def findings(self, problem: Problem, outcome: Outcome) -> list[Finding]:
+        """A wrong letter: the letter written and the right one (the facts request asks what rule leads there)."""
+        if outcome.correct or not outcome.answer:
+            return []
+        gold = problem.gold.strip().upper()
+        return [Finding("literal", f"answered {outcome.answer}, the correct answer is {gold}",
+                        wrote=outcome.answer, should=problem.gold)]
 
     def close(self) -> None:
         pass

@@ -9,15 +9,13 @@ code into questions it does not fit).
 
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass
 
+from lse_engine.tasks.base import ColumnValues
 from lse_engine.tasks.sqlite_exec import ReadOnlyDatabase, quote_ident
 
 CODE_LIST_MAX = 15  # a text column with at most this many distinct values is listed whole
-# `describe_values`' phrases for a column listed whole and for one shown by examples (`evolver.fits_column` reads
-# them back to tell a column of codes or words from one of numbers)
-ONLY_VALUES = "holds only these values: "
-SUCH_VALUES = "holds values such as "
 _NAMING = ("name", "title", "label")
 _COMPARISONS = ("EQ", "NEQ", "GT", "GTE", "LT", "LTE", "Like", "ILike", "In", "Between", "Glob")
 
@@ -72,10 +70,16 @@ def _table_of(db: ReadOnlyDatabase, column: str) -> str | None:
 
 
 def describe_values(db: ReadOnlyDatabase, table: str | None, column: str) -> str | None:
-    """How `table.column` stores its values, as a clause: "holds only these values: 'D', 'S', 'C'" for a column
-    of a few distinct values (most frequent first; each with one row's name when the table names its rows:
-    `'EL' (e.g. 'Wireless Mouse')`), "holds values such as 'NEW YORK', 'OSLO'" for other text, "holds numbers
-    from 499 to 29900" for numbers; None when the column cannot be read."""
+    """How `table.column` stores its values, as the clause the evolver reads (`ColumnValues.describe`); None when
+    the column cannot be read."""
+    found = column_values(db, table, column)
+    return found.describe() if found else None
+
+
+def column_values(db: ReadOnlyDatabase, table: str | None, column: str) -> ColumnValues | None:
+    """How `table.column` stores its values: every distinct value of a column of a few (most frequent first; each
+    with one row's name when the table names its rows: `'EL' (e.g. 'Wireless Mouse')`), examples of other text,
+    or the range of numbers; None when the column cannot be read."""
     table = table or _table_of(db, column)
     columns = _columns(db, table) if table else []
     if not table or column not in columns:  # (SQLite would read an unknown "name" as a string)
@@ -91,16 +95,15 @@ def describe_values(db: ReadOnlyDatabase, table: str | None, column: str) -> str
     values = [row[0] for row in counted.rows]
     where = f"{table}.{column}"
     if len(values) <= CODE_LIST_MAX and (all(isinstance(v, str) for v in values) or len(values) <= 3):
-        shown = [_literal(row[0]) + (f" (e.g. {_literal(row[2])})" if named and row[2] is not None else "")
-                 for row in counted.rows]
-        return f"{where} {ONLY_VALUES}" + ", ".join(shown)
+        examples = tuple(_literal(row[2]) if named and row[2] is not None else "" for row in counted.rows)
+        return ColumnValues(where, "listed", tuple(_literal(v) for v in values), examples)
     if all(isinstance(v, str) for v in values):
-        return f"{where} {SUCH_VALUES}" + ", ".join(_literal(v) for v in values[:4])
+        return ColumnValues(where, "text", tuple(_literal(v) for v in values[:4]))
     span = db.execute(f"SELECT MIN({c}), MAX({c}) FROM {t}")
     if not span.ok or not span.rows or span.rows[0][0] is None:
         return None
     low, high = span.rows[0]
-    return f"{where} holds numbers from {_literal(low)} to {_literal(high)}"
+    return ColumnValues(where, "numbers", (_literal(low), _literal(high)))
 
 
 def _name_column(table: str, others: list[str]) -> str | None:
@@ -116,3 +119,32 @@ def _literal(value: object) -> str:
         text = value if len(value) <= 40 else value[:37] + "..."
         return "'" + text.replace("'", "''") + "'"
     return repr(value)
+
+
+def _sql_tokens(sql: str) -> list[str]:
+    """SQL tokens for comparing two queries: strings quoted and kept as written, the rest upper-cased."""
+    from sqlglot.dialects.dialect import Dialect
+    from sqlglot.tokens import TokenType
+
+    try:
+        tokens = Dialect.get_or_raise("sqlite").tokenizer().tokenize(sql)
+    except Exception:
+        return sql.upper().split()
+    return [f"'{t.text}'" if t.token_type is TokenType.STRING else t.text.upper() for t in tokens]
+
+
+def query_edits(predicted: str, gold: str) -> list[tuple[str, str]]:
+    """Where a wrong query differs from the correct one, as (wrote, should write) pairs ("" for nothing), the
+    ones with a value first: `('10', '1000')` (money in cents), `("'Paris'", "'PARIS'")` (capitals) carry
+    knowledge about the data; `('CUSTOMER_ID', '*')` is only style."""
+    a, b = _sql_tokens(predicted), _sql_tokens(gold)
+    edits = []
+    for op, i1, i2, j1, j2 in difflib.SequenceMatcher(a=a, b=b, autojunk=False).get_opcodes():
+        if op != "equal":
+            edits.append((" ".join(a[i1:i2])[:80], " ".join(b[j1:j2])[:80]))
+    return sorted(edits, key=lambda e: not has_literal(e[1]))
+
+
+def has_literal(sql: str) -> bool:
+    """True when a piece of SQL holds a string or number literal."""
+    return "'" in sql or any(ch.isdigit() for ch in sql)

@@ -22,7 +22,7 @@ from sqlglot.tokens import Token, Tokenizer, TokenType
 from lse_engine.llm.base import Chat
 from lse_engine.tags import extract_tag
 from lse_engine.tasks import sql_template, sql_values
-from lse_engine.tasks.base import Outcome, Problem
+from lse_engine.tasks.base import ColumnValues, Finding, Outcome, Problem
 from lse_engine.tasks.sqlite_exec import (
     MAX_SQL_CHARS,
     ExecResult,
@@ -256,7 +256,7 @@ class SQLiteTask:
         self.workers = workers or max(1, min(4, os.cpu_count() or 1))
         self._schema: str | None = None
         self._gold: dict[str, _Gold] = {}
-        self._stored: dict[tuple[str | None, str], str | None] = {}  # how a column stores its values (facts request)
+        self._stored: dict[tuple[str | None, str], ColumnValues | None] = {}  # how columns store values (findings)
         self._gold_lock = threading.Lock()
         self._pool: ThreadPoolExecutor | None = None
         self._recent_seconds: deque[float] = deque(maxlen=5)  # the last problems scored in this thread
@@ -278,18 +278,33 @@ class SQLiteTask:
         """The fixed system prompt around `instructions` (what the evolver is shown as "the current prompt")."""
         return sql_template.agent_prompt(self.schema if show_schema else sql_template.SCHEMA_HIDDEN, instructions)
 
-    def missed_values(self, predicted: str, gold: str) -> list[tuple[sql_values.MissedValue, str]]:
-        """The gold query's comparisons of a column with a value that `predicted` lacks, each with how that column
-        stores its values in this database (`sql_values`; read-only, read once per column)."""
-        out = []
-        for missed in sql_values.missed_values(predicted, gold):
-            where = (missed.table, missed.column)
-            if where not in self._stored:
-                self._stored[where] = sql_values.describe_values(self.db, missed.table, missed.column)
-            stored = self._stored[where]
-            if stored:
-                out.append((missed, stored))
-        return out
+    def findings(self, problem: Problem, outcome: Outcome) -> list[Finding]:
+        """What the database and the gold query tell about a wrong answer: the gold query's comparisons of a
+        column with a value the answer lacks, each with how that column stores its values (`sql_values`;
+        read-only, read once per column); else the first place the queries differ, when it is a value."""
+        if outcome.correct or not outcome.answer:
+            return []
+        found = []
+        for missed in sql_values.missed_values(outcome.answer, problem.gold):
+            stored = self._column_values(missed.table, missed.column)
+            if stored is not None:
+                text = (f"the correct query compares {missed.column} with {' and '.join(missed.values)}; "
+                        f"{stored.describe()}")
+                found.append(Finding("value", text, column=missed.column, values=missed.values, stored=stored))
+        if found:
+            return found
+        edits = sql_values.query_edits(outcome.answer, problem.gold)
+        if edits and sql_values.has_literal(edits[0][1]):  # a value the model got wrong: knowledge about the data
+            wrote, should = edits[0]
+            return [Finding("literal", f"the correct query writes {should or 'nothing'} where the wrong one wrote "
+                                       f"{wrote or 'nothing'}", wrote=wrote, should=should)]
+        return []
+
+    def _column_values(self, table: str | None, column: str) -> ColumnValues | None:
+        where = (table, column)
+        if where not in self._stored:
+            self._stored[where] = sql_values.column_values(self.db, table, column)
+        return self._stored[where]
 
     def gold_result(self, problem: Problem) -> ExecResult:
         """The gold query's result, computed once per gold SQL text."""

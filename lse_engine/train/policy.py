@@ -18,12 +18,13 @@ from typing import Any
 
 import torch
 
+from lse_engine.kinds import LOSS_AGGREGATIONS, TRAIN_METHODS
 from lse_engine.llm.base import Chat, Sampling
 from lse_engine.llm.transformers_backend import quiet_progress_bars
 
 Pair = tuple[list[int], list[int]]  # (prompt ids, completion ids)
-METHODS = ("lora", "full")
-LOSS_AGG = ("token-mean", "seq-mean")
+METHODS = TRAIN_METHODS
+LOSS_AGG = LOSS_AGGREGATIONS
 
 
 def lora_model(model: Any, r: int, alpha: int, dropout: float, adapter: str | Path | None = None) -> Any:

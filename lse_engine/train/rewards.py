@@ -22,14 +22,11 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from lse_engine.evolve.evolver import normalize, parse_edit
+from lse_engine.evolve.replies import normalize, parse_edit
+from lse_engine.kinds import ADVANTAGES, NOOP_REWARDS, REWARDS
 from lse_engine.scoring import Scorer, accuracy
 from lse_engine.tasks.base import Problem
 
-ADVANTAGES = ("delta", "grpo")
-REWARDS = ("delta", "post")
-REWARD_ON = ("holdout", "batch")
-NOOP_REWARDS = ("invalid", "zero")
 GROUP_EPS = 1e-4
 
 

@@ -12,7 +12,9 @@ import torch
 
 from lse_engine.config import TrainConfig
 from lse_engine.errors import Cancelled
-from lse_engine.evolve.evolver import STOP, build_chat, build_textgrad_chat, reply_text, with_prefill
+from lse_engine.evolve.proposers.reference import build_chat
+from lse_engine.evolve.proposers.textgrad import build_textgrad_chat
+from lse_engine.evolve.replies import STOP, reply_text, with_prefill
 from lse_engine.llm.base import Chat, Sampling, continues_reply
 from lse_engine.train.env import TrainEnv
 from lse_engine.train.policy import Policy

@@ -20,7 +20,9 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from lse_engine.kinds import HOLDOUT_BY
 from lse_engine.llm.base import continues_reply
+from lse_engine.records import BatchRow
 from lse_engine.store import Store
 
 PRIORITY_FLOOR = 0.05  # every state keeps some chance of being drawn, even at its tree's best
@@ -85,7 +87,7 @@ def _run_prefill(run: dict[str, Any]) -> bool:
     return bool(((cfg or {}).get("evolve") or {}).get("evolver_prefill")) if isinstance(cfg, dict) else False
 
 
-def _ids(batch: dict[str, Any]) -> tuple[str, ...]:
+def _ids(batch: BatchRow) -> tuple[str, ...]:
     """A batch's problems, each once (a batch scored with k samples lists every problem k times)."""
     return tuple(dict.fromkeys(batch["problem_ids"]))
 
@@ -136,7 +138,6 @@ def harvest(store: Store, prompt: str | None = None, min_failures: int = 1) -> l
     return out
 
 
-HOLDOUT_BY = ("run", "suite")
 
 
 def split_by_run(states: Sequence[State], eval_fraction: float, seed: int = 0,

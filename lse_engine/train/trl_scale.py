@@ -32,7 +32,7 @@ from typing import Any
 import torch
 
 from lse_engine.config import TrainConfig
-from lse_engine.evolve.evolver import reply_text
+from lse_engine.evolve.replies import reply_text
 from lse_engine.llm.base import continues_reply
 from lse_engine.train.env import TrainEnv
 from lse_engine.train.rewards import batch_score, reward_edit

@@ -1,62 +1,82 @@
-"""The evolver's request and the parsing of its reply into new instructions (texts in `prompts`).
+"""`request = "facts"`, for the smallest evolvers: one short question per mistake, the facts appended to the
+instructions under a header. The evolver writes the content, the engine the shape.
 
-The request is the reference's: the current agent prompt (the fixed template with the schema and the current
-instructions), the instructions again inside `<current>`, the evaluation summary of a batch, and the ask for
-new instructions inside `<prompt>…</prompt>`. The same request and the same parsing serve the search, the
-rewards and the training rollouts.
+For each wrong answer of the feedback batch the task says what its data and the gold answer show
+(`Task.findings`): when the gold query compares a column with a value the wrong one lacks, the question names
+that column and shows every value it holds (once per column a round, none about a column the instructions
+already describe); otherwise, when the two answers differ in a value, it asks what fact explains that value.
+The reply is begun for the model ("Fact: In this database, the column") and read as one sentence that names a
+value. Candidate 0 decodes greedily, the others sample; each candidate is one attempt.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import re
+from collections.abc import Sequence
 
 from lse_engine.evolve import prompts
+from lse_engine.evolve.feedback import group_samples, mistakes
+from lse_engine.evolve.proposers.base import Candidate, Feedback, ProposerContext, Request
+from lse_engine.evolve.replies import normalize
+from lse_engine.evolve.tree import Node
 from lse_engine.llm.base import Chat, continues_reply
-from lse_engine.tags import extract_tag
-from lse_engine.tasks.sql_values import ONLY_VALUES, SUCH_VALUES
+from lse_engine.tasks.base import ColumnValues, Outcome, Problem
 
-PROMPT_PREFILL = prompts.PROMPT_PREFILL
-STOP = "</prompt>"  # the evolver's generation stops here: nothing useful follows the new instructions
-CRITIQUE_CHARS = 600
+FACT_TOKENS = 96  # a fact is one line; a code table of seven codes fits
 
 
-def with_prefill(chat: Chat, start: str = "") -> Chat:
-    """The chat with the evolver's reply begun at `<prompt>` (for small models that never write the tag), and
-    optionally with `start`, the first words of the new instructions."""
-    return [*chat, {"role": "assistant", "content": PROMPT_PREFILL + start}]
+class FactsProposer:
+    kind = "facts"
+    nothing_to_ask = "no mistake of the batch got a value wrong"
+    noop_error = "every fact is already in the instructions or the tree"
 
+    def feedback(self, ctx: ProposerContext, node: Node, problems: Sequence[Problem],
+                 outcomes: Sequence[Outcome], round_: int) -> Feedback:
+        return Feedback(mistakes(problems, outcomes, ctx.task_kind))
 
-def compact_start(instructions: str) -> str:
-    """The compact request's prefill: the current instructions and a new bullet, so the reply continues a list."""
-    return instructions.strip() + "\n- "
+    def request(self, ctx: ProposerContext, node: Node, problems: Sequence[Problem],
+                outcomes: Sequence[Outcome], feedback: Feedback) -> Request | None:
+        chats: list[Chat] = []
+        notes: list[ColumnValues | None] = []  # per chat, how the column it asks about stores its values
+        asked = described_columns(node.instructions)  # one question per column a round
+        for p, outs in group_samples(problems, outcomes):
+            answer = outs[0].answer or ""
+            if outs[0].correct or not answer:
+                continue
+            question = p.question + (f" (evidence: {p.evidence})" if p.evidence else "")
+            found = ctx.task.findings(p, outs[0])
+            values = [f for f in found if f.kind == "value"]
+            if values:  # a value compared with a column: ask about the column, showing how it stores its values
+                pick = next((f for f in values if f.column.lower() not in asked), None)
+                if pick is not None and pick.stored is not None:
+                    asked.add(pick.column.lower())
+                    chats.append(build_column_fact_chat(question, answer, p.gold, pick.column,
+                                                        " and ".join(pick.values), pick.stored.describe()))
+                    notes.append(pick.stored)
+                continue
+            literal = next((f for f in found if f.kind == "literal"), None)
+            if literal is not None:  # a value the model got wrong: knowledge about the data
+                chats.append(build_fact_chat(question, answer, p.gold, literal.wrote, literal.should, ctx.task_kind))
+                notes.append(None)
+        if not chats:
+            return None
+        sampling = dataclasses.replace(ctx.sampling, stop=("\n",), max_tokens=FACT_TOKENS)
+        return Request(self.kind, tuple(chats), sampling, greedy_first=True, notes=tuple(notes),
+                       step=f"evolver naming what {len(chats)} mistakes missed")
 
+    def read(self, ctx: ProposerContext, request: Request, texts: Sequence[str], hit_limit: Sequence[bool],
+             current: str) -> Candidate:
+        written = [fact_text(chat, text) for chat, text in zip(request.chats, texts, strict=True)]
+        facts = [f for f, stored in zip(map(parse_fact, written), request.notes, strict=True)
+                 if f and fits_column(f, stored)]
+        raw = "\n".join(f"Fact: {t}" for t in written)
+        if not facts:
+            return Candidate(None, raw, "no usable fact in the replies")
+        return Candidate(with_facts(current, facts), raw)
 
-def build_compact_chat(instructions: str, mistakes: str, task_kind: str) -> Chat:
-    """The short, structured request for small evolvers (`request = "compact"`)."""
-    template = prompts.COMPACT.get(task_kind, prompts.COMPACT["text-to-sql"])
-    return [{"role": "user", "content": template.format(instructions=instructions.strip(), mistakes=mistakes.strip())}]
-
-
-def build_chat(instructions: str, feedback: str, task_kind: str, agent_prompt: str | None = None,
-               n_problems: int | None = None) -> Chat:
-    """The evolver's request. `agent_prompt` is the rendered system prompt the task model saw (with the
-    schema); without it, the instructions stand in for it (old runs, tests)."""
-    template = prompts.EVOLVE.get(task_kind, prompts.EVOLVE["text-to-sql"])
-    n = n_problems if n_problems is not None else feedback.count("\nCorrect: ") + feedback.startswith("Correct: ")
-    user = template.format(agent_prompt=(agent_prompt or instructions).strip(), instructions=instructions.strip(),
-                           n_problems=n, summary=feedback.strip())
-    return [{"role": "user", "content": user}]
-
-
-def reply_text(chat: Chat, completion: str, hit_limit: bool = False) -> str:
-    """The whole reply as it is parsed, in the search and in training alike: the prefill (when the chat has
-    one) and the completion, cut at the stop string `</prompt>`, which is put back (the backend removed it)
-    unless the reply has no `<prompt>` at all or ran into the token limit."""
-    completion = completion.split(STOP, 1)[0]
-    raw = (chat[-1]["content"] if continues_reply(chat) else "") + completion
-    if continues_reply(chat) or "<prompt>" in raw.lower():
-        raw = raw if hit_limit or STOP in raw.lower() else raw + STOP
-    return raw
+    def identity(self, instructions: str) -> str:
+        return facts_identity(instructions)
 
 
 def build_fact_chat(question: str, answer: str, gold: str, wrote: str, should: str, task_kind: str) -> Chat:
@@ -127,26 +147,19 @@ def parse_fact(text: str) -> str | None:
     return fact[0].upper() + fact[1:]
 
 
-def fits_column(fact: str, stored: str) -> bool:
-    """Whether a fact about a column, given how the column stores its values (`stored`, from `describe_values`;
-    "" when unknown), tells a small task model something it can use: about short codes it must say what one
+def fits_column(fact: str, stored: ColumnValues | None) -> bool:
+    """Whether a fact about a column, given how the column stores its values (`stored`, read from the data;
+    None when unknown), tells a small task model something it can use: about short codes it must say what one
     means (`explains_codes`); about a column of words (cities, regions) it must quote none of them: its values
     need no explaining, only their format, and an example gets copied (with "'TOKYO' is represented by 'TOKYO'"
     in its instructions the 0.5B answered questions about Paris and Berlin with 'TOKYO'; benchmarks/README.md)."""
-    codes = codes_of(stored)
-    if f" {SUCH_VALUES}" in stored or (codes and all(len(c) > CRYPTIC_CHARS for c in codes)):
+    codes = stored.codes() if stored else []
+    if (stored is not None and stored.kind == "text") or (codes and all(len(c) > CRYPTIC_CHARS for c in codes)):
         return not _QUOTED_VALUE.search(fact)
     return explains_codes(fact, codes)
 
 
 _QUOTED_VALUE = re.compile(r"(?<!\w)(['\"])[^'\"]+\1(?!\w)")  # 'OSLO' or "Oslo", not the apostrophe in order's
-
-
-def codes_of(stored: str) -> list[str]:
-    """The codes a coded column holds, read from `describe_values`'s "holds only these values: 'D', 'EL' (e.g.
-    'Wireless Mouse'), ..." ([] for any other column)."""
-    _, found, listed = stored.partition(ONLY_VALUES)
-    return [c.replace("''", "'") for c in _QUOTED.findall(_EXAMPLE.sub("", listed))] if found else []
 
 
 def explains_codes(fact: str, codes: list[str]) -> bool:
@@ -164,8 +177,6 @@ def explains_codes(fact: str, codes: list[str]) -> bool:
 
 
 CRYPTIC_CHARS = 3
-_QUOTED = re.compile(r"'((?:[^']|'')*)'")
-_EXAMPLE = re.compile(r"\s*\(e\.g\. '(?:[^']|'')*'\)")
 _GENERIC = r"(?:each|one|some|any|specific|different|unique|certain|particular|value|values|code|codes)\b"
 # after a code: "for", "stands for", "means", "=", ":" and then a word that is not generic ("'D' for delivered")
 _MEANING_AFTER = (r"\s*\)?,?\s*(?:for|stands?\s+for|means?|represents?|denotes?|indicates?|is|=|:|->|→)\s+"
@@ -221,76 +232,4 @@ def _fact_key(text: str) -> str:
     return normalize(re.sub(r"[`\"]", "'", text)).lower()
 
 
-def normalize(instructions: str) -> str:
-    """Instructions with whitespace runs collapsed: two edits that differ only in spacing are the same edit."""
-    return " ".join(instructions.split())
 
-
-def parse_edit(raw: str, prefilled: bool, max_chars: int, request: str = "", current: str = "",
-               hit_limit: bool = False) -> tuple[str | None, str | None]:
-    """(new instructions, None), or (None, why not). The block closed by the reply's last `</prompt>` wins;
-    a prefilled reply (it began with `<prompt>`) may end without its closing tag when the model stopped by
-    itself, not when it ran into the token limit. Instructions that copy long stretches of the `request`
-    (the schema, the feedback) are not instructions."""
-    new = extract_tag(raw, "prompt", unclosed=prefilled and not hit_limit)
-    if new is None and hit_limit and extract_tag(raw, "prompt", unclosed=True):
-        return None, "the reply ran into the token limit before </prompt>"
-    if new is None:
-        return None, "no <prompt>…</prompt> block in the evolver's reply"
-    if not new:
-        return None, "the <prompt> block is empty"
-    if max_chars and len(new) > max_chars:
-        return None, f"the new instructions are too long ({len(new)} > {max_chars} characters)"
-    if request and copies(new, request, current):
-        return None, "the reply copies the request (schema or feedback) instead of writing instructions"
-    return new, None
-
-
-COPY_WINDOW = 60  # characters compared at a time
-COPY_SHARE = 0.5  # an edit whose new text is mostly verbatim stretches of the request is copying
-
-
-def copies(new: str, request: str, current: str = "") -> bool:
-    """True when most of what `new` adds to the current instructions is copied verbatim from `request` (the
-    schema, the feedback): an echo, not instructions. Quoting one query as an example is fine."""
-    added = new.replace(current.strip(), "") if current.strip() else new
-    starts = range(0, max(0, len(added) - COPY_WINDOW) + 1, COPY_WINDOW // 2)
-    windows = [added[i:i + COPY_WINDOW] for i in starts if len(added[i:i + COPY_WINDOW].strip()) >= COPY_WINDOW // 2]
-    if len(windows) < 2:
-        return False
-    copied = sum(1 for w in windows if w in request)
-    return copied / len(windows) > COPY_SHARE
-
-
-# -- TextGrad-style baseline ---------------------------------------------------------------------------------
-_CRITIQUE_RE = re.compile(r"<critique>(.*?)</critique>", re.IGNORECASE | re.DOTALL)
-
-
-def build_critique_chat(instructions: str, failure: str) -> Chat:
-    """Ask for a short critique of the instructions from one failure (TextGrad's per-instance feedback)."""
-    user = prompts.CRITIC_USER.format(instructions=instructions.strip(), failure=failure.strip())
-    return [{"role": "system", "content": prompts.CRITIC_SYSTEM}, {"role": "user", "content": user}]
-
-
-def parse_critique(text: str) -> str:
-    """The critique in the reply (its last <critique> block, else the whole reply), clipped."""
-    found = _CRITIQUE_RE.findall(text or "")
-    critique = " ".join((found[-1] if found else text or "").split())
-    return critique if len(critique) <= CRITIQUE_CHARS else critique[: CRITIQUE_CHARS - 2] + " …"
-
-
-def aggregate_critiques(critiques: list[tuple[str, str]], n_problems: int) -> str:
-    """The feedback the TextGrad-style edit sees: the batch accuracy and every non-empty critique, numbered."""
-    failed = len(critiques)
-    head = f"Accuracy: {n_problems - failed}/{n_problems} on the feedback batch."
-    kept = [(pid, c) for pid, c in critiques if c]
-    if not kept:
-        return head + "\nNo critiques: keep what works and make the instructions clearer."
-    lines = [f"{i}. [{pid}] {c}" for i, (pid, c) in enumerate(kept, start=1)]
-    return head + f"\nCritiques of the instructions from the {failed} failures:\n" + "\n".join(lines)
-
-
-def build_textgrad_chat(instructions: str, critiques: str) -> Chat:
-    """One edit from the aggregated critiques (TextGrad's optimizer step)."""
-    user = prompts.OPTIMIZER_USER.format(instructions=instructions.strip(), critiques=critiques.strip())
-    return [{"role": "system", "content": prompts.OPTIMIZER_SYSTEM}, {"role": "user", "content": user}]

@@ -1,0 +1,121 @@
+"""The proposer protocol: given a node, how it did on a feedback batch and the run's context, propose new
+instructions. One module per request kind implements it; the search loop asks, gates, scores and records.
+
+A proposer works in three steps, each of which the search (and training, which re-asks what the search
+asked) can call on its own:
+1. `feedback`: what the evolver is shown about the batch (text, recorded as the child's `feedback`); it may
+   itself call the evolver (TextGrad-style critiques) and says what that cost;
+2. `request`: the chats to send (`Request`): one chat for the paper's request, one per mistake for facts;
+   one reply per chat makes one candidate;
+3. `read`: the replies (one per chat, in order) → new instructions, or why there are none.
+`identity` says when two instructions are the same edit (a no-op when one is already in the tree).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from lse_engine.config import EvolveConfig
+from lse_engine.evolve.replies import normalize, parse_edit, reply_text
+from lse_engine.evolve.tree import Node
+from lse_engine.llm.base import LLM, CancelToken, Chat, Sampling, continues_reply
+from lse_engine.tasks.base import Outcome, Problem, Task
+
+ChargeFn = Callable[[int, int], None]  # (evolver calls, tokens) spent outside the attempts
+
+
+@dataclass(frozen=True)
+class Feedback:
+    """What the evolver is shown about a batch, and what making it cost (TextGrad-style critiques)."""
+
+    text: str
+    calls: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+
+@dataclass(frozen=True)
+class Request:
+    """The chats one candidate is made from (one reply each), how they are decoded, and what reading the
+    replies needs (`notes`: one per chat, the proposer's own)."""
+
+    kind: str
+    chats: tuple[Chat, ...]
+    sampling: Sampling
+    greedy_first: bool = False  # the first attempt decodes greedily (later ones sample)
+    notes: tuple[Any, ...] = ()
+    step: str = "evolver writing edit"  # what the progress line says while the evolver works
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """What one set of replies proposes: new instructions, or why there are none (`error`)."""
+
+    instructions: str | None
+    raw: str  # the replies as read (the prefill included), as `lse tree --node` shows them
+    error: str | None = None
+
+
+@dataclass
+class ProposerContext:
+    """What a proposer may use: the task (its agent prompt, what it knows about a failure), the evolver and
+    how it is sampled, the settings, cancellation, and where to charge evolver calls made outside attempts."""
+
+    task: Task
+    evolver: LLM
+    sampling: Sampling  # [evolver.sampling] with the stop string
+    settings: EvolveConfig
+    cancel: CancelToken = field(default_factory=CancelToken)
+    charge: ChargeFn = lambda calls, tokens: None  # noqa: E731
+
+    @property
+    def task_kind(self) -> str:
+        return self.task.kind
+
+    def seed(self, round_: int, attempt: int) -> int:
+        """The evolver's seed for an attempt: a function of (run seed, round, attempt), so a resumed run asks
+        exactly what the interrupted one did."""
+        return (self.settings.seed * 1_000_003 + round_ * 101 + attempt) % 2**31
+
+
+class Proposer(Protocol):
+    """A request kind."""
+
+    kind: str
+
+    def feedback(self, ctx: ProposerContext, node: Node, problems: Sequence[Problem],
+                 outcomes: Sequence[Outcome], round_: int) -> Feedback: ...
+
+    def request(self, ctx: ProposerContext, node: Node, problems: Sequence[Problem],
+                outcomes: Sequence[Outcome], feedback: Feedback) -> Request | None:
+        """The chats to send; None when there is nothing to ask (`nothing_to_ask` says why)."""
+        ...
+
+    def read(self, ctx: ProposerContext, request: Request, texts: Sequence[str], hit_limit: Sequence[bool],
+             current: str) -> Candidate: ...
+
+    def identity(self, instructions: str) -> str: ...
+
+    nothing_to_ask: str
+
+
+class InstructionsProposer:
+    """Shared by the requests whose reply is new instructions in `<prompt>…</prompt>` (reference, compact,
+    TextGrad-style): one chat, parsed by `replies.parse_edit`."""
+
+    kind = "reference"
+    nothing_to_ask = "nothing to ask"
+
+    def identity(self, instructions: str) -> str:
+        return normalize(instructions)
+
+    def read(self, ctx: ProposerContext, request: Request, texts: Sequence[str], hit_limit: Sequence[bool],
+             current: str) -> Candidate:
+        chat = request.chats[0]
+        raw = reply_text(chat, texts[0], hit_limit=hit_limit[0])
+        asked = "\n".join(m["content"] for m in chat if m["role"] != "assistant")
+        new, error = parse_edit(raw, continues_reply(chat), ctx.settings.max_prompt_chars, request=asked,
+                                current=current, hit_limit=hit_limit[0])
+        return Candidate(new, raw, error)
