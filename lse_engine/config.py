@@ -29,6 +29,7 @@ from lse_engine.kinds import (
     RULES,
     TASK_MODEL_MODES,
     TRAIN_METHODS,
+    WINNER_TESTS,
 )
 
 if sys.version_info >= (3, 11):
@@ -97,6 +98,14 @@ class EvolveConfig:
     # facts: one question per mistake ("what fact does the right answer know?"), the facts appended as bullets
     request: str = "reference"
     heldout_size: int = 0  # > 0: also score parent and child on a held-out train batch (a cheap reward signal)
+    # the winner must beat the seed on the same dev problems beyond noise: "sign" (McNemar's exact test, one-sided,
+    # Bonferroni over the edits scored) at `winner_alpha`; "none": the best dev score wins (the paper's report)
+    winner_test: str = "sign"
+    winner_alpha: float = 0.05
+    # racing: a child behind its parent beyond noise part-way through dev (sign test at `race_alpha`) stops being
+    # scored and is not expanded (the `chain` rule always scores its edits whole)
+    race: bool = True
+    race_alpha: float = 0.05
 
 
 @dataclass
@@ -242,7 +251,8 @@ def _rules() -> dict[str, Callable[[Any], str | None]]:
         "evolve.max_tokens": _at_least(0), "evolve.max_wall_s": _at_least(0), "evolve.evolver_retries": _at_least(0),
         "evolve.candidates": _at_least(1), "evolve.max_prompt_chars": _at_least(1),
         "evolve.feedback_chars": _at_least(0), "evolve.heldout_size": _at_least(0),
-        "evolve.request": _one_of(*REQUESTS),
+        "evolve.request": _one_of(*REQUESTS), "evolve.winner_test": _one_of(*WINNER_TESTS),
+        "evolve.winner_alpha": _fraction(), "evolve.race_alpha": _fraction(),
         "sql.timeout_s": _above(0), "sql.gold_timeout_s": _above(0), "sql.row_cap": _at_least(1),
         "sql.example_values": _at_least(0),
         "train.name": train_name, "train.method": _one_of(*TRAIN_METHODS),

@@ -24,6 +24,8 @@ class RunSummary(TypedDict, total=False):
     noop_replies: int  # replies whose instructions were already in the tree
     invalid_replies: int  # replies without usable instructions
     false_replies: int  # replies whose instructions state something the database contradicts
+    raced: int  # children stopped part-way through dev (behind their parent beyond noise)
+    dev_skipped: int  # dev problems racing did not score
     root_test: float | None
     winner_test: float | None
     test_gain_interval: list[float] | None  # 95 % interval of winner − root on test (paired), in points

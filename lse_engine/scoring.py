@@ -17,9 +17,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from lse_engine.errors import Cancelled
-from lse_engine.llm.base import LLM, CancelToken, Sampling
+from lse_engine.llm.base import LLM, CancelToken, Chat, Completion, Sampling, continues_reply
 from lse_engine.store import Store
-from lse_engine.tasks.base import Outcome, Problem, Task
+from lse_engine.tasks.base import ANSWER_OPEN, Outcome, Problem, Task
 
 ProgressFn = Callable[[int, int, float | None], None]  # (generated, to generate, seconds left or None)
 
@@ -34,8 +34,10 @@ class Usage:
 
 # Part of every outcome's cache key: raise it when the rules that turn a reply into a verdict change (how the answer
 # is extracted, how results are compared), so no outcome cached under the old rules is reused. 2: an answer block
-# cut inside its closing tag (`...</answer`) no longer keeps the tag's start.
-SCORING_RULES = 2
+# cut inside its closing tag (`...</answer`) no longer keeps the tag's start. 3: a reply begun inside the answer
+# keeps its beginning; a reply with no answer gets one continuation asking for it.
+SCORING_RULES = 3
+ANSWER_TOKENS = 256  # the continuation that asks a reply without an answer for one (an SQL query, a letter)
 
 
 class Scorer:
@@ -105,7 +107,7 @@ class Scorer:
                 raise Cancelled("cancelled")
             chunk = todo[i : i + self.chunk_size]
             chats = [self.task.render(instructions, p) for _, p in chunk]
-            completions = self.llm.generate(chats, self._sampling_for(chunk[0][0]))
+            completions = self._replies(chats, self._sampling_for(chunk[0][0]))
             outcomes = self.task.score([p for _, p in chunk], [c.text for c in completions])
             tokens = 0
             for out, comp in zip(outcomes, completions):
@@ -126,11 +128,40 @@ class Scorer:
                 self.on_progress(done, len(todo), rate * (len(todo) - done))
         return keys, [found[k] for k in keys]
 
+    def _replies(self, chats: list[Chat], sampling: Sampling) -> list[Completion]:
+        """The task model's whole replies: a reply begun inside the answer block (`with_answer_start`) keeps its
+        beginning; a reply that reasoned and ended with no answer at all gets one continuation begun at
+        `<answer>`, at most `ANSWER_TOKENS` long (its tokens are counted), so no instructions can leave a reply
+        without an answer."""
+        completions = self.llm.generate(chats, sampling)
+        replies = [Completion(_whole(chat, c.text), c.prompt_tokens, c.completion_tokens, c.finish_reason)
+                   for chat, c in zip(chats, completions, strict=True)]
+        missing = [i for i, (chat, r) in enumerate(zip(chats, replies, strict=True))
+                   if not continues_reply(chat) and not self.task.has_answer(r.text)]
+        if missing:
+            asked = [[*chats[i], {"role": "assistant", "content": replies[i].text.rstrip() + "\n\n" + ANSWER_OPEN}]
+                     for i in missing]
+            more = self.llm.generate(asked, dataclasses.replace(sampling, max_tokens=ANSWER_TOKENS))
+            for i, chat, c in zip(missing, asked, more, strict=True):
+                r = replies[i]
+                replies[i] = Completion(_whole(chat, c.text), r.prompt_tokens, r.completion_tokens + c.completion_tokens,
+                                        c.finish_reason)
+        return replies
+
     def _sampling_for(self, first_key: str) -> Sampling:
         """Sampled decoding gets a seed derived from the chunk's first outcome key: the same call draws the same."""
         if self.sampling.temperature <= 0 or self.sampling.seed is not None:
             return self.sampling
         return dataclasses.replace(self.sampling, seed=int(first_key[:12], 16))
+
+
+def _whole(chat: Chat, completion: str) -> str:
+    """The reply as the task scores it: a prefill (the answer block's start) and its continuation. An endpoint that
+    answers a new turn instead of continuing (some OpenAI-compatible servers) may repeat the prefill: kept once."""
+    if not continues_reply(chat):
+        return completion
+    start = chat[-1]["content"]
+    return completion if completion.lstrip().lower().startswith(start.strip().lower()) else start + completion
 
 
 def accuracy(outcomes: Sequence[Outcome]) -> float:

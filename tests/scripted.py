@@ -62,5 +62,6 @@ def current_of(evolver_chat: Chat) -> str:
 
 
 def question_of(chat: Chat) -> str:
-    m = re.search(r"^Question:\n(.*)$", chat[-1]["content"], re.MULTILINE)
+    """The question of a task chat (from its user message: the chat may end with the reply begun)."""
+    m = re.search(r"^Question:\n(.*)$", user_message(chat), re.MULTILINE)
     return m.group(1) if m else ""

@@ -42,10 +42,11 @@ def test_sql_template_is_fixed_around_the_instructions(skill_workspace: Path) ->
     ws.close()
     # `[task] show_work = false`: the closing line asks for the query alone; the system message and format stay
     answer_only = Workspace(skill_workspace, overrides={"task": {"show_work": False}})
-    system2, user2 = (m["content"] for m in answer_only.task.render("Be brief.", problem))
+    system2, user2, reply = (m["content"] for m in answer_only.task.render("Be brief.", problem))
     assert system2 == Workspace(skill_workspace).task.render("Be brief.", problem)[0]["content"]
     assert user2 == ("Question:\nHow many?\nEvidence: n is a number\n\n**Instructions**\nBe brief.\n\n"
                      "Follow the instructions. Return only the final SQL query in tags: <answer> ... </answer>")
+    assert reply == "<answer>"  # the reply begins inside the answer: no instructions can talk the model out of it
     answer_only.close()
     with pytest.raises(FileFormatError, match=r"show_work must be a boolean"):
         Workspace(skill_workspace, overrides={"task": {"show_work": "no"}})
@@ -57,9 +58,10 @@ def test_multiple_choice_template_and_exact_letters() -> None:
     assert system.endswith("**Instructions**\nThink twice.")
     assert user == ("Question:\nWhich?\n\nChoices:\nA. x\nB. y\n\nFollow the instructions and show your work. "
                     "When you are ready, return the answer letter in tags: <answer> ... </answer>")
-    user2 = MultipleChoiceTask(show_work=False).render("", Problem("m", "Which?", "B", options=["x", "y"]))[1]
+    _, user2, reply = MultipleChoiceTask(show_work=False).render("", Problem("m", "Which?", "B", options=["x", "y"]))
     assert user2["content"].endswith("\n\nFollow the instructions. Return only the answer letter in tags: "
                                      "<answer> ... </answer>")
+    assert reply == {"role": "assistant", "content": "<answer>"}
     # issue 13, A3: a word is not a letter
     assert extract_letter("<answer>Cell membrane</answer>", 4) is None
     assert extract_letter("the answer is a tricky one", 4) is None
@@ -416,12 +418,18 @@ def test_a_fact_about_a_coded_column_must_say_what_a_code_means(tmp_path: Path) 
                            ("It holds values such as 'EL' and 'BK'.", False), ("'EL' is a code.", False)]:
         assert explains_codes(said, codes) is explains, said
     assert explains_codes("Prices are in cents.", [])  # not a coded column: nothing to explain
-    assert explains_codes("Regions are in capitals, like 'NORTH'.", ["NORTH", "SOUTH"])  # words need no meaning
-    # about a column of words a fact quotes none of them (the 0.5B copied 'TOKYO' into questions about Paris)
+    # which values are codes follows from the data: a value no question names ('D') needs a meaning; a value the
+    # questions name ('NORTH' for "north") needs none, and a fact about such a column quotes none of them (the
+    # 0.5B copied 'TOKYO' into questions about Paris)
+    asked = ["How many customers live in Oslo?", "Which orders went to Tokyo or the north?"]
+    regions = ColumnValues("orders.region", "listed", ("'NORTH'", "'SOUTH'"))
+    assert fits_column("Regions are in capitals.", regions, asked)  # 'NORTH' is named: a word, no meaning needed
+    assert not fits_column("Regions are in capitals.", regions, ["How many orders?"])  # named nowhere: codes
     for cities in (ColumnValues("customers.city", "text", ("'OSLO'", "'PARIS'", "'NEW YORK'", "'TOKYO'")),
                    ColumnValues("customers.city", "listed", ("'OSLO'", "'TOKYO'"))):
-        assert not fits_column("The column city stores each customer's city, with 'TOKYO' representing Tokyo.", cities)
-        assert fits_column("The column city stores each customer's city in capital letters.", cities)
+        assert not fits_column("The column city stores each customer's city, with 'TOKYO' representing Tokyo.",
+                               cities, asked)
+        assert fits_column("The column city stores each customer's city in capital letters.", cities, asked)
     statuses = ColumnValues("orders.status_code", "listed", ("'D'", "'C'"))
     assert fits_column("The column status_code stores the order's state: 'D' for delivered.", statuses)
     assert not fits_column("The column status_code stores the order's state.", statuses)

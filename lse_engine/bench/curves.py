@@ -38,7 +38,8 @@ def run_curve(store: Store, run_id: str) -> Curve:
             seen |= new
         if child is not None and r > 0:
             calls += nodes[child]["attempts"] or 0
-        dev = nodes[child]["dev_score"] if child is not None and child in dev_of else None
+        scored = child is not None and child in dev_of and nodes[child].get("status") == "ok"  # raced: partial
+        dev = nodes[child]["dev_score"] if scored and child is not None else None
         if dev is not None:
             best = dev if best is None else max(best, dev)
         if best is not None:

@@ -13,6 +13,7 @@ import dataclasses
 import hashlib
 import json
 import re
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,12 +31,13 @@ from lse_engine.bench.suites import (
 )
 from lse_engine.config import Config, ModelConfig
 from lse_engine.errors import LSEError
-from lse_engine.evolve.recorder import load_tree
+from lse_engine.evolve.recorder import load_tree, per_problem
+from lse_engine.evolve.significance import paired_interval
 from lse_engine.evolve.tree import RULES, Tree
 from lse_engine.llm.base import CancelToken
 from lse_engine.llm.pool import LLMFactory, ModelPool, model_identity
 from lse_engine.progress import ProgressEvent
-from lse_engine.runner import RunPlan, mean_score, resume_run, run_search, score_tests, start_run
+from lse_engine.runner import RunPlan, resume_run, run_search, score_tests, start_run
 from lse_engine.store import Store
 from lse_engine.tasks.base import Problem
 
@@ -78,6 +80,13 @@ class RunResult:
     test_n: int
     curve: Curve = field(default_factory=list)
     resumed: bool = False
+    best_dev: float | None = None  # the best dev score any node reached (the paper's report), winner or not
+    # winner − root on test, per problem: the mean and its 95 % paired bootstrap interval (None when not scored)
+    test_gain: tuple[float, float, float] | None = None
+    winner_reason: str = ""
+    raced: int = 0  # children stopped part-way through dev
+    dev_skipped: int = 0  # dev problems racing did not score
+    wall_s: float = 0.0  # wall time of this process's work on the run (0 when it was read back finished)
 
 
 @dataclass
@@ -88,6 +97,7 @@ class SuiteResult:
     root_dev: float | None = None
     root_test: float | None = None
     runs: list[RunResult] = field(default_factory=list)
+    root_test_correct: list[float] = field(default_factory=list)  # per test problem (pairs with each winner)
 
 
 @dataclass
@@ -175,12 +185,16 @@ def bench_run_id(runs: SuiteRuns, instructions: str, label: str, evolver: ModelC
     return f"bench-{_slug(suite_name(runs.suite.path))}-{_slug(label)}-{rule}-s{seed}-{digest}"
 
 
-def _test_score(runs: SuiteRuns, instructions: str, test: Sequence[Problem]) -> float | None:
-    """Accuracy on the test split (the mean over samples when there are several)."""
+def _test_correct(runs: SuiteRuns, instructions: str, test: Sequence[Problem]) -> list[float]:
+    """Per test problem, the share of its samples answered right ([] without a test split)."""
     if not test:
-        return None
+        return []
     scored = score_tests(runs.scorer(), [("prompt", instructions)], test, "")
-    return mean_score(scored[0]) if scored else None
+    return list(per_problem(scored[0], len(test))) if scored else []
+
+
+def mean_of(values: Sequence[float]) -> float | None:
+    return sum(values) / len(values) if values else None
 
 
 class Bench:
@@ -242,7 +256,8 @@ class Bench:
             if not parts["train"] or not parts["dev"]:
                 result.skipped[name] = f"too few problems to split ({len(runs.suite.problems)})"
                 return
-            sr.root_test = _test_score(runs, instructions, parts["test"])
+            sr.root_test_correct = _test_correct(runs, instructions, parts["test"])
+            sr.root_test = mean_of(sr.root_test_correct)
             result.suites.append(sr)
             for label, evolver_cfg in self.variants:
                 for rule in self.spec.rules:
@@ -250,7 +265,8 @@ class Bench:
                         if self.cancel.cancelled:
                             return
                         rid = bench_run_id(runs, instructions, label, evolver_cfg, rule, seed)
-                        run = self._run(runs, instructions, rid, name, label, evolver_cfg, rule, seed, parts["test"])
+                        run = self._run(runs, instructions, rid, name, label, evolver_cfg, rule, seed, parts["test"],
+                                        sr.root_test_correct)
                         sr.runs.append(run)
                         sr.root_dev = run.root_dev if sr.root_dev is None else sr.root_dev
         except LSEError as exc:
@@ -259,8 +275,9 @@ class Bench:
             runs.close()
 
     def _run(self, runs: SuiteRuns, instructions: str, rid: str, name: str, label: str, evolver: ModelConfig,
-             rule: str, seed: int, test: Sequence[Problem]) -> RunResult:
+             rule: str, seed: int, test: Sequence[Problem], root_test: list[float]) -> RunResult:
         store = runs.store
+        started = time.monotonic()
         budget = runs.config.evolve.max_model_calls
         title = f"{name} · {label} · {rule} · seed {seed}"
         self.progress.run(title, budget)
@@ -288,12 +305,19 @@ class Bench:
             tree, status = res.tree, res.status
         winner = tree.winner()
         calls = sum(store.model_calls(rid))
-        winner_test = _test_score(runs, winner.instructions, test) if status != "cancelled" else None
+        winner_correct = _test_correct(runs, winner.instructions, test) if status != "cancelled" else []
+        row = store.get_run(rid)
+        summary = (row["result"] if row else None) or {}
         run = RunResult(
             suite=name, evolver=label, rule=rule, seed=seed, run_id=rid, status=status, rounds=len(tree.selections),
             calls=calls, root_dev=tree.root.dev_score if 0 in tree.nodes else None, winner=winner.id,
-            winner_dev=winner.dev_score, winner_test=winner_test, test_n=len(test),
+            winner_dev=winner.dev_score, winner_test=mean_of(winner_correct), test_n=len(test),
             curve=run_curve(store, rid), resumed=existing is not None and existing["status"] != "done",
+            best_dev=tree.best().dev_score,
+            test_gain=paired_interval(winner_correct, root_test) if winner_correct and root_test else None,
+            winner_reason=str(summary.get("winner_reason") or ""), raced=int(summary.get("raced") or 0),
+            dev_skipped=int(summary.get("dev_skipped") or 0),
+            wall_s=0.0 if existing is not None and existing["status"] == "done" else time.monotonic() - started,
         )
         test_txt = "—" if run.winner_test is None else f"{run.winner_test:.1%}"
         self.progress.finish_run(title, f"{status}: winner #{winner.id}, dev {winner.dev_score or 0:.1%}, "

@@ -85,7 +85,7 @@ def paired(a: Cell, b: Cell) -> tuple[float, float | None, int] | None:
 
 
 def _value(run: RunResult, metric: str) -> float | None:
-    return run.winner_test if metric == "test" else run.winner_dev
+    return run.winner_test if metric == "test" else run.best_dev
 
 
 def _overall(runs: Sequence[RunResult], databases: int, metric: str) -> dict[int, float]:

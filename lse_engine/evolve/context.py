@@ -57,4 +57,5 @@ class SearchContext:
     def proposer_context(self) -> ProposerContext:
         return ProposerContext(task=self.task, evolver=self.evolver, sampling=self.evolver_sampling,
                                settings=self.settings, cancel=self.cancel,
-                               charge=lambda calls, tokens: self.recorder.charge(evolver_calls=calls, tokens=tokens))
+                               charge=lambda calls, tokens: self.recorder.charge(evolver_calls=calls, tokens=tokens),
+                               questions=[p.question for p in self.train])

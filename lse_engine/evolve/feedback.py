@@ -1,7 +1,10 @@
 """The evaluation summary the evolver reads, in the reference's form (lse/agents/bird_agent.py
 `build_evolve_prompt`): every problem of the batch, right and wrong, with the question (and evidence or
 choices), the model's answer, the ground truth, whether it was correct, the error, and the model's full
-response. For SQL we also show the executed result and the expected one, which the reference leaves out.
+response. For SQL we also show the executed result and the expected one, which the reference leaves out, and
+for every wrong answer what the task computes from its data and the gold answer (`Task.findings`: where a
+misplaced column really is and how to join to it, a column's values, the shape of the right result), a line
+every request kind shows.
 
 With k samples per problem, a problem's accuracy is the mean over its samples and the first sample's
 response is shown. `max_chars` (0 = no limit, the paper's behaviour) bounds the summary: full responses are
@@ -12,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from lse_engine.tasks.base import Outcome, Problem
+from lse_engine.tasks.base import Finding, Outcome, Problem, Task
 
 SEPARATOR = "\n" + "=" * 50 + "\n"
 ERROR_CHARS = 500  # the reference clips error messages at 500 characters
@@ -23,8 +26,23 @@ def _clip(text: str | None, limit: int) -> str:
     return text if limit <= 0 or len(text) <= limit else text[: max(0, limit - 15)] + " …[truncated]"
 
 
+Findings = dict[str, list[Finding]]  # problem id → what the data show about its (first) wrong answer
+SHOWS = "What the database and the correct query show: "
+
+
+def findings_of(task: Task, problems: Sequence[Problem], outcomes: Sequence[Outcome]) -> Findings:
+    """Each wrong problem's findings (its first sample's), computed by the task from its data."""
+    out: Findings = {}
+    for p, outs in group_samples(problems, outcomes):
+        if not outs[0].correct and outs[0].answer:
+            found = task.findings(p, outs[0])
+            if found:
+                out[p.id] = found
+    return out
+
+
 def problem_entry(index: int, problem: Problem, outcomes: Sequence[Outcome], task_kind: str,
-                  response_chars: int = 0) -> str:
+                  response_chars: int = 0, findings: Sequence[Finding] = ()) -> str:
     """One problem of the summary; `outcomes` are its samples (the first one's response is shown)."""
     first = outcomes[0]
     accuracy = sum(o.correct for o in outcomes) / len(outcomes)
@@ -37,6 +55,8 @@ def problem_entry(index: int, problem: Problem, outcomes: Sequence[Outcome], tas
                  f"Correct: {first.correct}")
     if not first.correct and first.error:
         lines.append(f"Error: {_clip(f'{first.error_kind}: {first.error}', ERROR_CHARS)}")
+    if findings:
+        lines.append(SHOWS + "; ".join(f.text for f in findings))
     if task_kind == "text-to-sql":
         if first.result_preview and not first.correct:
             lines.append(f"Result of the model's query: {first.result_preview}")
@@ -56,12 +76,13 @@ def group_samples(problems: Sequence[Problem], outcomes: Sequence[Outcome]) -> l
 
 
 def summarize(problems: Sequence[Problem], outcomes: Sequence[Outcome], task_kind: str = "text-to-sql",
-              max_chars: int = 0) -> str:
+              max_chars: int = 0, findings: Findings | None = None) -> str:
     """Every problem, in batch order; within `max_chars` when it is set."""
     groups = group_samples(problems, outcomes)
+    found = findings or {}
 
     def render(response_chars: int, keep: list[int]) -> str:
-        parts = [problem_entry(i + 1, p, outs, task_kind, response_chars)
+        parts = [problem_entry(i + 1, p, outs, task_kind, response_chars, found.get(p.id, ()))
                  for i, (p, outs) in enumerate(groups) if i in keep]
         if len(keep) < len(groups):
             parts.append(f"({len(groups) - len(keep)} more problems left out to stay within the feedback budget)")
@@ -86,7 +107,7 @@ def summarize(problems: Sequence[Problem], outcomes: Sequence[Outcome], task_kin
 
 
 def mistakes(problems: Sequence[Problem], outcomes: Sequence[Outcome], task_kind: str = "text-to-sql",
-             limit: int = 8) -> str:
+             limit: int = 8, findings: Findings | None = None) -> str:
     """The compact request's list: each wrong problem as question / the model's answer / the right one."""
     entries: list[str] = []
     for p, outs in group_samples(problems, outcomes):
@@ -101,6 +122,8 @@ def mistakes(problems: Sequence[Problem], outcomes: Sequence[Outcome], task_kind
             lines.append(f"   Correct query: {p.gold}")
             if first.error_kind and first.error_kind != "wrong_result":
                 lines.append(f"   Its query failed: {_clip(first.error, 200)}")
+            if (findings or {}).get(p.id):
+                lines.append("   " + SHOWS + "; ".join(f.text for f in (findings or {})[p.id]))
         else:
             if p.options:
                 lines.append("   Choices: " + "; ".join(f"{chr(65 + i)}. {o}" for i, o in enumerate(p.options)))

@@ -169,3 +169,11 @@ The correct query compares {column} with {values}; the wrong query does not.
 In the database, {stored}.
 Write one fact about how the column {column} stores its data that explains the correct query: what its values mean (for codes: what each code stands for), its unit or its format. Keep it under 40 words."""
 FACT_COLUMN_PREFILL = "Fact: In this database, the column {column}"
+# The same when the query looked a column up in a table that does not have it: the request says which table does
+# and how to join to it (computed from the database), and the reply begins with the column's name.
+FACT_WHERE = """You are reviewing a mistake of a text-to-SQL assistant on one SQLite database.
+Question: {question}
+Wrong query: {answer}
+Correct query: {gold}
+The wrong query looks up {column} in a table that does not have it. The database shows: {shows}.
+Write one fact about which table holds the column {column} and how to join to it. Keep it under 40 words."""

@@ -174,7 +174,7 @@ def per_problem(outcomes: Sequence[Outcome], n_problems: int) -> tuple[float, ..
 def load_tree(store: Store, run_id: str, outcomes: bool = False) -> Tree:
     """A run's tree from the store. A node's per-problem dev results come with its row; with `outcomes`, nodes
     stored without them (runs made before they were) get them from the outcome cache."""
-    tree = Tree()
+    tree = Tree(winner_alpha=winner_alpha_of(store, run_id))
     for row in store.get_nodes(run_id):
         tree.add(Node.from_row(row))
     for sel in store.get_selections(run_id):
@@ -189,3 +189,12 @@ def load_tree(store: Store, run_id: str, outcomes: bool = False) -> Tree:
                 outs = [found[k] for k in b["keys"]]
                 node.dev_correct = per_problem(outs, len(dict.fromkeys(b["problem_ids"])))
     return tree
+
+
+def winner_alpha_of(store: Store, run_id: str) -> float | None:
+    """The level a run's winner had to beat its seed at (None: the best dev won, as in runs made before the
+    paired test, and with `winner_test = "none"`)."""
+    run = store.get_run(run_id)
+    config = run["config"] if run else None
+    evolve = (config or {}).get("evolve") or {}
+    return float(evolve["winner_alpha"]) if evolve.get("winner_test") == "sign" and "winner_alpha" in evolve else None

@@ -28,6 +28,7 @@ from lse_engine.errors import Cancelled, LSEError
 from lse_engine.evolve.context import SearchContext
 from lse_engine.evolve.proposers import Request
 from lse_engine.evolve.recorder import load_tree, per_problem
+from lse_engine.evolve.significance import Verdict, behind
 from lse_engine.evolve.tree import Node, Tree
 from lse_engine.progress import ProgressEvent
 from lse_engine.records import RunSummary
@@ -61,7 +62,7 @@ class SearchResult:
     @property
     def edits(self) -> int:
         """Children with new instructions (scored, or rejected by the gate)."""
-        return sum(1 for n in self.tree.nodes.values() if n.id != 0 and n.status in ("ok", "rejected"))
+        return sum(1 for n in self.tree.nodes.values() if n.id != 0 and n.status in ("ok", "rejected", "raced"))
 
 
 def draw_batches(train: Sequence[Problem], seed: int, round_: int, size: int,
@@ -83,7 +84,7 @@ class Proposal:
     instructions: str | None
     raw: str
     error: str | None
-    verdict: str  # ok | noop | invalid
+    verdict: str  # ok | noop | invalid | false (states what the task's data contradict)
     attempt: int
     prompt_tokens: int
     completion_tokens: int
@@ -107,6 +108,7 @@ class Search:
     # -- the loop --------------------------------------------------------------------------------
     def run(self, root_instructions: str) -> SearchResult:
         tree = self.recorder.load_tree()
+        tree.winner_alpha = self.s.winner_alpha if self.s.winner_test == "sign" else None
         try:
             if 0 not in tree.nodes:
                 tree.add(Node(id=0, parent=None, instructions=root_instructions, round=0))
@@ -172,13 +174,18 @@ class Search:
             self._emit(tree, r, f"round {r}: edit {child.id} does not beat its parent on the batch "
                                 f"({child_fb:.0%} ≤ {parent_fb:.0%}); not scored on dev", child)
             return
-        self._score_dev(child, f"round {r}: scoring edit {child.id} on dev")
-        child.status = "ok"
+        raced = self._score_dev(child, f"round {r}: scoring edit {child.id} on dev", node)
+        child.status = "raced" if raced else "ok"
+        child.error = raced
         self.recorder.node(child)
         best = tree.winner()
         self.recorder.update(winner_dev=best.dev_score, winner=best.id)
+        if raced:
+            self._emit(tree, r, f"round {r}: edit {child.id} stopped after {len(child.dev_correct or ())} of "
+                                f"{len(self.ctx.dev)} dev problems: {raced}", child)
+            return
         self._emit(tree, r, f"round {r}/{s.rounds}: edit {child.id} dev {child.dev_score:.0%} "
-                            f"(parent {node.dev_score or 0:.0%}), best {best.dev_score:.0%}", child)
+                            f"(parent {node.dev_score or 0:.0%}), winner #{best.id} {best.dev_score:.0%}", child)
 
     # -- proposing -------------------------------------------------------------------------------
     def _expand(self, tree: Tree, node: Node, r: int, fb_batch: list[Problem],
@@ -199,7 +206,8 @@ class Search:
         if len(good) > 1:  # several candidates: keep the best on the feedback batch (ties: the first)
             chosen, child_fb = self._best_candidate(good, fb_batch, r)
         last = proposals[-1]
-        status = "pending" if chosen else ("noop" if all(p.verdict == "noop" for p in proposals) else "failed")
+        status = "pending" if chosen else next(
+            (v for v in ("noop", "false") if all(p.verdict == v for p in proposals)), "failed")
         chat = request.chats[0] if request is not None else []
         child = tree.add(Node(
             id=tree.next_id(), parent=node.id, instructions=chosen.instructions or "" if chosen else "", round=r,
@@ -211,7 +219,9 @@ class Search:
         ))
         self.recorder.node(child)
         if chosen is None:
-            what = "repeated instructions already in the tree" if status == "noop" else f"no usable prompt ({last.error})"
+            what = {"noop": "repeated instructions already in the tree",
+                    "false": f"instructions the database contradicts ({last.error})"}.get(
+                        status, f"no usable prompt ({last.error})")
             self._emit(tree, r, f"round {r}: the evolver gave {what} in {len(proposals)} attempts", child)
             return None, None
         if child_fb is not None:
@@ -245,6 +255,10 @@ class Search:
             verdict = "invalid" if new is None else "ok"
             if new is not None and proposer.identity(new) in seen:
                 verdict, error = "noop", noop_error
+            elif new is not None:
+                false = self.ctx.task.contradictions(added_text(new, node.instructions))
+                if false:
+                    verdict, error = "false", "states what the database contradicts: " + "; ".join(false)
             if new is not None:
                 seen.add(proposer.identity(new))
             proposals.append(Proposal(new if verdict == "ok" else None, candidate.raw, error, verdict, attempt,
@@ -279,9 +293,47 @@ class Search:
         ids = [p.id for p in problems for _ in range(len(keys) // max(1, len(problems)))]
         return self.recorder.batch(node.id, split, round_, ids, keys, outs), outs
 
-    def _score_dev(self, node: Node, step: str) -> None:
-        node.dev_score, outs = self._score(node, self.ctx.dev, "dev", 0, step)
-        node.dev_correct = per_problem(outs, len(self.ctx.dev))
+    def _score_dev(self, node: Node, step: str, parent: Node | None = None) -> str | None:
+        """Score a node on dev (its per-problem results and share of replies without an answer included). A child
+        is raced against its `parent` chunk by chunk (`significance.behind`); returns why it stopped early, or None
+        when it was scored on every dev problem."""
+        dev = list(self.ctx.dev)
+        racing = parent is not None and self._races() and parent.dev_correct is not None
+        chunk = RACE_CHUNK if racing else len(dev)
+        done: list[Problem] = []
+        keys: list[str] = []
+        outs: list[Outcome] = []
+        why = None
+        for start in range(0, len(dev), chunk):
+            part = dev[start:start + chunk]
+            keys_part, outs_part = self._scored(node, part, step, len(done), len(dev))
+            done += part
+            keys += keys_part
+            outs += outs_part
+            node.dev_correct = per_problem(outs, len(done))
+            if racing and parent is not None and len(done) < len(dev):
+                why = behind(node.dev_correct, parent.dev_correct or (), len(dev) - len(done), self.s.race_alpha)
+                if why:
+                    break
+        ids = [p.id for p in done for _ in range(len(keys) // max(1, len(done)))]
+        node.dev_score = self.recorder.batch(node.id, "dev", 0, ids, keys, outs)
+        node.no_answer = sum(o.error_kind == "no_answer" for o in outs) / max(1, len(outs))
+        return why
+
+    def _races(self) -> bool:
+        """Racing applies to every rule but `chain` (the baseline follows each edit whatever it scores)."""
+        return self.s.race and self.s.rule != "chain"
+
+    def _scored(self, node: Node, problems: Sequence[Problem], step: str, offset: int,
+                total: int) -> tuple[list[str], list[Outcome]]:
+        """Outcomes of `problems` (a chunk of a longer step: progress counts from `offset` of `total`)."""
+        scorer = self.ctx.scorer
+        per = scorer.samples
+        scorer.on_progress = lambda done, todo, eta: self._emit_step(step, offset * per + done, total * per, eta)
+        try:
+            return scorer.score(node.instructions, problems)
+        finally:
+            scorer.on_progress = None
 
     def _emit_step(self, step: str, done: int, total: int, eta: float | None) -> None:
         self.ctx.progress(ProgressEvent(
@@ -315,7 +367,7 @@ class Search:
             raise Cancelled("cancelled")
 
     def _finish(self, tree: Tree, status: str, message: str) -> SearchResult:
-        winner = tree.winner()
+        winner, verdict = tree.decide()
         root_dev = tree.nodes[0].dev_score if 0 in tree.nodes else None
         attempts = self.recorder.attempts()
         result = SearchResult(self.run_id, status, tree, winner, root_dev, message, replies=len(attempts),
@@ -325,10 +377,37 @@ class Search:
             "winner": winner.id, "winner_dev": winner.dev_score, "root_dev": root_dev,
             "winner_instructions": winner.instructions, "nodes": len(tree.nodes), "rounds_done": result.rounds_done,
             "edits": result.edits, "replies": result.replies, "noop_replies": result.noop_replies,
-            "invalid_replies": result.invalid_replies}
+            "invalid_replies": result.invalid_replies,
+            "false_replies": sum(a.get("verdict") == "false" for a in attempts), "winner_reason": winner_reason(tree, winner, verdict),
+            "winner_p": verdict.p if verdict else None,
+            "raced": sum(n.status == "raced" for n in tree.nodes.values()),
+            "dev_skipped": sum(len(self.ctx.dev) - len(n.dev_correct or ()) for n in tree.nodes.values()
+                               if n.status == "raced")}
         run_status = "cancelled" if status == "cancelled" else "done"
         self.recorder.update(status=run_status, winner=winner.id, winner_dev=winner.dev_score, root_dev=root_dev,
                              result=dict(summary), message=message)
         self._emit(tree, len(tree.selections),
                    message or f"done: dev {root_dev or 0:.0%} → {winner.dev_score or 0:.0%}", done=True)
         return result
+
+
+RACE_CHUNK = 8  # dev problems scored between two looks at a raced child (one model batch)
+
+
+def added_text(new: str, current: str) -> str:
+    """The lines of `new` that are not lines of `current` (what an edit states that its parent did not)."""
+    have = {" ".join(line.split()) for line in current.splitlines()}
+    return "\n".join(line for line in new.splitlines() if " ".join(line.split()) not in have)
+
+
+def winner_reason(tree: Tree, winner: Node, verdict: Verdict | None) -> str:
+    """Why the run's answer is what it is, in one sentence."""
+    best = tree.best()
+    if best.id == 0:
+        return "no edit scored above the seed on dev"
+    if verdict is None:
+        return (f"#{winner.id} has the best dev score" if tree.winner_alpha is None
+                else f"#{best.id} was not scored on the seed's dev problems")
+    if winner.id == 0:
+        return f"#{best.id} (best on dev) does not beat the seed beyond noise: {verdict.words()}"
+    return f"#{winner.id} beats the seed beyond noise: {verdict.words()}"

@@ -26,6 +26,7 @@ import random
 from dataclasses import dataclass, field
 from typing import Any
 
+from lse_engine.evolve.significance import Verdict, compare
 from lse_engine.kinds import RULES
 from lse_engine.records import NodeRow
 
@@ -38,8 +39,8 @@ class Node:
     parent: int | None
     instructions: str
     round: int = 0
-    # pending | ok | rejected (gate) | raced (stopped part-way through dev: behind its parent beyond noise) |
-    # failed (no usable reply) | noop (no new instructions)
+    # pending | ok | rejected (the acceptance gate) | raced (stopped part-way through dev: behind its parent beyond
+    # noise) | failed (no usable reply) | noop (no new instructions) | false (states what the data contradict)
     status: str = "pending"
     dev_score: float | None = None
     train_score: float | None = None
@@ -105,6 +106,8 @@ class Node:
 class Tree:
     nodes: dict[int, Node] = field(default_factory=dict)
     selections: list[int] = field(default_factory=list)  # node id expanded in round 1, 2, ...
+    # the level at which the best node must beat the root to be the winner (`decide`); None: the best dev wins
+    winner_alpha: float | None = None
 
     def add(self, node: Node) -> Node:
         self.nodes[node.id] = node
@@ -204,12 +207,30 @@ class Tree:
         chosen = self.pareto_rng(seed).choices(ids, weights=[weights[i] for i in ids], k=1)[0]
         return self.nodes[chosen]
 
-    def winner(self) -> Node:
-        """Best dev score; ties go to shorter instructions, then the older node."""
+    def best(self) -> Node:
+        """Best dev score; ties go to shorter instructions, then the older node (the root when nothing is scored)."""
         cands = self.candidates()
         if not cands:
             return self.root
         return max(cands, key=lambda n: (n.dev_score or 0.0, -len(n.instructions), -n.id))
+
+    def decide(self) -> tuple[Node, Verdict | None]:
+        """The run's answer and the paired test that made it so. With `winner_alpha` set, the best node replaces
+        the root only when it beats the root on the same dev problems beyond noise (`significance.compare`,
+        Bonferroni over the edits scored on dev); without it, the best dev score wins (the paper's report)."""
+        best = self.best()
+        if self.winner_alpha is None or best.id == 0 or 0 not in self.nodes:
+            return best, None
+        root = self.root
+        if best.dev_correct is None or root.dev_correct is None or len(best.dev_correct) != len(root.dev_correct):
+            return root, None
+        edits = sum(1 for n in self.candidates() if n.id != 0)
+        verdict = compare(best.dev_correct, root.dev_correct, self.winner_alpha, edits)
+        return (best if verdict.beats else root), verdict
+
+    def winner(self) -> Node:
+        """The node the run would apply (`decide`)."""
+        return self.decide()[0]
 
     def children(self, node_id: int) -> list[Node]:
         return [n for n in self.nodes.values() if n.parent == node_id]

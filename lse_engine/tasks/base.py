@@ -48,6 +48,10 @@ class Outcome:
     error: str | None = None
     result_preview: str = ""
     expected_preview: str = ""
+    result_rows: int | None = None  # the shape of the answer's result and of the expected one (SQL)
+    result_cols: int | None = None
+    expected_rows: int | None = None
+    expected_cols: int | None = None
     prompt_tokens: int = 0
     completion_tokens: int = 0
 
@@ -97,15 +101,26 @@ class Finding:
 
     `value`: the gold answer compares `column` with `values` the wrong one does not write (`stored`: how that
     column stores its values); `literal`: where the answers differ, the wrong one writes `wrote` and the gold one
-    `should` (a value, not style). `text` is one sentence for the evolver."""
+    `should` (a value, not style); `column`: a column looked up where it is not (`values` holds the table that
+    has it); `table`: a table that does not exist; `shape`: a result of the wrong shape. `text` is one sentence
+    for the evolver."""
 
-    kind: str  # value | literal
+    kind: str  # value | literal | column | table | shape
     text: str
     column: str = ""
     values: tuple[str, ...] = ()
     stored: ColumnValues | None = None
     wrote: str = ""
     should: str = ""
+
+
+ANSWER_OPEN, ANSWER_CLOSE = "<answer>", "</answer>"  # every task's answer format (the templates ask for it)
+
+
+def with_answer_start(chat: Chat, show_work: bool) -> Chat:
+    """The chat as the task model gets it: asked for the answer alone, its reply begins inside the answer block
+    (a prefill every backend continues), so no instructions can talk it out of the format."""
+    return chat if show_work else [*chat, {"role": "assistant", "content": ANSWER_OPEN}]
 
 
 class Task(Protocol):
@@ -129,8 +144,20 @@ class Task(Protocol):
         """Score completions (one per problem, same order)."""
         ...
 
+    def has_answer(self, reply: str) -> bool:
+        """Whether a reply holds an answer at all (right or wrong)."""
+        ...
+
     def findings(self, problem: Problem, outcome: Outcome) -> list[Finding]:
         """What the environment and the gold answer tell about a wrong outcome ([] when nothing)."""
+        ...
+
+    def names(self) -> set[str]:
+        """The environment's own names (a database's tables and columns), lower-cased."""
+        ...
+
+    def contradictions(self, text: str) -> list[str]:
+        """What `text` states that the environment contradicts ([] when nothing, or nothing checkable)."""
         ...
 
     def close(self) -> None: ...

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 from lse_engine.llm.base import Chat
 from lse_engine.tags import extract_tag
-from lse_engine.tasks.base import Finding, Outcome, Problem
+from lse_engine.tasks.base import Finding, Outcome, Problem, with_answer_start
 
 LETTERS = "ABCDEFGHIJ"
 SEED_INSTRUCTIONS = "Return only the letter of the correct choice (A, B, C, or D) in <answer>...</answer>."
@@ -70,7 +70,8 @@ class MultipleChoiceTask:
     def render(self, instructions: str, problem: Problem) -> Chat:
         user = PROBLEM_MESSAGE.format(question=problem.question, choices=format_choices(problem.options or []),
                                       closing=SHOW_WORK if self.show_work else ANSWER_ONLY)
-        return [{"role": "system", "content": self.agent_prompt(instructions)}, {"role": "user", "content": user}]
+        return with_answer_start([{"role": "system", "content": self.agent_prompt(instructions)},
+                                  {"role": "user", "content": user}], self.show_work)
 
     def score(self, problems: Sequence[Problem], completions: Sequence[str]) -> list[Outcome]:
         outs = []
@@ -88,6 +89,9 @@ class MultipleChoiceTask:
             outs.append(out)
         return outs
 
+    def has_answer(self, reply: str) -> bool:
+        return extract_tag(reply, "answer", unclosed=True) is not None or bool(_FALLBACK.search(reply or ""))
+
     def findings(self, problem: Problem, outcome: Outcome) -> list[Finding]:
         """A wrong letter: the letter written and the right one (the facts request asks what rule leads there)."""
         if outcome.correct or not outcome.answer:
@@ -95,6 +99,12 @@ class MultipleChoiceTask:
         gold = problem.gold.strip().upper()
         return [Finding("literal", f"answered {outcome.answer}, the correct answer is {gold}",
                         wrote=outcome.answer, should=problem.gold)]
+
+    def names(self) -> set[str]:
+        return set()
+
+    def contradictions(self, text: str) -> list[str]:  # noqa: ARG002 - nothing to check a claim against
+        return []
 
     def close(self) -> None:
         pass

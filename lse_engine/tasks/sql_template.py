@@ -12,7 +12,7 @@ model that reasons first invents columns and runs out of tokens (benchmarks/READ
 from __future__ import annotations
 
 from lse_engine.llm.base import Chat
-from lse_engine.tasks.base import Problem
+from lse_engine.tasks.base import Problem, with_answer_start
 
 SEED_INSTRUCTIONS = "Return only a single valid SQLite SQL statement in <answer>...</answer>."
 SCHEMA_HIDDEN = "(the schema is not shown here)"
@@ -58,5 +58,7 @@ def problem_message(problem: Problem, instructions: str, show_work: bool = True)
 
 
 def render(schema: str, instructions: str, problem: Problem, show_work: bool = True) -> Chat:
-    return [{"role": "system", "content": agent_prompt(schema, instructions)},
-            {"role": "user", "content": problem_message(problem, instructions, show_work)}]
+    """The task model's chat; asked for the query alone, its reply begins inside `<answer>` (`with_answer_start`)."""
+    return with_answer_start([{"role": "system", "content": agent_prompt(schema, instructions)},
+                              {"role": "user", "content": problem_message(problem, instructions, show_work)}],
+                             show_work)

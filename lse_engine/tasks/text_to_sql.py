@@ -21,8 +21,9 @@ from sqlglot.tokens import Token, Tokenizer, TokenType
 
 from lse_engine.llm.base import Chat
 from lse_engine.tags import extract_tag
-from lse_engine.tasks import sql_template, sql_values
+from lse_engine.tasks import sql_claims, sql_feedback, sql_template, sql_values
 from lse_engine.tasks.base import ColumnValues, Finding, Outcome, Problem
+from lse_engine.tasks.sql_schema import Schema
 from lse_engine.tasks.sqlite_exec import (
     MAX_SQL_CHARS,
     ExecResult,
@@ -278,27 +279,56 @@ class SQLiteTask:
         """The fixed system prompt around `instructions` (what the evolver is shown as "the current prompt")."""
         return sql_template.agent_prompt(self.schema if show_schema else sql_template.SCHEMA_HIDDEN, instructions)
 
+    def has_answer(self, reply: str) -> bool:
+        return extract_sql(reply) is not None
+
     def findings(self, problem: Problem, outcome: Outcome) -> list[Finding]:
-        """What the database and the gold query tell about a wrong answer: the gold query's comparisons of a
-        column with a value the answer lacks, each with how that column stores its values (`sql_values`;
-        read-only, read once per column); else the first place the queries differ, when it is a value."""
+        """What the database and the gold query tell about a wrong answer, computed (read-only): a column looked up
+        in the wrong table or a table that does not exist (`sql_feedback.misplaced`); the gold query's comparisons
+        of a column with a value the answer lacks, each with how that column stores its values (`sql_values`);
+        else the first place the queries differ, when it is a value; and a result of the wrong shape."""
         if outcome.correct or not outcome.answer:
             return []
+        try:
+            return self._findings(problem, outcome)
+        except Exception as exc:  # a gold query or schema the parser cannot read: feedback without findings
+            logging.getLogger(__name__).debug("no findings for %s: %s", problem.id, exc)
+            return []
+
+    def _findings(self, problem: Problem, outcome: Outcome) -> list[Finding]:
+        assert outcome.answer is not None
         found = []
+        placed = sql_feedback.misplaced(self.schema_map, outcome, problem.gold)
+        if placed is not None:
+            found.append(placed)
+        values = []
         for missed in sql_values.missed_values(outcome.answer, problem.gold):
             stored = self._column_values(missed.table, missed.column)
             if stored is not None:
                 text = (f"the correct query compares {missed.column} with {' and '.join(missed.values)}; "
                         f"{stored.describe()}")
-                found.append(Finding("value", text, column=missed.column, values=missed.values, stored=stored))
-        if found:
-            return found
-        edits = sql_values.query_edits(outcome.answer, problem.gold)
+                values.append(Finding("value", text, column=missed.column, values=missed.values, stored=stored))
+        found += values
+        edits = sql_values.query_edits(outcome.answer, problem.gold) if not values else []
         if edits and sql_values.has_literal(edits[0][1]):  # a value the model got wrong: knowledge about the data
             wrote, should = edits[0]
-            return [Finding("literal", f"the correct query writes {should or 'nothing'} where the wrong one wrote "
-                                       f"{wrote or 'nothing'}", wrote=wrote, should=should)]
-        return []
+            found.append(Finding("literal", f"the correct query writes {should or 'nothing'} where the wrong one "
+                                            f"wrote {wrote or 'nothing'}", wrote=wrote, should=should))
+        shape = sql_feedback.result_shape(outcome, problem.gold)
+        return found + ([shape] if shape is not None else [])
+
+    @functools.cached_property
+    def schema_map(self) -> Schema:
+        """The database's tables, columns and keys (read once)."""
+        return Schema.read(self.db)
+
+    def names(self) -> set[str]:
+        """Every table and column name of the database, lower-cased."""
+        return self.schema_map.names()
+
+    def contradictions(self, text: str) -> list[str]:
+        """What `text` states that the database contradicts (`sql_claims`)."""
+        return sql_claims.contradictions(self.schema_map, self._column_values, text)
 
     def _column_values(self, table: str | None, column: str) -> ColumnValues | None:
         where = (table, column)
@@ -341,6 +371,9 @@ class SQLiteTask:
         if gold.rows is None:
             out.error_kind, out.error = "runtime", f"gold query failed: {gold.result.error}"
             return out
+        out.result_rows, out.result_cols = len(pred.rows), (len(pred.rows[0]) if pred.rows else None)
+        gold_rows = gold.result.rows or []
+        out.expected_rows, out.expected_cols = len(gold_rows), (len(gold_rows[0]) if gold_rows else None)
         out.correct = results_match(pred.rows, gold.rows)
         if not out.correct:
             out.error_kind, out.error = "wrong_result", "result differs from the expected result"

@@ -69,6 +69,7 @@ class ProposerContext:
     settings: EvolveConfig
     cancel: CancelToken = field(default_factory=CancelToken)
     charge: ChargeFn = lambda calls, tokens: None  # noqa: E731
+    questions: Sequence[str] = ()  # the train questions (which values a question names: `facts.named_in`)
 
     @property
     def task_kind(self) -> str:

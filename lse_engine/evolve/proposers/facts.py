@@ -16,7 +16,7 @@ import re
 from collections.abc import Sequence
 
 from lse_engine.evolve import prompts
-from lse_engine.evolve.feedback import group_samples, mistakes
+from lse_engine.evolve.feedback import findings_of, group_samples, mistakes
 from lse_engine.evolve.proposers.base import Candidate, Feedback, ProposerContext, Request
 from lse_engine.evolve.replies import normalize
 from lse_engine.evolve.tree import Node
@@ -33,7 +33,7 @@ class FactsProposer:
 
     def feedback(self, ctx: ProposerContext, node: Node, problems: Sequence[Problem],
                  outcomes: Sequence[Outcome], round_: int) -> Feedback:
-        return Feedback(mistakes(problems, outcomes, ctx.task_kind))
+        return Feedback(mistakes(problems, outcomes, ctx.task_kind, findings=findings_of(ctx.task, problems, outcomes)))
 
     def request(self, ctx: ProposerContext, node: Node, problems: Sequence[Problem],
                 outcomes: Sequence[Outcome], feedback: Feedback) -> Request | None:
@@ -55,6 +55,13 @@ class FactsProposer:
                                                         " and ".join(pick.values), pick.stored.describe()))
                     notes.append(pick.stored)
                 continue
+            placed = next((f for f in found if f.kind == "column" and f.values), None)
+            if placed is not None:  # a column looked up in the wrong table: ask where it lives and how to join
+                if placed.column.lower() not in asked:
+                    asked.add(placed.column.lower())
+                    chats.append(build_where_fact_chat(question, answer, p.gold, placed.column, placed.text))
+                    notes.append(None)
+                continue
             literal = next((f for f in found if f.kind == "literal"), None)
             if literal is not None:  # a value the model got wrong: knowledge about the data
                 chats.append(build_fact_chat(question, answer, p.gold, literal.wrote, literal.should, ctx.task_kind))
@@ -68,8 +75,9 @@ class FactsProposer:
     def read(self, ctx: ProposerContext, request: Request, texts: Sequence[str], hit_limit: Sequence[bool],
              current: str) -> Candidate:
         written = [fact_text(chat, text) for chat, text in zip(request.chats, texts, strict=True)]
-        facts = [f for f, stored in zip(map(parse_fact, written), request.notes, strict=True)
-                 if f and fits_column(f, stored)]
+        names = ctx.task.names()
+        facts = [f for f, stored in zip((parse_fact(w, names) for w in written), request.notes, strict=True)
+                 if f and fits_column(f, stored, ctx.questions)]
         raw = "\n".join(f"Fact: {t}" for t in written)
         if not facts:
             return Candidate(None, raw, "no usable fact in the replies")
@@ -97,6 +105,14 @@ def build_column_fact_chat(question: str, answer: str, gold: str, column: str, v
             {"role": "assistant", "content": prompts.FACT_COLUMN_PREFILL.format(column=column)}]
 
 
+def build_where_fact_chat(question: str, answer: str, gold: str, column: str, shows: str) -> Chat:
+    """One SQL mistake where the query looked a column up in the wrong table (`request = "facts"`): the request
+    says what the database shows (the table that has it, the join) and the reply begins with the column's name."""
+    user = prompts.FACT_WHERE.format(question=question, answer=answer, gold=gold, column=column, shows=shows)
+    return [{"role": "user", "content": user},
+            {"role": "assistant", "content": prompts.FACT_COLUMN_PREFILL.format(column=column)}]
+
+
 def fact_text(chat: Chat, completion: str) -> str:
     """The fact as written: the prefill's words after `Fact:` or `Rule:`, then the completion."""
     start = chat[-1]["content"] if continues_reply(chat) else ""
@@ -119,25 +135,31 @@ _VALUE = re.compile(r"'[^']+'|\d|\b[A-Z]{2,}\b|\"(?![a-z_]+\")[^\"\s]+\"")
 _SQL_WORDS = re.compile(r"\b(?:SQLite|SQL|SELECT|FROM|WHERE|AND|OR|NOT|IN|IS|NULL|LIKE|BETWEEN|GROUP|BY|ORDER|"
                         r"HAVING|LIMIT|JOIN|ON|AS|DISTINCT|COUNT|SUM|AVG|MIN|MAX|CASE|WHEN|THEN|ELSE|END|UNION|"
                         r"ASC|DESC|CAST|INTEGER|TEXT|REAL)\b")
-_STORAGE = re.compile(r"\b(?:cents?|dollars?|capitals?|upper-?case|lower-?case|integers?)\b", re.IGNORECASE)
+# how a column stores its values: "stored in kilograms", "stores regions in capital letters", "written as integers"
+# (a verb of storage, then in/as and a word; the word must not be one of the database's own names)
+_STORED_AS = re.compile(r"\b(?:stor(?:e|es|ed)|record(?:s|ed)?|measur(?:e|es|ed)|express(?:es|ed)?|writ(?:es|ten)|"
+                        r"kept|keeps|given|encod(?:e|es|ed))\b[^.;]*?\b(?:in|as)\s+(?!(?:the|a|an)\b)([A-Za-z]\w*)",
+                        re.IGNORECASE)
 # a sentence about the one mistake ("the correct query uses price_cents > 20000 to ...") is no fact about the data
 _ABOUT_THE_MISTAKE = re.compile(r"\b(?:correct|wrong) (?:query|answer)\b|\bthe question\b", re.IGNORECASE)
 
 
-def parse_fact(text: str) -> str | None:
-    """The fact in a reply: its first sentence that names a value, without the lead-in the request invites (and
-    with the first sentence before it when that one says which column: "The column status_code stores the status
-    of each order. Its values are 'D' for delivered, ..."); None when unusable.
+def parse_fact(text: str, names: set[str] | frozenset[str] = frozenset()) -> str | None:
+    """The fact in a reply: its first sentence that says something the schema does not, without the lead-in the
+    request invites (and with the first sentence before it when that one says which column: "The column
+    status_code stores the status of each order. Its values are 'D' for delivered, ..."); None when unusable.
 
-    A fact must name a value (a quoted literal, a number, a code in capitals): one that only restates the
-    schema ("customers are stored in a table named customers") tells the task model nothing new."""
+    A sentence says something the schema does not when it names a value (a quoted literal, a number, a code in
+    capitals), relates two of the database's columns (`names`: a formula, a join), or says how values are stored
+    ("stored in kilograms", "stored as M or F") in words that are not the database's names. One that only restates the schema ("customers are stored in a table named customers")
+    tells the task model nothing new."""
     fact = (text or "").strip().split("\n", 1)[0].strip().strip('"').strip()
     for lead in _FACT_LEADS:
         if fact.lower().startswith(lead):
             fact = fact[len(lead):].strip()
     sentences = [s.strip() for s in _SENTENCE_END.split(fact)]
     at = next((i for i, s in enumerate(sentences) if not _ABOUT_THE_MISTAKE.search(s)
-               and (_VALUE.search(_SQL_WORDS.sub("", s)) or _STORAGE.search(s))), None)
+               and _says_more_than_the_schema(s, names)), None)
     fact = "" if at is None else sentences[at]
     if at and sentences[0].lower().startswith("the column ") and not _ABOUT_THE_MISTAKE.search(sentences[0]):
         fact = sentences[0] + " " + fact
@@ -147,36 +169,56 @@ def parse_fact(text: str) -> str | None:
     return fact[0].upper() + fact[1:]
 
 
-def fits_column(fact: str, stored: ColumnValues | None) -> bool:
-    """Whether a fact about a column, given how the column stores its values (`stored`, read from the data;
-    None when unknown), tells a small task model something it can use: about short codes it must say what one
-    means (`explains_codes`); about a column of words (cities, regions) it must quote none of them: its values
-    need no explaining, only their format, and an example gets copied (with "'TOKYO' is represented by 'TOKYO'"
-    in its instructions the 0.5B answered questions about Paris and Berlin with 'TOKYO'; benchmarks/README.md)."""
-    codes = stored.codes() if stored else []
-    if (stored is not None and stored.kind == "text") or (codes and all(len(c) > CRYPTIC_CHARS for c in codes)):
+def _says_more_than_the_schema(sentence: str, names: set[str] | frozenset[str]) -> bool:
+    if _VALUE.search(_SQL_WORDS.sub("", sentence)):
+        return True
+    lowered = sentence.lower()
+    named = {n for n in names if re.search(rf"(?<![\w.]){re.escape(n)}(?!\w)", lowered)}
+    if len(named) >= 2:
+        return True
+    return any(word.lower() not in names for word in _STORED_AS.findall(sentence))
+
+
+def fits_column(fact: str, stored: ColumnValues | None, questions: Sequence[str] = ()) -> bool:
+    """Whether a fact about a column, given how the column stores its values (`stored`, read from the data; None
+    when unknown), tells a small task model something it can use. Which of its values are *codes* follows from
+    the data: a column none of whose values a question of the suite names (`questions`: 'D' for delivered, 'EL'
+    for electronics) holds codes. About a column of codes a fact must say what one of them means
+    (`explains_codes`); about a column whose values the questions name (cities, regions: 'OSLO' for "Oslo") it
+    must quote none of them: they need no explaining,
+    only their format, and an example gets copied (with "'TOKYO' is represented by 'TOKYO'" in its instructions the
+    0.5B answered questions about Paris and Berlin with 'TOKYO'; benchmarks/README.md)."""
+    if stored is None or stored.kind == "numbers":
+        return True
+    if stored.kind == "text":
         return not _QUOTED_VALUE.search(fact)
-    return explains_codes(fact, codes)
+    values = stored.codes()
+    if any(named_in(v, questions) for v in values):  # the questions speak the column's language: words
+        return not _QUOTED_VALUE.search(fact)
+    return explains_codes(fact, values)
+
+
+def named_in(value: str, questions: Sequence[str]) -> bool:
+    """Whether some question names `value` as a word (any case): "Oslo" names 'OSLO'; nothing names 'D'."""
+    pattern = re.compile(rf"(?<!\w){re.escape(value)}(?!\w)", re.IGNORECASE)
+    return any(pattern.search(q) for q in questions)
 
 
 _QUOTED_VALUE = re.compile(r"(?<!\w)(['\"])[^'\"]+\1(?!\w)")  # 'OSLO' or "Oslo", not the apostrophe in order's
 
 
 def explains_codes(fact: str, codes: list[str]) -> bool:
-    """Whether a fact says what at least one of a coded column's `codes` means ("'D' for 'Delivered'", "'N'
-    stands for not a member", "books ('BK')"). The column request asks exactly that; a reply that lists the codes
-    and no meaning ("the values 'EL', 'BK', ... each represent a category") tells the task model nothing new,
-    and a 0.5B task model copies the listed codes into questions they do not fit. Only short codes (three
-    characters or fewer: 'D', 'EL', 'GB') need a meaning; a column of words ('NORTH', 'OSLO') needs none."""
-    cryptic = [code for code in codes if len(code) <= CRYPTIC_CHARS]
-    for code in cryptic:
+    """Whether a fact says what at least one of a column's `codes` means ("'D' for 'Delivered'", "'N' stands for
+    not a member", "books ('BK')"). The column request asks exactly that; a reply that lists the codes and no
+    meaning ("the values 'EL', 'BK', ... each represent a category") tells the task model nothing new, and a 0.5B
+    task model copies the listed codes into questions they do not fit."""
+    for code in codes:
         quoted = rf"['\"`]{re.escape(code)}['\"`]"
         if re.search(quoted + _MEANING_AFTER, fact, re.IGNORECASE) or re.search(_MEANING_BEFORE + quoted, fact):
             return True
-    return not cryptic
+    return not codes
 
 
-CRYPTIC_CHARS = 3
 _GENERIC = r"(?:each|one|some|any|specific|different|unique|certain|particular|value|values|code|codes)\b"
 # after a code: "for", "stands for", "means", "=", ":" and then a word that is not generic ("'D' for delivered")
 _MEANING_AFTER = (r"\s*\)?,?\s*(?:for|stands?\s+for|means?|represents?|denotes?|indicates?|is|=|:|->|→)\s+"

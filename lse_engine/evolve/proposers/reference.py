@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from lse_engine.evolve import prompts
-from lse_engine.evolve.feedback import summarize
+from lse_engine.evolve.feedback import findings_of, summarize
 from lse_engine.evolve.proposers.base import Feedback, InstructionsProposer, ProposerContext, Request
 from lse_engine.evolve.replies import with_prefill
 from lse_engine.evolve.tree import Node
@@ -20,7 +20,8 @@ class ReferenceProposer(InstructionsProposer):
 
     def feedback(self, ctx: ProposerContext, node: Node, problems: Sequence[Problem],
                  outcomes: Sequence[Outcome], round_: int) -> Feedback:
-        return Feedback(summarize(problems, outcomes, ctx.task_kind, max_chars=ctx.settings.feedback_chars))
+        return Feedback(summarize(problems, outcomes, ctx.task_kind, max_chars=ctx.settings.feedback_chars,
+                                  findings=findings_of(ctx.task, problems, outcomes)))
 
     def request(self, ctx: ProposerContext, node: Node, problems: Sequence[Problem],
                 outcomes: Sequence[Outcome], feedback: Feedback) -> Request:

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 
 from lse_engine.errors import Cancelled
 from lse_engine.evolve import prompts
-from lse_engine.evolve.feedback import group_samples, problem_entry
+from lse_engine.evolve.feedback import findings_of, group_samples, problem_entry
 from lse_engine.evolve.proposers.base import Feedback, InstructionsProposer, ProposerContext, Request
 from lse_engine.evolve.replies import with_prefill
 from lse_engine.evolve.tree import Node
@@ -33,7 +33,8 @@ class TextGradProposer(InstructionsProposer):
             return Feedback(aggregate_critiques([], len(groups)))
         if ctx.cancel.cancelled:
             raise Cancelled("cancelled")
-        chats = [build_critique_chat(node.instructions, problem_entry(i, p, outs, ctx.task_kind, 1200))
+        found = findings_of(ctx.task, problems, outcomes)
+        chats = [build_critique_chat(node.instructions, problem_entry(i, p, outs, ctx.task_kind, 1200, found.get(p.id, ())))
                  for i, p, outs in failures]
         sampling = dataclasses.replace(ctx.sampling, seed=ctx.seed(round_, CRITIQUE_ATTEMPT))
         comps = ctx.evolver.generate(chats, sampling)
