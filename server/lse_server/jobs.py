@@ -57,6 +57,7 @@ class Job:
     last_event: ProgressEvent | None = None
     done: asyncio.Event = field(default_factory=asyncio.Event)
     pump: asyncio.Task[None] | None = None  # reads the worker's lines; held here because asyncio keeps tasks weakly
+    cancelling: asyncio.Task[None] | None = None  # the cancel under way (one per job, however often it is asked)
     started: float = field(default_factory=time.monotonic)
 
 
@@ -183,6 +184,12 @@ class JobManager:
         if close_run(job.store, job.run_id, proc.pid, status, message):
             job.closed_by_server = True
             log.info("run %s: recorded as %s for its worker (pid %d)", job.run_id, status, proc.pid)
+
+    def cancel_soon(self, job: Job) -> asyncio.Task[None]:
+        """The job's cancel, started once: every caller gets the same task."""
+        if job.cancelling is None:
+            job.cancelling = asyncio.get_running_loop().create_task(self.cancel(job))
+        return job.cancelling
 
     async def cancel(self, job: Job, grace_s: float = 5.0) -> None:
         """Ask the worker to stop (SIGTERM: it commits and exits); kill it if it does not within `grace_s`.

@@ -62,7 +62,8 @@ from lse_server.protocol import (
 log = logging.getLogger("lse_server.runs")
 LOG_EVERY_S = 2.0  # progress as log lines (clients without $/progress): at most this often, plus every node
 LENS_REFRESH_S = 1.0
-PLAN_BUDGET_S = 1.5  # reading the suite and settings for the start message
+PLAN_BUDGET_S = 1.5
+CANCEL_ANSWER_S = 1.0  # lse.cancel answers once the run ended, or after this long  # reading the suite and settings for the start message
 APPLY, DISCARD, SHOW_DIFF = "Apply", "Discard", "Show diff"
 
 
@@ -151,7 +152,11 @@ async def cancel_run(ls: LseServer, args: CommandArgs) -> CancelResult:
         if not ls.supports_code_lens():
             ls.show(f"LSE: {message}")
         return {"cancelled": False, "runId": None, "message": message}
-    await ls.jobs.cancel(job)
+    try:  # answer at once when the worker stops at once; else soon (eglot waits for the answer, frozen)
+        await asyncio.wait_for(asyncio.shield(ls.jobs.cancel_soon(job)), CANCEL_ANSWER_S)
+    except asyncio.TimeoutError:
+        return {"cancelled": True, "runId": job.run_id,
+                "message": f"cancelling run {job.run_id}: its worker is stopping (a message follows)"}
     return {"cancelled": True, "runId": job.run_id, "message": f"cancelled run {job.run_id}"}
 
 
@@ -462,5 +467,5 @@ def register(ls: LseServer) -> None:
     async def progress_cancel(ls: LseServer, params: types.WorkDoneProgressCancelParams) -> None:
         job = ls.jobs.by_token(str(params.token))
         if job is not None and not job.done.is_set():
-            await ls.jobs.cancel(job)
+            await ls.jobs.cancel_soon(job)
 
