@@ -458,3 +458,22 @@ async def test_hovering_a_test_problem_says_what_scores_it(stub: Any) -> None:
         "_a test problem: Evaluate scores train and dev only; an Evolve scores test once, at its end (the original "
         "prompt and the winner), and reports both in its result message_")
     assert picked.contents.value.split("\n\n")[-1] == "_no outcome yet: run Evaluate on a prompt that uses this suite_"
+
+
+def test_the_cancelled_message_counts_what_the_store_holds() -> None:
+    """Every case of the cancelled message, from the run row and nodes the store returns (the runs above cover the
+    evolve ones end to end)."""
+    from lse_server.messages import cancelled_message
+
+    head = "LSE evaluate of p.prompt.md cancelled (run r1)"
+    assert cancelled_message("evaluate", "p.prompt.md", "r1", None) == f"{head}."  # no store to read
+    assert cancelled_message("evaluate", "p.prompt.md", "r1", {"run": None, "nodes": []}) == (
+        f"{head} before it recorded anything: nothing was kept.")
+    assert cancelled_message("evaluate", "p.prompt.md", "r1", {"run": {"task_calls": 0}, "nodes": [{"dev_score": None}]}) == (
+        f"{head} before it scored anything: nothing was kept.")
+    assert cancelled_message("evaluate", "p.prompt.md", "r1", {"run": {"task_calls": 1}, "nodes": []}) == (
+        f"{head}. Kept in the run store: 1 scored answer; an Evaluate of the same instructions reuses them.")
+    assert cancelled_message("train", "p.prompt.md", "r1", {"run": {"task_calls": 5}, "nodes": []},
+                             recorded_by_server=True) == (
+        "LSE train of p.prompt.md cancelled (run r1); its worker did not stop in time, so the language server "
+        "stopped it and recorded the end.")

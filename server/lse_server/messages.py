@@ -117,7 +117,7 @@ def cancelled_message(kind: str, name: str, run_id: str, store: Mapping[str, Any
     head = f"LSE {kind} of {name} cancelled (run {run_id})"
     how = ("; its worker did not stop in time, so the language server stopped it and recorded the end"
            if recorded_by_server else "")
-    if store is None:
+    if store is None or kind not in ("evaluate", "evolve"):  # a training run's checkpoints are not counted here
         return f"{head}{how}."
     run = store.get("run")
     if not run:
@@ -133,6 +133,6 @@ def cancelled_message(kind: str, name: str, run_id: str, store: Mapping[str, Any
                      f"(best dev {pct(best)})")
     if not parts:
         return f"{head}{how} before it scored anything: nothing was kept."
-    then = {"evaluate": "; an Evaluate of the same instructions reuses them",
-            "evolve": f"; `lse evolve {name} --resume {run_id}` continues it"}.get(kind, "")
+    then = ("; an Evaluate of the same instructions reuses them" if kind == "evaluate"
+            else f"; `lse evolve {name} --resume {run_id}` continues it")
     return f"{head}{how}. Kept in the run store: {' and '.join(parts)}{then}."
