@@ -183,3 +183,6 @@ def test_emacs_eglot_with_the_documented_config_runs_the_whole_loop(tmp_path: Pa
     assert lines_with(out, "TREE")[0].startswith("run ")
     assert lines_with(out, "UNTRUSTED") == [":json-false this workspace is not trusted: LSE reads no run store, runs no "
                                             "SQL and loads no model here"]
+    # M-x lse-trust-folder: the restarted server reads the (empty) run store instead of refusing
+    assert lines_with(out, "RETRUSTED") == ["no runs for nums.prompt.md in this workspace's run store: Evaluate or "
+                                            "Evolve a prompt first"]

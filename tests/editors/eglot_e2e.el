@@ -158,6 +158,19 @@
          (condition-case err
              (progn (lse-code-action "\\`Evaluate prompt\\'") "started")
            (jsonrpc-error (alist-get 'jsonrpc-error-message (cdr err)))))
+
+;; 11. M-x lse-trust-folder there (batch Emacs is `emacs -q': Customize keeps it for the session only): the
+;; restarted server is trusted
+(defvar lse-untrusted-server (eglot-current-server))
+(lse-trust-folder (file-name-directory (getenv "LSE_UNTRUSTED")))
+(lse-wait 60 "reconnected" (lambda () (and (eglot-current-server) (not (eq (eglot-current-server) lse-untrusted-server))
+                                            (jsonrpc-running-p (eglot-current-server)))))
+(lse-out "RETRUSTED %s"
+         (condition-case err
+             (progn (jsonrpc-request (eglot-current-server) :workspace/executeCommand
+                                     `(:command "lse.showTree" :arguments [(:uri ,(eglot--path-to-uri (buffer-file-name)))]))
+                    "a tree")
+           (jsonrpc-error (alist-get 'jsonrpc-error-message (cdr err)))))
 (ignore-errors (eglot-shutdown (eglot-current-server)))
 (ignore-errors (eglot-shutdown lse-server))
 (kill-emacs 0)
