@@ -288,14 +288,14 @@ async def test_an_endless_gold_query_holds_up_no_other_check(stub: Any) -> None:
         found = await wait_for(lambda: {"gold-parse", "gold-empty", "unknown-column"}
                                <= {d.code for d in client.diagnostics.get(other_uri, [])}, timeout=5,
                                what="the other suite's SQL diagnostics")
-        assert found and time.monotonic() - opened < 2
+        assert found and time.monotonic() - opened < 4  # not the 30 s gold timeout (nor 3 s budgets queued)
         asked = time.monotonic()
         hover = await client.text_document_hover_async(types.HoverParams(types.TextDocumentIdentifier(first_uri),
                                                                          types.Position(4, 6)))
-        assert time.monotonic() - asked < 1 and "**gold result**: `(1,) (1 rows)`" in hover.contents.value
+        assert time.monotonic() - asked < 1.5 and "**gold result**: `(1,) (1 rows)`" in hover.contents.value
         slow = await wait_for(lambda: [d for d in client.diagnostics.get(first_uri, []) if d.code == "gold-slow"],
                               timeout=8, what="the could-not-finish diagnostic")
-        assert 2.5 < time.monotonic() - opened < 6
+        assert 2.5 < time.monotonic() - opened < 8
         assert [d.message for d in slow] == ["gold SQL could not finish in 3 s, the editor's check budget (scoring "
                                              "allows it 30 s), so its result is not checked here"]
         assert slow[0].severity == types.DiagnosticSeverity.Warning
@@ -329,7 +329,7 @@ async def test_a_newer_version_or_closing_the_document_interrupts_its_gold_query
         endless_suite(suite)
         uri = open_doc(client, suite)
         await asyncio.sleep(0.5)
-        assert await busy(pid, 1.0) > 0.3  # the endless query runs
+        assert await busy(pid, 1.0) > 0.2  # the endless query runs
         change_doc(client, uri, "\n".join(suite.read_text().split("\n")[:6]) + "\n", 2)  # only the first problem
         await asyncio.sleep(1.0)
         assert await busy(pid, 1.0) < 0.1
@@ -338,7 +338,7 @@ async def test_a_newer_version_or_closing_the_document_interrupts_its_gold_query
         endless_suite(other)
         other_uri = open_doc(client, other)
         await asyncio.sleep(0.5)
-        assert await busy(pid, 1.0) > 0.3
+        assert await busy(pid, 1.0) > 0.2
         client.text_document_did_close(types.DidCloseTextDocumentParams(types.TextDocumentIdentifier(other_uri)))
         await asyncio.sleep(0.5)
         assert await busy(pid, 1.0) < 0.1
