@@ -84,8 +84,9 @@ PLAIN = types.ClientCapabilities(workspace=types.WorkspaceClientCapabilities(
     apply_edit=True, workspace_edit=types.WorkspaceEditClientCapabilities(document_changes=True)))
 
 
-def prepare(client: LanguageClient) -> None:
-    """Record what the server sends; answer applyEdit (applied) and showMessageRequest (from `answers`)."""
+def prepare(client: LanguageClient, questions: bool = True) -> None:
+    """Record what the server sends; answer applyEdit (applied) and showMessageRequest (from `answers`; not
+    registered with `questions=False`)."""
     client.run_progress: list[dict] = []
     client.apply_edits: list[types.ApplyWorkspaceEditParams] = []
     client.questions: list[types.ShowMessageRequestParams] = []
@@ -100,10 +101,12 @@ def prepare(client: LanguageClient) -> None:
         client.apply_edits.append(params)
         return types.ApplyWorkspaceEditResult(applied=True)
 
-    @client.feature(types.WINDOW_SHOW_MESSAGE_REQUEST)
     def on_question(params: types.ShowMessageRequestParams):
         client.questions.append(params)
         return types.MessageActionItem(client.answers.pop(0)) if client.answers else None
+
+    if questions:
+        client.feature(types.WINDOW_SHOW_MESSAGE_REQUEST)(on_question)
 
     @client.feature(types.WORKSPACE_CODE_LENS_REFRESH)
     def on_refresh(params):
@@ -333,7 +336,7 @@ async def test_code_actions_lens_and_evaluate_end_to_end(client: LanguageClient)
         types.TextDocumentIdentifier(uri), types.Range(types.Position(3, 0), types.Position(3, 0)),
         types.CodeActionContext(diagnostics=[])))
     titles = {a.title: a for a in actions}
-    assert list(titles) == ["Evolve prompt", "Evaluate prompt"]
+    assert list(titles) == ["Evaluate prompt", "Evolve prompt"]  # the cheap one first
     cmd = titles["Evaluate prompt"].command
     result = await client.workspace_execute_command_async(types.ExecuteCommandParams(cmd.command, cmd.arguments))
     run_id = result["runId"]

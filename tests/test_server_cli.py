@@ -134,8 +134,8 @@ def test_tcp_session_with_log_file(tmp_path: Path) -> None:
             "textDocument": {"uri": uri}, "range": {"start": {"line": 3, "character": 0},
                                                     "end": {"line": 3, "character": 0}},
             "context": {"diagnostics": []}})
-        assert [a["title"] for a in actions["result"]] == ["Evolve prompt", "Evaluate prompt"]
-        assert actions["result"][0]["command"]["command"] == "lse.evolve"
+        assert [a["title"] for a in actions["result"]] == ["Evaluate prompt", "Evolve prompt"]  # the cheap one first
+        assert actions["result"][0]["command"]["command"] == "lse.evaluate"
         diags = client.wait_notification("textDocument/publishDiagnostics")
         assert diags["params"]["uri"] == uri and diags["params"]["diagnostics"] == []
         assert client.request("shutdown", None)["result"] is None

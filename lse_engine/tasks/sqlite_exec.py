@@ -346,6 +346,10 @@ class ReadOnlyDatabase:
                 self._all.append(guarded.conn)
         return guarded
 
+    def connection(self) -> sqlite3.Connection:
+        """This thread's connection (opened on first use): another thread may `interrupt()` the query it runs."""
+        return self._guarded().conn
+
     def execute(self, sql: str, timeout_s: float | None = None, row_cap: int | None = None) -> ExecResult:
         """Run one query under the deadline, the memory limits and the row cap; never raises for SQL problems.
 

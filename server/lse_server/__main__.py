@@ -24,7 +24,8 @@ def main(argv: list[str] | None = None) -> int:
             ap.error(f"--tcp wants HOST:PORT, got {args.tcp!r}")
         host, port = host or "127.0.0.1", int(port_text)
 
-    from lse_server.core import ClientLogHandler, build
+    from lse_server.app import build
+    from lse_server.core import ClientLogHandler
     from lse_server.transport import serve_stdio, serve_tcp
 
     fmt = "%(asctime)s %(levelname)s %(name)s: %(message)s"

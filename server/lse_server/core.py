@@ -2,7 +2,8 @@
 
 Features live in one module per LSP area and register themselves on the server: `diagnostics` (documents and
 their diagnostics), `views` (code lens, code actions, hover, trees and runs), `runs` (commands, progress, the
-winner's edit). The engine does the work; this package maps it onto the protocol (`protocol.py`).
+winner's edit). They import this module; it imports none of them (`app.build()` puts them together). The
+engine does the work; this package maps it onto the protocol (`protocol.py`).
 """
 
 from __future__ import annotations
@@ -27,11 +28,11 @@ from lse_engine import __version__
 from lse_engine.config import load_config
 from lse_engine.errors import LSEError
 from lse_engine.files import Suite, parse_suite
-from lse_server.diagnostics import Analyzer, too_large
+from lse_server.analysis import Analyzer, too_large
 from lse_server.documents import is_prompt_name, is_suite, names_a_suite
 from lse_server.errors import REQUEST_FAILED, RequestFailed, describe, one_line
 from lse_server.jobs import JobManager
-from lse_server.settings import FileGlobs, file_globs, to_overrides
+from lse_server.settings import FileGlobs, check_budget_s, file_globs, to_overrides
 from lse_server.store_reader import StoreReader
 from lse_server.uris import uri_to_path
 
@@ -147,6 +148,10 @@ class LseServer(LanguageServer):
         self.settings = settings if isinstance(settings, dict) else {}
         self.globs = file_globs(self.settings)
 
+    def check_budget_s(self) -> float:
+        """How long one gold query may run in the editor's diagnostics (`checks.goldBudgetS`)."""
+        return check_budget_s(self.settings)
+
     def store_path(self, near: str | Path) -> Path | None:
         """The run store of the workspace holding `near`, or None (no lse.toml problem stops a view)."""
         try:
@@ -173,6 +178,11 @@ class LseServer(LanguageServer):
 
     def supports_work_done_progress(self) -> bool:
         return bool(self.caps.window and self.caps.window.work_done_progress)
+
+    def supports_code_lens(self) -> bool:
+        """Whether the client shows code lenses (VS Code, Neovim); eglot 1.9 and Helix do not."""
+        text, ws = self.caps.text_document, self.caps.workspace
+        return bool((text and text.code_lens) or (ws and ws.code_lens))
 
     def supports_lens_refresh(self) -> bool:
         ws = self.caps.workspace
@@ -256,18 +266,6 @@ def register(ls: LseServer) -> None:
     @ls.feature(types.EXIT)
     def on_exit(ls: LseServer, *args: Any) -> None:
         ls.jobs.terminate_all(grace_s=2.0)
-
-
-def build() -> LseServer:
-    """A server with every feature registered."""
-    from lse_server import diagnostics, runs, views
-
-    ls = LseServer()
-    register(ls)
-    diagnostics.register(ls)
-    views.register(ls)
-    runs.register(ls)
-    return ls
 
 
 # -- logging to the client -----------------------------------------------------------------------------------

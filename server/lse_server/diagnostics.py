@@ -1,159 +1,63 @@
 """Diagnostics for suites and LSE prompt files: the engine's parsers, then gold SQL checks (trusted only).
 
-Parsing runs in a thread pool under a time budget, so a hostile file (an alias bomb, say) costs a
-diagnostic, never the server's replies.
+One check per document at a time: an edit, a save or closing the document cancels the check under way (its
+running gold query is interrupted) before the next starts. Checks of different documents run side by side,
+and each gold query runs under the editor's check budget, so one slow query delays nothing but its own
+suite's last publish.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import threading
-from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+import time
+from collections.abc import Callable
 
 from lsprotocol import types
 
-from lse_engine.config import load_config
-from lse_engine.files import Issue, Span, Suite, parse_prompt, parse_suite
-from lse_engine.tasks.sql_checks import GoldChecker
+from lse_engine.files import Span, Suite
+from lse_server.analysis import PARSE_BUDGET_S, SEVERITY, SOURCE, at_top, to_range
+from lse_server.core import LseServer
 from lse_server.documents import is_suite
 
-if TYPE_CHECKING:
-    from lse_server.core import LseServer
-
 log = logging.getLogger("lse_server.diagnostics")
-MAX_CHARS = 5_000_000
-PARSE_BUDGET_S = 2.0
 DEBOUNCE_S = 0.25
-SOURCE = "lse"
-_SEVERITY = {
-    "error": types.DiagnosticSeverity.Error,
-    "warning": types.DiagnosticSeverity.Warning,
-    "info": types.DiagnosticSeverity.Information,
-}
+PARTIAL_EVERY_S = 1.0  # a long gold check publishes what it has found so far this often
 
 
-def to_range(span: Span) -> types.Range:
-    end_line, end_col = span.end_line, span.end_col
-    if (end_line, end_col) <= (span.line, span.col):
-        end_line, end_col = span.line, span.col + 1
-    return types.Range(types.Position(span.line, span.col), types.Position(end_line, end_col))
-
-
-def to_diagnostic(issue: Issue) -> types.Diagnostic:
-    return types.Diagnostic(range=to_range(issue.span), message=issue.message, code=issue.code,
-                            severity=_SEVERITY.get(issue.severity, types.DiagnosticSeverity.Error), source=SOURCE)
-
-
-def _at_top(code: str, message: str, severity: types.DiagnosticSeverity) -> types.Diagnostic:
-    return types.Diagnostic(range=types.Range(types.Position(0, 0), types.Position(0, 1)), code=code,
-                            message=message, severity=severity, source=SOURCE)
-
-
-def too_large(text: str) -> types.Diagnostic | None:
-    if len(text) > MAX_CHARS:
-        return _at_top("too-large", f"file too large to check ({len(text) / 1e6:.1f} MB > {MAX_CHARS / 1e6:.0f} MB)",
-                       types.DiagnosticSeverity.Warning)
-    return None
-
-
-class Analyzer:
-    """Parses documents and checks gold SQL in two thread pools; gold checks are cached per database and query.
-
-    Parsing has a pool of its own: a gold query that runs to its 30 s timeout must not hold up the parse a hover
-    or the next keystroke's diagnostics wait for."""
-
-    def __init__(self, sql_timeout_s: float = 30.0, workers: int = 2) -> None:  # gold SQL: BIRD's 30 s
-        self.sql_timeout_s = sql_timeout_s
-        self.pool = ThreadPoolExecutor(workers, thread_name_prefix="lse-parse")
-        self.sql_pool = ThreadPoolExecutor(workers, thread_name_prefix="lse-check")
-        self._checkers: dict[tuple[str, int, int, float], GoldChecker] = {}
-        self._lock = threading.Lock()
-
-    def gold_timeout_s(self, suite_path: Path) -> float:
-        """The workspace's `[sql] gold_timeout_s` (lse.toml above the suite), else the server's default."""
-        try:
-            return load_config(suite_path.parent).sql.gold_timeout_s
-        except Exception:  # no settings, or settings with errors (reported where they are edited)
-            return self.sql_timeout_s
-
-    def checker(self, db: Path, timeout_s: float | None = None) -> GoldChecker:
-        st = db.stat()
-        timeout = self.sql_timeout_s if timeout_s is None else timeout_s
-        key = (str(db), st.st_size, st.st_mtime_ns, timeout)
-        with self._lock:
-            found = self._checkers.get(key)
-            if found is None:
-                found = self._checkers[key] = GoldChecker(db, timeout_s=timeout)
-            return found
-
-    async def run(self, fn: Any, *args: Any, budget_s: float | None = PARSE_BUDGET_S, sql: bool = False) -> Any:
-        """`fn(*args)` in the parse pool (`sql`: the SQL pool); TimeoutError past `budget_s` (the thread finishes on
-        its own)."""
-        future = asyncio.get_running_loop().run_in_executor(self.sql_pool if sql else self.pool, fn, *args)
-        return await asyncio.wait_for(asyncio.shield(future), budget_s) if budget_s else await future
-
-    def suite_parse(self, text: str, path: str) -> tuple[Suite | None, list[types.Diagnostic]]:
-        big = too_large(text)
-        if big:
-            return None, [big]
-        suite, issues = parse_suite(text, path)
-        return suite, [to_diagnostic(i) for i in issues]
-
-    def suite_sql(self, suite: Suite) -> list[types.Diagnostic]:
-        """Gold SQL checks for every problem, on the range of its `gold` value (blocking: run in `pool`)."""
-        if suite.task != "text-to-sql" or suite.database is None or not suite.database.is_file():
-            return []
-        try:
-            checker = self.checker(suite.database, self.gold_timeout_s(suite.path))
-        except Exception as exc:  # not a database, unreadable, …
-            return [types.Diagnostic(range=to_range(suite.database_span), code="not-sqlite", source=SOURCE,
-                                     message=f"cannot open the database: {exc}",
-                                     severity=types.DiagnosticSeverity.Error)]
-        out = []
-        for problem in suite.problems:
-            check = checker.check(problem.gold)
-            span = suite.spans.get(problem.id, {}).get("gold", Span(problem.line - 1, 0, problem.line - 1, 1))
-            for code, message, severity in check.issues:
-                out.append(types.Diagnostic(range=to_range(span), message=message, code=code, source=SOURCE,
-                                            severity=_SEVERITY[severity]))
-        return out
-
-    def prompt(self, text: str, path: str) -> list[types.Diagnostic]:
-        big = too_large(text)
-        if big:
-            return [big]
-        prompt, issues = parse_prompt(text, path)
-        diags = [to_diagnostic(i) for i in issues]
-        suite_path = prompt.suite_path
-        if suite_path is not None and suite_path.is_file():
-            suite_text: str | None = None
-            err: str | None = None
-            try:
-                suite_text = suite_path.read_text(encoding="utf-8")
-            except (OSError, UnicodeDecodeError) as exc:
-                err = str(exc)
-            errors: list[Issue] = []
-            if suite_text is not None and not too_large(suite_text):
-                _, suite_issues = parse_suite(suite_text, suite_path)
-                errors = [i for i in suite_issues if i.severity == "error"]
-            if err or errors:
-                first = err or f"{suite_path.name}:{errors[0].span.line + 1}: {errors[0].message}"
-                more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
-                diags.append(types.Diagnostic(range=to_range(prompt.suite_span), code="invalid-suite", source=SOURCE,
-                                              message=f"the suite is invalid: {first}{more}",
-                                              severity=types.DiagnosticSeverity.Error))
-        return diags
-
-    def close(self) -> None:
-        for pool in (self.pool, self.sql_pool):
-            pool.shutdown(wait=False, cancel_futures=True)
+async def gold_diagnostics(ls: LseServer, suite: Suite,
+                           send: Callable[[list[types.Diagnostic]], None] | None = None) -> list[types.Diagnostic]:
+    """Gold SQL checks for every problem, on the range of its `gold` value; cancellable between and during
+    queries. `send(found_so_far)` is called when the check has run for a while."""
+    if suite.task != "text-to-sql" or suite.database is None or not suite.database.is_file():
+        return []
+    analyzer = ls.analyzer
+    try:
+        timeout = await analyzer.run(analyzer.gold_timeout_s, suite.path)
+        checker = await analyzer.run(analyzer.checker, suite.database, timeout, sql=True)
+    except asyncio.TimeoutError:
+        return [types.Diagnostic(range=to_range(suite.database_span), code="not-sqlite", source=SOURCE,
+                                 message="the database took too long to open", severity=types.DiagnosticSeverity.Warning)]
+    except Exception as exc:  # not a database, unreadable, …
+        return [types.Diagnostic(range=to_range(suite.database_span), code="not-sqlite", source=SOURCE,
+                                 message=f"cannot open the database: {exc}", severity=types.DiagnosticSeverity.Error)]
+    budget = ls.check_budget_s()
+    out: list[types.Diagnostic] = []
+    shown = time.monotonic()
+    for problem in suite.problems:
+        check = await analyzer.gold(checker, problem.gold, budget)
+        span = suite.spans.get(problem.id, {}).get("gold", Span(problem.line - 1, 0, problem.line - 1, 1))
+        for code, message, severity in check.issues:
+            out.append(types.Diagnostic(range=to_range(span), message=message, code=code, source=SOURCE,
+                                        severity=SEVERITY[severity]))
+        if send is not None and time.monotonic() - shown >= PARTIAL_EVERY_S:
+            shown = time.monotonic()
+            send(list(out))
+    return out
 
 
 async def publish(ls: LseServer, uri: str) -> None:
-    """Parse a document and publish its diagnostics; SQL checks follow in a second publish when trusted."""
+    """Parse a document and publish its diagnostics; SQL checks follow in later publishes when trusted."""
     try:
         text, version = ls.text_of(uri)
         path = str(ls.path_of(uri))
@@ -171,7 +75,7 @@ async def publish(ls: LseServer, uri: str) -> None:
             ls.remember_suite(uri, text, version, suite)
             send(diags)
             if ls.trusted and suite is not None and not any(d.code in ("yaml", "json", "binary") for d in diags):
-                sql_diags = await analyzer.run(analyzer.suite_sql, suite, budget_s=None, sql=True)
+                sql_diags = await gold_diagnostics(ls, suite, send=lambda found: send(diags + found))
                 if ls.version_of(uri) == version:  # else a newer edit publishes
                     send(diags + sql_diags)
         elif ls.is_prompt(path, text):
@@ -180,12 +84,13 @@ async def publish(ls: LseServer, uri: str) -> None:
             send([])  # a prompt-named file that is not LSE's (no `suite:`): nothing from us
     except asyncio.TimeoutError:
         log.warning("checking %s took over %.0f s; gave up", path, PARSE_BUDGET_S)
-        send([_at_top("too-slow", f"this file takes over {PARSE_BUDGET_S:.0f} s to parse (nested aliases? a huge "
-                      "file?); LSE does not check it", types.DiagnosticSeverity.Warning)])
+        send([at_top("too-slow", f"this file takes over {PARSE_BUDGET_S:.0f} s to parse (nested aliases? a huge "
+                     "file?); LSE does not check it", types.DiagnosticSeverity.Warning)])
 
 
 def schedule(ls: LseServer, uri: str, delay: float) -> None:
-    """Publish diagnostics for `uri` after `delay` seconds, replacing any publish scheduled before."""
+    """Check `uri` after `delay` seconds, cancelling the check scheduled or under way before (its gold query is
+    interrupted)."""
     old = ls.debounce.pop(uri, None)
     if old is not None:
         old.cancel()
@@ -194,10 +99,15 @@ def schedule(ls: LseServer, uri: str, delay: float) -> None:
         await asyncio.sleep(delay)
         try:
             await publish(ls, uri)
+        except asyncio.CancelledError:
+            raise
         except Exception:
             log.exception("diagnostics failed for %s", uri)
+        finally:
+            if ls.debounce.get(uri) is task:
+                del ls.debounce[uri]
 
-    ls.debounce[uri] = asyncio.get_running_loop().create_task(later())
+    task = ls.debounce[uri] = asyncio.get_running_loop().create_task(later())
 
 
 def register(ls: LseServer) -> None:

@@ -3,6 +3,11 @@
 A worker gets its `WorkerInput` (the buffer's text included) on stdin and dies with the server: it asks the
 kernel for a parent-death signal and watches its parent (lse_server/worker.py). The server, for its part,
 cancels every run on shutdown, exit, stdin EOF and SIGTERM (`shutdown`, `terminate_all`).
+
+A cancel asks once (SIGTERM: the worker stops at its next check and records the run as cancelled) and kills the
+worker when it does not stop in time. A worker that ends without its last line (killed, crashed) cannot record
+the run's end, so the manager does it for the dead worker (`store_reader.close_run`): `cancelled` or `failed`,
+never a run left `running`.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from typing import Any
 
 from lse_engine.progress import ProgressEvent
 from lse_server.protocol import RunKind, WorkerInput
+from lse_server.store_reader import close_run
 
 log = logging.getLogger("lse_server.jobs")
 _EVENT_FIELDS = {f.name for f in dataclasses.fields(ProgressEvent)}
@@ -38,14 +44,20 @@ class Job:
     text: str  # the buffer's text the run scores
     version: int | None  # the buffer's version then (None: the file on disk)
     instructions: str  # the instructions in `text`
+    suite: Path | None = None  # the suite the prompt names (resolved)
+    store: Path | None = None  # the workspace's run store, where the worker records the run
     token: str = ""  # the work-done progress token ("" when the client has none)
     proc: asyncio.subprocess.Process | None = None
     result: dict[str, Any] | None = None
     error: str | None = None
     cancelled: bool = False
+    killed: bool = False  # the worker did not stop when asked and was killed
+    closed_by_server: bool = False  # the server recorded the run's end (the worker could not)
+    unapplied: dict[str, Any] | None = None  # an evolve's result whose winner the user has not put in (yet)
     last_event: ProgressEvent | None = None
     done: asyncio.Event = field(default_factory=asyncio.Event)
     pump: asyncio.Task[None] | None = None  # reads the worker's lines; held here because asyncio keeps tasks weakly
+    cancelling: asyncio.Task[None] | None = None  # the cancel under way (one per job, however often it is asked)
     started: float = field(default_factory=time.monotonic)
 
 
@@ -84,6 +96,12 @@ class JobManager:
 
     def running(self) -> list[Job]:
         return [j for j in self.jobs.values() if not j.done.is_set()]
+
+    def unapplied_for(self, uri: str) -> Job | None:
+        """The latest finished evolve of `uri` whose winner was not put in (the question was declined, dismissed
+        or could not be asked)."""
+        found = [j for j in self.jobs.values() if j.uri == uri and j.done.is_set() and j.unapplied]
+        return max(found, key=lambda j: j.started) if found else None
 
     def by_token(self, token: str) -> Job | None:
         return next((j for j in self.jobs.values() if token and j.token == token), None)
@@ -142,6 +160,8 @@ class JobManager:
                 await asyncio.wait_for(asyncio.gather(feeding, err_task), 2)
             if job.result is None and job.error is None:
                 job.error = "cancelled" if job.cancelled else f"the worker exited with code {proc.returncode}"
+            if job.result is None:
+                await asyncio.to_thread(self._close_run, job)
         finally:
             job.done.set()
             try:
@@ -149,10 +169,37 @@ class JobManager:
             except Exception:
                 log.exception("job exit handler failed")
 
-    async def cancel(self, job: Job, grace_s: float = 5.0) -> None:
-        """Ask the worker to stop (SIGTERM: it commits and exits); kill it if it does not within `grace_s`."""
-        job.cancelled = True
+    @staticmethod
+    def _close_run(job: Job) -> None:
+        """The worker ended without its result: record the run's end for it (blocking; a worker thread)."""
         proc = job.proc
+        if job.store is None or proc is None:
+            return
+        if job.cancelled:
+            how = ("its worker did not stop in time and was killed" if job.killed
+                   else "its worker ended before it recorded the end")
+            status, message = "cancelled", f"cancelled from the editor; {how} (recorded by the language server)"
+        else:
+            status, message = "failed", f"the worker ended without a result ({job.error or 'no reason given'})"
+        if close_run(job.store, job.run_id, proc.pid, status, message):
+            job.closed_by_server = True
+            log.info("run %s: recorded as %s for its worker (pid %d)", job.run_id, status, proc.pid)
+
+    def cancel_soon(self, job: Job) -> asyncio.Task[None]:
+        """The job's cancel, started once: every caller gets the same task."""
+        if job.cancelling is None:
+            job.cancelling = asyncio.get_running_loop().create_task(self.cancel(job))
+        return job.cancelling
+
+    async def cancel(self, job: Job, grace_s: float = 5.0) -> None:
+        """Ask the worker to stop (SIGTERM: it commits and exits); kill it if it does not within `grace_s`.
+        Asking again while it stops only waits: a second SIGTERM would end the worker before it commits."""
+        proc = job.proc
+        if job.cancelled:
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(job.done.wait(), grace_s + 3)
+            return
+        job.cancelled = True
         if proc is None or proc.returncode is not None:
             return
         with contextlib.suppress(ProcessLookupError):
@@ -160,32 +207,36 @@ class JobManager:
         try:
             await asyncio.wait_for(job.done.wait(), grace_s)
         except asyncio.TimeoutError:
+            job.killed = True
             with contextlib.suppress(ProcessLookupError):
                 proc.kill()
             with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(job.done.wait(), 2)
+                await asyncio.wait_for(job.done.wait(), 3)
 
     async def shutdown(self, grace_s: float = 2.0) -> None:
         await asyncio.gather(*(self.cancel(j, grace_s) for j in self.running()), return_exceptions=True)
 
     def terminate_all(self, grace_s: float = 2.0) -> None:
         """Without the event loop (exit, the loop gone): SIGTERM every worker, SIGKILL what is left after
-        `grace_s`. Blocks at most `grace_s` seconds."""
-        pids = [j.proc.pid for j in self.jobs.values() if j.proc is not None and j.proc.returncode is None]
+        `grace_s`, and record the end of the runs whose worker was killed. Blocks about `grace_s` seconds."""
+        running = [(j, j.proc) for j in self.jobs.values()
+                   if j.proc is not None and j.proc.returncode is None and not j.done.is_set()]
         for job in self.jobs.values():
             job.cancelled = True
-        for pid in pids:
+        for _, proc in running:
             with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGTERM)
+                os.kill(proc.pid, signal.SIGTERM)
         deadline = time.monotonic() + grace_s
-        alive = list(pids)
+        alive = list(running)
         while alive and time.monotonic() < deadline:
             time.sleep(0.05)
-            alive = [pid for pid in alive if _alive(pid)]
-        for pid in alive:
+            alive = [(job, proc) for job, proc in alive if _alive(proc.pid)]
+        for job, proc in alive:
             with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-            log.warning("killed worker %d (it did not stop within %.1f s)", pid, grace_s)
+                os.kill(proc.pid, signal.SIGKILL)
+            log.warning("killed worker %d (it did not stop within %.1f s)", proc.pid, grace_s)
+            job.killed = True
+            self._close_run(job)
 
 
 def _alive(pid: int) -> bool:

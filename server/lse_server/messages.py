@@ -78,3 +78,61 @@ def summary(kind: str, name: str, result: Mapping[str, Any], rounds_fallback: in
             parts.append(edits_text)
         return f"LSE evolve of {name}: " + ", ".join(parts)
     return f"LSE {kind}: {result.get('message') or 'done'}"
+
+
+CANCEL_TITLE = "Cancel run"  # the code action that cancels a run (views.py)
+APPLY_TITLE = "Apply evolved instructions"  # the code action that puts a winner in later (views.py, runs.py)
+CANCEL_HOW = f"To cancel it: the code action “{CANCEL_TITLE}” on the prompt or its suite (command lse.cancel)."
+
+
+def _problems(n: int) -> str:
+    return f"{n} problem{'s' if n != 1 else ''}"
+
+
+def start_message(kind: str, name: str, run_id: str, plan: Mapping[str, int]) -> str:
+    """What a run does, on which splits, and how to cancel it: the message a client without progress or code
+    lenses gets when the run starts. `plan`: problems per split (`train`, `dev`, `test`), `rounds`, `devSize`."""
+    head = f"LSE {kind} of {name} started (run {run_id})"
+    train, dev, test = plan.get("train"), plan.get("dev"), plan.get("test")
+    if kind == "evaluate" and train is not None and dev is not None:
+        what = f"it scores the prompt on train ({_problems(train)}) and dev ({_problems(dev)})"
+    elif kind == "evolve" and train is not None and dev is not None:
+        rounds = plan.get("rounds")
+        holdout = min(dev, plan.get("devSize") or dev)
+        tested = f", then scores the original and the winner on test ({_problems(test)})" if test else ""
+        what = (f"{f'{rounds} rounds: ' if rounds else ''}it learns from train ({_problems(train)}), picks the "
+                f"winner on dev ({_problems(holdout)}){tested}")
+    elif kind == "evaluate":
+        what = "it scores the prompt on the train and dev splits"
+    elif kind == "evolve":
+        what = "it learns from the train split and picks the winner on dev"
+    else:
+        what = "it trains the evolver on this prompt's runs"
+    return f"{head}: {what}. {CANCEL_HOW}"
+
+
+def cancelled_message(kind: str, name: str, run_id: str, store: Mapping[str, Any] | None,
+                      recorded_by_server: bool = False) -> str:
+    """The end of a cancelled run, with what the run store kept of it (counted, as the store says)."""
+    head = f"LSE {kind} of {name} cancelled (run {run_id})"
+    how = ("; its worker did not stop in time, so the language server stopped it and recorded the end"
+           if recorded_by_server else "")
+    if store is None or kind not in ("evaluate", "evolve"):  # a training run's checkpoints are not counted here
+        return f"{head}{how}."
+    run = store.get("run")
+    if not run:
+        return f"{head}{how} before it recorded anything: nothing was kept."
+    answers = int(run.get("task_calls") or 0)
+    scored = [n for n in store.get("nodes") or [] if n.get("dev_score") is not None]
+    parts = []
+    if answers:
+        parts.append(f"{answers} scored answer{'s' if answers != 1 else ''}")
+    if kind == "evolve" and scored:
+        best = max(n["dev_score"] for n in scored)
+        parts.append(f"{len(scored)} prompt version{'s' if len(scored) != 1 else ''} scored on dev "
+                     f"(best dev {pct(best)})")
+    if not parts:
+        return f"{head}{how} before it scored anything: nothing was kept."
+    then = ("; an Evaluate of the same instructions reuses them" if kind == "evaluate"
+            else f"; `lse evolve {name} --resume {run_id}` continues it")
+    return f"{head}{how}. Kept in the run store: {' and '.join(parts)}{then}."

@@ -21,7 +21,8 @@ class Command:
     TRAIN = "lse.train"
     CANCEL = "lse.cancel"
     SHOW_TREE = "lse.showTree"
-    ALL = (EVALUATE, EVOLVE, TRAIN, CANCEL, SHOW_TREE)
+    APPLY_WINNER = "lse.applyWinner"  # put an evolve's winner in, after the question was declined or not asked
+    ALL = (EVALUATE, EVOLVE, TRAIN, CANCEL, SHOW_TREE, APPLY_WINNER)
 
 
 class Method:

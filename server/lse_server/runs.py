@@ -3,10 +3,17 @@ edit, which is always confirmed by the user and never overwrites what they typed
 
 - A run scores the buffer the user sees (its text goes to the worker) and remembers the buffer's version.
 - Progress: `$/progress` where the client supports it, else `window/logMessage`; `lse/runProgress` always.
+  A client without code lenses (eglot 1.9, Helix: code actions and messages) is told when a run starts: what
+  it does, on which splits, and how to cancel it (the "Cancel run" code action, which views.py offers on the
+  prompt and its suite while the run goes).
+- A cancelled run's message counts what was kept (scored answers, prompt versions scored on dev), read back
+  from the run store after the worker (or, for a worker that had to be killed, the server) recorded the end.
 - The end: a `window/showMessage` summary in every client, then, for an evolve that found a better prompt,
   the edit: annotated with `needsConfirmation` where the client supports change annotations, else after an
-  Apply / Discard / Show diff question. The edit replaces only the instructions (one edit: one undo step),
-  against the buffer's current version; if the instructions were edited during the run, nothing is replaced.
+  Apply / Discard / Show diff question; when the answer is not Apply, or the client cannot ask (Helix), the
+  code action "Apply evolved instructions" puts the winner in later. The edit replaces only the instructions
+  (one edit: one undo step), against the buffer's current version; if the instructions were edited during the
+  run, nothing is replaced.
 """
 
 from __future__ import annotations
@@ -21,14 +28,24 @@ from typing import Any
 
 from lsprotocol import types
 
-from lse_engine.files import parse_prompt
-from lse_engine.files.prompt_file import instructions_range, replace_instructions
+from lse_engine.config import load_config
+from lse_engine.files import parse_prompt, parse_suite
+from lse_engine.files.prompt_file import PromptFile, instructions_range, replace_instructions
 from lse_engine.progress import ProgressEvent
 from lse_engine.store import new_run_id
+from lse_server.args import UNTRUSTED, command_args
 from lse_server.core import LseServer
 from lse_server.errors import RequestFailed, one_line
 from lse_server.jobs import Job
-from lse_server.messages import percentage, progress_line, score_label, summary
+from lse_server.messages import (
+    APPLY_TITLE,
+    cancelled_message,
+    percentage,
+    progress_line,
+    score_label,
+    start_message,
+    summary,
+)
 from lse_server.protocol import (
     CancelResult,
     Command,
@@ -41,11 +58,12 @@ from lse_server.protocol import (
     TreeNode,
     WorkerInput,
 )
-from lse_server.views import UNTRUSTED, command_args
 
 log = logging.getLogger("lse_server.runs")
 LOG_EVERY_S = 2.0  # progress as log lines (clients without $/progress): at most this often, plus every node
 LENS_REFRESH_S = 1.0
+PLAN_BUDGET_S = 1.5
+CANCEL_ANSWER_S = 1.0  # lse.cancel answers once the run ended, or after this long  # reading the suite and settings for the start message
 APPLY, DISCARD, SHOW_DIFF = "Apply", "Discard", "Show diff"
 
 
@@ -69,8 +87,15 @@ async def start_run(ls: LseServer, kind: RunKind, args: CommandArgs) -> StartRes
         raise RequestFailed(f"a run is already going for {path.name} (run {running.run_id}); cancel it first")
     run_id = new_run_id()
     job = Job(run_id=run_id, kind=kind, uri=uri, path=path, text=text, version=version,
-              instructions=prompt.instructions)
+              instructions=prompt.instructions, suite=prompt.suite_path, store=ls.store_path(path))
     ls.jobs.jobs[run_id] = job  # claimed before any await: a second start sees it
+    announce = not ls.supports_code_lens()  # no lens to show the run: say what it does and how to stop it
+    plan: dict[str, int] = {}
+    if announce:
+        try:
+            plan = await ls.analyzer.run(run_plan, prompt, ls.overrides(), args.get("rounds"), budget_s=PLAN_BUDGET_S)
+        except Exception as exc:  # noqa: BLE001 - the message goes without the counts
+            log.info("no plan for the start message: %s", exc)
     if ls.supports_work_done_progress():
         job.token = f"lse-{run_id}"
         try:
@@ -91,14 +116,47 @@ async def start_run(ls: LseServer, kind: RunKind, args: CommandArgs) -> StartRes
         ls.jobs.jobs.pop(run_id, None)
         job.done.set()
         raise RequestFailed(f"cannot start the worker: {one_line(exc)}") from exc
+    if announce:
+        ls.show(start_message(kind, path.name, run_id, plan))
     return {"runId": run_id}
 
 
+def run_plan(prompt: PromptFile, overrides: dict[str, Any], rounds: int | None) -> dict[str, int]:
+    """What a run will score, for the start message: problems per split and rounds (blocking: a worker thread).
+    The worker reads the same suite file and settings."""
+    plan: dict[str, int] = {}
+    suite_path = prompt.suite_path
+    config = load_config(prompt.path, overrides)
+    if suite_path is not None and suite_path.is_file():
+        suite, _ = parse_suite(suite_path.read_text(encoding="utf-8", errors="replace"), suite_path)
+        if suite is not None:
+            plan.update({split: len(problems) for split, problems in suite.split().items()})
+    plan["rounds"] = rounds or config.evolve.rounds
+    plan["devSize"] = config.evolve.dev_size
+    return plan
+
+
 async def cancel_run(ls: LseServer, args: CommandArgs) -> CancelResult:
-    job = ls.jobs.jobs.get(args.get("runId") or "") or (ls.jobs.running_for(args["uri"]) if args.get("uri") else None)
+    """Cancel a run (by `runId`, else the one going for `uri`). Cancelling again, or a run that has ended, is
+    answered (and, for a client with no other view of runs, said) without touching anything."""
+    run_id = args.get("runId")
+    if run_id:  # that run and no other (another editor's run, say, is not this server's to cancel)
+        job = ls.jobs.jobs.get(run_id)
+    else:
+        job = ls.jobs.running_for(args["uri"]) if args.get("uri") else None
     if job is None or job.done.is_set():
-        return {"cancelled": False, "runId": None, "message": "no run is going"}
-    await ls.jobs.cancel(job)
+        if job is not None:
+            message = f"run {run_id} has already ended"
+        else:
+            message = f"no run {run_id} is going in this editor" if run_id else "no run is going"
+        if not ls.supports_code_lens():
+            ls.show(f"LSE: {message}")
+        return {"cancelled": False, "runId": None, "message": message}
+    try:  # answer at once when the worker stops at once; else soon (eglot waits for the answer, frozen)
+        await asyncio.wait_for(asyncio.shield(ls.jobs.cancel_soon(job)), CANCEL_ANSWER_S)
+    except asyncio.TimeoutError:
+        return {"cancelled": True, "runId": job.run_id,
+                "message": f"cancelling run {job.run_id}: its worker is stopping (a message follows)"}
     return {"cancelled": True, "runId": job.run_id, "message": f"cancelled run {job.run_id}"}
 
 
@@ -107,6 +165,7 @@ async def cancel_run(ls: LseServer, args: CommandArgs) -> CancelResult:
 class _Throttle:
     logged: float = 0.0
     refreshed: float = 0.0
+    trailing: asyncio.TimerHandle | None = None  # a refresh due at the end of the throttle window
 
 
 _throttles: dict[str, _Throttle] = {}
@@ -145,9 +204,24 @@ async def on_event(ls: LseServer, job: Job, ev: ProgressEvent) -> None:
         throttle.logged = now
         ls.window_log_message(types.LogMessageParams(types.MessageType.Info,
                                                      f"LSE {job.kind} of {job.path.name}: {line}"))
-    if ls.supports_lens_refresh() and now - throttle.refreshed >= LENS_REFRESH_S:
+    if ls.supports_lens_refresh():
+        _refresh_throttled(ls, throttle, now)
+
+
+def _refresh_throttled(ls: LseServer, throttle: _Throttle, now: float) -> None:
+    """Lenses refresh at most once per LENS_REFRESH_S, and always after the last event of a burst (a refresh
+    skipped by the throttle happens at the end of the window), so the lens never stays behind the progress."""
+    if now - throttle.refreshed >= LENS_REFRESH_S:
         throttle.refreshed = now
         _refresh_lenses(ls)
+    elif throttle.trailing is None:
+        def trailing() -> None:
+            throttle.trailing = None
+            throttle.refreshed = time.monotonic()
+            _refresh_lenses(ls)
+
+        throttle.trailing = asyncio.get_running_loop().call_later(
+            throttle.refreshed + LENS_REFRESH_S - now, trailing)
 
 
 def _refresh_lenses(ls: LseServer) -> None:
@@ -161,7 +235,9 @@ def _refresh_lenses(ls: LseServer) -> None:
 
 # -- the end ---------------------------------------------------------------------------------------------------
 async def on_exit(ls: LseServer, job: Job) -> None:
-    _throttles.pop(job.run_id, None)
+    throttle = _throttles.pop(job.run_id, None)
+    if throttle is not None and throttle.trailing is not None:
+        throttle.trailing.cancel()
     res = job.result or {}
     error = None if job.result else (job.error or "failed")
     if job.cancelled or res.get("status") == "cancelled":
@@ -169,7 +245,8 @@ async def on_exit(ls: LseServer, job: Job) -> None:
     name = job.path.name
     ev = job.last_event
     if error == "cancelled":
-        message = f"LSE {job.kind} of {name} cancelled (run {job.run_id}; what it scored is kept)"
+        message = cancelled_message(job.kind, name, job.run_id, kept(ls, job),
+                                    recorded_by_server=job.closed_by_server)
     elif error:
         message = f"LSE {job.kind} of {name} failed: {one_line(error)}"
     else:
@@ -197,6 +274,18 @@ async def on_exit(ls: LseServer, job: Job) -> None:
         except Exception as exc:
             log.error("offering the winner of run %s failed", job.run_id, exc_info=exc)
             ls.show(f"LSE: could not offer the winner of run {job.run_id}: {one_line(exc)}", types.MessageType.Error)
+
+
+def kept(ls: LseServer, job: Job) -> dict[str, Any] | None:
+    """What a run's store holds of it: the run row and its nodes (None: no store, or not readable)."""
+    def read(store: Any) -> dict[str, Any]:
+        run = store.get_run(job.run_id)
+        if run is None or run.get("id") != job.run_id:
+            return {"run": None, "nodes": []}
+        return {"run": run, "nodes": store.get_nodes(job.run_id)}
+
+    found: dict[str, Any] | None = ls.read_store(job.path, read)
+    return found
 
 
 @dataclass
@@ -255,18 +344,24 @@ def _diff(plan: EditPlan, name: str) -> str:
     return "".join(lines)
 
 
+class CannotAsk(Exception):
+    """The client does not answer `window/showMessageRequest` (Helix 25.07 has no such request)."""
+
+
 async def _ask(ls: LseServer, message: str, actions: list[str]) -> str | None:
+    """The title the user picked, or None (dismissed); CannotAsk when the client failed the request."""
     try:
         answer = await ls.window_show_message_request_async(types.ShowMessageRequestParams(
             type=types.MessageType.Info, message=message, actions=[types.MessageActionItem(a) for a in actions]))
-    except Exception as exc:  # noqa: BLE001 - the client cannot ask: treat as no answer
+    except Exception as exc:  # noqa: BLE001 - a client without the request answers with an error
         log.info("showMessageRequest failed: %s", exc)
-        return None
+        raise CannotAsk(str(exc)) from exc
     return answer.title if answer is not None else None
 
 
 async def offer_winner(ls: LseServer, job: Job, res: dict[str, Any]) -> None:
-    """Put the winner's instructions into the prompt, after the user confirms."""
+    """Put the winner's instructions into the prompt, after the user confirms. Where the user does not say
+    Apply (or the client cannot ask), the code action "Apply evolved instructions" does it later."""
     instructions = str(res["instructions"])
     label = score_label(res.get("rootDev"), res.get("winnerDev"))
     plan = plan_edit(ls, job, instructions)
@@ -279,26 +374,53 @@ async def offer_winner(ls: LseServer, job: Job, res: dict[str, Any]) -> None:
         await _apply(ls, job, _workspace_edit(ls, job, plan, annotation), label)
         return
     question = f"{label} for {job.path.name}. Replace its instructions with the evolved ones?"
-    choice = await _ask(ls, question, [APPLY, DISCARD, SHOW_DIFF])
-    if choice == SHOW_DIFF:
-        ls.show(_diff(plan, job.path.name) or "(no difference)")
-        choice = await _ask(ls, question, [APPLY, DISCARD])
-    if choice != APPLY:
-        ls.show(f"LSE: kept {job.path.name} as it is; the winner stays in run {job.run_id}.")
+    try:
+        choice = await _ask(ls, question, [APPLY, DISCARD, SHOW_DIFF])
+        if choice == SHOW_DIFF:
+            ls.show(_diff(plan, job.path.name) or "(no difference)")
+            choice = await _ask(ls, question, [APPLY, DISCARD])
+    except CannotAsk:
+        job.unapplied = res
+        ls.show(f"{label} for {job.path.name} (run {job.run_id}). To put the evolved instructions in: the code "
+                f"action “{APPLY_TITLE}” on {job.path.name}.")
         return
-    plan = plan_edit(ls, job, instructions)  # the user may have typed while deciding
+    if choice != APPLY:
+        job.unapplied = res
+        ls.show(f"LSE: kept {job.path.name} as it is; the winner stays in run {job.run_id} (the code action "
+                f"“{APPLY_TITLE}” puts it in).")
+        return
+    await apply_winner(ls, job, res)
+
+
+async def apply_winner(ls: LseServer, job: Job, res: dict[str, Any]) -> None:
+    """The winner's edit against the buffer as it is now (the user may have typed while deciding), applied."""
+    plan = plan_edit(ls, job, str(res["instructions"]))
     if isinstance(plan, str):
         ls.show(plan, types.MessageType.Warning)
         return
-    await _apply(ls, job, _workspace_edit(ls, job, plan, None), label)
+    job.unapplied = None
+    if not await _apply(ls, job, _workspace_edit(ls, job, plan, None), score_label(res.get("rootDev"),
+                                                                                    res.get("winnerDev"))):
+        job.unapplied = res
 
 
-async def _apply(ls: LseServer, job: Job, edit: types.WorkspaceEdit, label: str) -> None:
+async def apply_command(ls: LseServer, args: CommandArgs) -> None:
+    """`lse.applyWinner` (the code action): put in the winner of run `runId` (else the latest unapplied one of
+    `uri`), without asking again: choosing the action is the confirmation."""
+    run_id = args.get("runId")
+    job = ls.jobs.jobs.get(run_id) if run_id else ls.jobs.unapplied_for(args["uri"]) if args.get("uri") else None
+    if job is None or not job.unapplied:
+        raise RequestFailed(f"no evolved instructions to put in{f' from run {run_id}' if run_id else ''}")
+    await apply_winner(ls, job, job.unapplied)
+
+
+async def _apply(ls: LseServer, job: Job, edit: types.WorkspaceEdit, label: str) -> bool:
+    """Send the edit; True when the client applied it. Either way the user is told."""
     try:
         result = await ls.workspace_apply_edit_async(types.ApplyWorkspaceEditParams(edit=edit, label=label))
     except Exception as exc:  # noqa: BLE001
         ls.show(f"LSE: the edit was not applied: {one_line(exc)}", types.MessageType.Warning)
-        return
+        return False
     if result.applied:
         ls.show(f"LSE: {job.path.name} now holds the evolved instructions ({label.removeprefix('LSE: ')}); "
                 "save to keep them, undo to go back.")
@@ -306,6 +428,7 @@ async def _apply(ls: LseServer, job: Job, edit: types.WorkspaceEdit, label: str)
         reason = result.failure_reason or "declined"
         log.info("applyEdit %s: not applied (%s)", job.run_id, reason)
         ls.show(f"LSE: {job.path.name} was left as it is ({reason}); the winner stays in run {job.run_id}.")
+    return bool(result.applied)
 
 
 def register(ls: LseServer) -> None:
@@ -334,9 +457,15 @@ def register(ls: LseServer) -> None:
     async def cancel(ls: LseServer, *args: Any) -> CancelResult:
         return await cancel_run(ls, command_args(args))
 
+    @ls.command(Command.APPLY_WINNER)
+    async def apply(ls: LseServer, *args: Any) -> None:
+        if not ls.trusted:
+            raise RequestFailed(UNTRUSTED)
+        await apply_command(ls, command_args(args))
+
     @ls.feature(types.WINDOW_WORK_DONE_PROGRESS_CANCEL)
     async def progress_cancel(ls: LseServer, params: types.WorkDoneProgressCancelParams) -> None:
         job = ls.jobs.by_token(str(params.token))
         if job is not None and not job.done.is_set():
-            await ls.jobs.cancel(job)
+            await ls.jobs.cancel_soon(job)
 

@@ -4,11 +4,14 @@ server's own settings.
 Clients send the `lse.toml` sections with camelCase keys (as VS Code settings are spelled): `maxTokens`
 becomes `max_tokens`. Two keys differ in name: a model profile's (`model`, `evolver`) `name` is the engine's
 `model`, and `timeoutSeconds` is `timeout_s`. Unknown keys reach the engine, which rejects them clearly.
-The `files` section is the server's: which file names are prompt files and suites (globs).
+The `files` section is the server's: which file names are prompt files and suites (globs); so is `checks`:
+`goldBudgetS`, how long one gold query may run in the editor's diagnostics (scoring allows `[sql]
+gold_timeout_s`).
 """
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -17,6 +20,7 @@ _SECTIONS = ("model", "evolver", "evolve", "sql", "train")
 _PROFILES = ("model", "evolver")
 PROMPT_GLOBS = ("*.prompt.md",)
 SUITE_GLOBS = ("*.suite.yaml", "*.suite.yml", "*.suite.json")
+CHECK_BUDGET_S = 5.0
 
 
 def snake_key(key: str) -> str:
@@ -72,3 +76,14 @@ def file_globs(settings: Any) -> FileGlobs:
         return found or default
 
     return FileGlobs(globs("prompts", PROMPT_GLOBS), globs("suites", SUITE_GLOBS))
+
+
+def check_budget_s(settings: Any) -> float:
+    """`checks.goldBudgetS` (or `gold_budget_s`): seconds, above 0 and at most 600; else the default."""
+    checks = _unwrap(settings).get("checks")
+    value = None
+    if isinstance(checks, dict):
+        value = checks.get("goldBudgetS", checks.get("gold_budget_s"))
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and 0 < value <= 600:
+        return float(value)
+    return CHECK_BUDGET_S

@@ -4,7 +4,11 @@ A cloned repository can carry any `.lse/lse.db`: a `runs` view over an endless q
 columns computing gigabyte blobs. Before the server reads a store it checks, on a separate read-only
 connection, that the file holds only plain tables named as ours (no views, triggers, virtual tables or
 generated columns); every read then runs under a deadline and a value-size limit. A store that fails either
-is skipped (and logged once) until the file is replaced. The worker processes alone write stores.
+is skipped (and logged once) until the file is replaced.
+
+The worker processes write stores; the server writes one thing, once: `close_run`, the end of a run whose
+worker it had to kill (or that died) before the worker could record it. The worker is gone by then, so there
+is still one writer per run.
 """
 
 from __future__ import annotations
@@ -166,3 +170,32 @@ class StoreReader:
                 with contextlib.suppress(Exception):
                     store.close()
         self._open.clear()
+
+
+def close_run(path: Path, run_id: str, pid: int, status: str, message: str, seconds: float = 2.0) -> bool:
+    """Record the end of run `run_id` whose worker (process `pid`) is dead: status and message, only if the run
+    still reads `running` under that worker's pid (a run the worker closed itself, or another process resumed,
+    is left alone). True when it was recorded. The file is checked first, like a store the server reads."""
+    if not path.is_file():
+        return False
+    why = check_store(path, seconds)
+    if why is not None:
+        log.warning("not recording the end of run %s in %s: %s", run_id, path, why)
+        return False
+    try:
+        conn = sqlite3.connect(str(path), timeout=seconds)
+    except sqlite3.Error as exc:
+        log.warning("cannot record the end of run %s in %s: %s", run_id, path, exc)
+        return False
+    try:
+        conn.execute("PRAGMA trusted_schema = 0")
+        with conn:
+            cur = conn.execute("UPDATE runs SET status = ?, message = ?, updated = ? "
+                               "WHERE id = ? AND status = 'running' AND pid = ?",
+                               [status, message, time.time(), run_id, pid])
+        return cur.rowcount == 1
+    except sqlite3.Error as exc:
+        log.warning("cannot record the end of run %s in %s: %s", run_id, path, exc)
+        return False
+    finally:
+        conn.close()

@@ -17,40 +17,18 @@ from lsprotocol import types
 
 from lse_engine.evolve.search import load_tree
 from lse_engine.evolve.tree import Node, Tree
+from lse_engine.files import Suite, parse_prompt
+from lse_server.args import UNTRUSTED, command_args
 from lse_server.core import LseServer
 from lse_server.documents import is_suite
 from lse_server.errors import RequestFailed
-from lse_server.messages import pct, progress_line
+from lse_server.jobs import Job
+from lse_server.messages import APPLY_TITLE, CANCEL_TITLE, pct, progress_line, score_label
 from lse_server.protocol import Command, CommandArgs, Method, RunsResult, RunSummary, TreeNode, TreeResult
 from lse_server.uris import path_to_uri
 
 log = logging.getLogger("lse_server.views")
-UNTRUSTED = "this workspace is not trusted: LSE reads no run store, runs no SQL and loads no model here"
-GOLD_BUDGET_S = 3.0
-
-
-def command_args(args: Any) -> CommandArgs:
-    """The one argument of a command or custom request: `{uri, runId, rounds}` (a bare URI string works too)."""
-    first = args._asdict() if hasattr(args, "_asdict") else args  # pygls hands custom params as named tuples
-    if isinstance(first, (list, tuple)):
-        first = first[0] if first else {}
-    if hasattr(first, "_asdict"):
-        first = first._asdict()
-    if isinstance(first, str):
-        return {"uri": first}
-    if not isinstance(first, dict):
-        return {}
-    out: CommandArgs = {}
-    if isinstance(first.get("uri"), str):
-        out["uri"] = first["uri"]
-    if isinstance(first.get("runId"), str):
-        out["runId"] = first["runId"]
-    rounds = first.get("rounds")
-    if rounds is not None:
-        if not isinstance(rounds, int) or isinstance(rounds, bool) or not 1 <= rounds <= 10_000:
-            raise RequestFailed(f"rounds must be a whole number from 1 to 10000, got {rounds!r}")
-        out["rounds"] = rounds
-    return out
+GOLD_BUDGET_S = 3.0  # a hover's gold query
 
 
 def _cmd(title: str, name: str, args: CommandArgs) -> types.Command:
@@ -59,20 +37,51 @@ def _cmd(title: str, name: str, args: CommandArgs) -> types.Command:
 
 def _prompt_at(ls: LseServer, uri: str) -> Path | None:
     """The path of an LSE prompt file (None for anything else, unreadable files included)."""
+    found = _prompt_text(ls, uri)
+    return found[0] if found else None
+
+
+def _prompt_text(ls: LseServer, uri: str) -> tuple[Path, str] | None:
     try:
         path = ls.path_of(uri)
         text, _ = ls.text_of(uri)
     except RequestFailed:
         return None
-    return path if ls.is_prompt(path, text) else None
+    return (path, text) if ls.is_prompt(path, text) else None
+
+
+def cancel_title(job: Job) -> str:
+    """"Cancel run (evolve of x.prompt.md: round 2/5 · scoring dev 3/8)": the action, with the progress."""
+    return f"{CANCEL_TITLE} ({job.kind} of {job.path.name}: {progress_line(job.kind, job.last_event)})"
+
+
+def _action(title: str, name: str, args: CommandArgs) -> types.CodeAction:
+    return types.CodeAction(title=title, kind=types.CodeActionKind.Source, command=_cmd(title, name, args))
 
 
 def code_actions(ls: LseServer, params: types.CodeActionParams) -> list[types.CodeAction]:
+    """On a prompt: Evaluate (first: the cheap one), Apply evolved instructions (an evolve's winner not put in
+    yet, its instructions still those the run started from), Evolve; while a run of it goes, Cancel run instead. On a
+    suite: Cancel run for each run going on a prompt that uses it (so a client with code actions alone, eglot
+    or Helix, can always stop a run)."""
     uri = params.text_document.uri
-    if _prompt_at(ls, uri) is None:
+    if ls.is_suite_uri(uri):
+        suite = ls.path_of(uri).resolve()
+        return [_action(cancel_title(job), Command.CANCEL, {"uri": job.uri, "runId": job.run_id})
+                for job in ls.jobs.running() if job.suite == suite]
+    found = _prompt_text(ls, uri)
+    if found is None:
         return []
-    return [types.CodeAction(title=title, kind=types.CodeActionKind.Source, command=_cmd(title, name, {"uri": uri}))
-            for title, name in (("Evolve prompt", Command.EVOLVE), ("Evaluate prompt", Command.EVALUATE))]
+    job = ls.jobs.running_for(uri)
+    if job is not None:
+        return [_action(cancel_title(job), Command.CANCEL, {"uri": uri, "runId": job.run_id})]
+    actions = [_action("Evaluate prompt", Command.EVALUATE, {"uri": uri})]
+    pending = ls.jobs.unapplied_for(uri)
+    if pending is not None and pending.unapplied and parse_prompt(found[1], found[0])[0].instructions == pending.instructions:
+        label = score_label(pending.unapplied.get("rootDev"), pending.unapplied.get("winnerDev")).removeprefix("LSE: ")
+        actions.append(_action(f"{APPLY_TITLE} ({label}, run {pending.run_id})", Command.APPLY_WINNER,
+                               {"uri": uri, "runId": pending.run_id}))
+    return [*actions, _action("Evolve prompt", Command.EVOLVE, {"uri": uri})]
 
 
 def code_lens(ls: LseServer, params: types.CodeLensParams) -> list[types.CodeLens]:
@@ -126,7 +135,7 @@ async def hover(ls: LseServer, params: types.HoverParams) -> types.Hover | None:
         parts.append("_untrusted workspace: gold SQL is not run, no outcomes are read_")
         return types.Hover(contents=types.MarkupContent(kind=types.MarkupKind.Markdown, value="\n\n".join(parts)))
     if suite.task == "text-to-sql" and suite.database is not None and suite.database.is_file():
-        parts.append(await _gold(ls, suite.database, problem.gold))
+        parts.append(await _gold(ls, suite, problem.gold))
     suite_path = str(suite.path.resolve()) if suite.path else str(path.resolve())
     found = ls.read_store(path, lambda s: s.latest_outcome(suite_path, problem.id))
     if found:
@@ -136,21 +145,30 @@ async def hover(ls: LseServer, params: types.HoverParams) -> types.Hover | None:
         parts.append(f"**latest outcome** ({meta['kind']} {meta['run']}, node {meta['node']}, {when}): {verdict}")
         if out.answer:
             parts.append(f"```sql\n{out.answer}\n```")
+    elif _split_of(suite, problem.id) == "test":
+        parts.append("_a test problem: Evaluate scores train and dev only; an Evolve scores test once, at its end "
+                     "(the original prompt and the winner), and reports both in its result message_")
     else:
         parts.append("_no outcome yet: run Evaluate on a prompt that uses this suite_")
     return types.Hover(contents=types.MarkupContent(kind=types.MarkupKind.Markdown, value="\n\n".join(parts)))
 
 
-async def _gold(ls: LseServer, database: Path, gold: str) -> str:
+def _split_of(suite: Suite, problem_id: str) -> str | None:
+    return next((name for name, problems in suite.split().items() if any(p.id == problem_id for p in problems)), None)
+
+
+async def _gold(ls: LseServer, suite: Suite, gold: str) -> str:
+    analyzer = ls.analyzer
     try:
-        checker = ls.analyzer.checker(database)
-        check = checker.cached(gold)
-        if check is None:
-            check = await ls.analyzer.run(checker.check, gold, budget_s=GOLD_BUDGET_S, sql=True)
+        timeout = await analyzer.run(analyzer.gold_timeout_s, suite.path)
+        checker = await analyzer.run(analyzer.checker, suite.database, timeout, sql=True)
+        check = await analyzer.gold(checker, gold, GOLD_BUDGET_S)
     except asyncio.TimeoutError:
-        return "**gold result**: _still running_"
+        return "**gold result**: _the database took too long to open_"
     except Exception as exc:  # noqa: BLE001 - not a database, unreadable
         return f"**gold fails**: cannot open the database: {exc}"
+    if check.slow_s is not None:
+        return f"**gold result**: _not known: the query did not finish within {check.slow_s:g} s here_"
     res = check.result
     if res is not None and res.ok:
         from lse_engine.tasks.text_to_sql import preview_rows

@@ -121,9 +121,14 @@ class LseExtension implements vscode.Disposable {
       this.setLanguageStatus('no server', vscode.LanguageStatusSeverity.Error);
       const plan = trusted ? installPlan(env, isLseCheckout) : undefined;
       const actions = plan ? ['Install lse-server', 'Show setup', 'Open settings'] : ['Show setup', 'Open settings'];
+      if (resolved.untrusted) {
+        actions.unshift('Manage Workspace Trust');
+      }
       void vscode.window.showErrorMessage(resolved.error, ...actions).then((choice) => {
         if (choice === 'Install lse-server' && plan) {
           void this.install(plan);
+        } else if (choice === 'Manage Workspace Trust') {
+          void vscode.commands.executeCommand('workbench.trust.manage');
         } else if (choice === 'Show setup') {
           void vscode.commands.executeCommand('lse.client.showSetup');
         } else if (choice === 'Open settings') {

@@ -11,6 +11,8 @@ export const ServerCommand = {
   train: 'lse.train',
   cancel: 'lse.cancel',
   showTree: 'lse.showTree',
+  /** Puts an evolve's winner in when the Apply question was declined or could not be asked (code action). */
+  applyWinner: 'lse.applyWinner',
 } as const;
 
 export const Method = {

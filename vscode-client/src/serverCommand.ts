@@ -36,6 +36,8 @@ export interface ServerMissing {
   error: string;
   /** Places that were tried, for the setup message. */
   tried: string[];
+  /** Set when workspace trust is the reason: the workspace is not trusted, so its own .venv was not used. */
+  untrusted?: boolean;
 }
 
 export type Resolution = ServerCommand | ServerMissing;
@@ -119,22 +121,19 @@ export function resolveServerCommand(cfg: ServerConfig, env: ResolveEnv): Resolu
     }
     return undefined;
   };
-  if (env.trusted) {
-    for (const folder of env.workspaceFolders) {
-      const found = inFolder(folder);
-      if (found) {
-        return { command: found, args, source: 'workspace .venv' };
-      }
+  // the workspace's .venv, then the repository's: a workspace opened inside a checkout (examples/shop/ after
+  // ./scripts/setup.sh). An untrusted workspace's are looked at but never started: the message names trust.
+  let skipped: string | undefined;
+  const venvs: [string, ServerCommand['source']][] = [
+    ...env.workspaceFolders.map((f): [string, ServerCommand['source']] => [f, 'workspace .venv']),
+    ...env.workspaceFolders.flatMap((f) => ancestors(f, pp).map((a): [string, ServerCommand['source']] => [a, 'repository .venv'])),
+  ];
+  for (const [folder, source] of venvs) {
+    const found = inFolder(folder);
+    if (found && env.trusted) {
+      return { command: found, args, source };
     }
-    // the repository's .venv: a workspace opened inside a checkout (examples/shop/ after ./scripts/setup.sh)
-    for (const folder of env.workspaceFolders) {
-      for (const above of ancestors(folder, pp)) {
-        const found = inFolder(above);
-        if (found) {
-          return { command: found, args, source: 'repository .venv' };
-        }
-      }
-    }
+    skipped ??= found;
   }
   if (env.pythonInterpreter?.trim()) {
     const dir = pp.dirname(env.pythonInterpreter.trim());
@@ -150,6 +149,20 @@ export function resolveServerCommand(cfg: ServerConfig, env: ResolveEnv): Resolu
   tried.push('lse-server on PATH');
   if (onPath !== undefined) {
     return { command: onPath, args, source: 'PATH' };
+  }
+  if (skipped !== undefined) {
+    return {
+      error: `LSE: this workspace is not trusted, so its lse-server (${skipped}) is not started. Trust the workspace, or set lse.server.path to an lse-server outside it.`,
+      tried,
+      untrusted: true,
+    };
+  }
+  if (!env.trusted) {
+    return {
+      error: 'LSE: lse-server was not found on PATH. This workspace is not trusted, so LSE did not look in its .venv: trust the workspace, or install lse-server on PATH (or set lse.server.path).',
+      tried,
+      untrusted: true,
+    };
   }
   return {
     error: 'LSE: lse-server was not found. Install it into a .venv (one click), or set lse.python / lse.server.path.',

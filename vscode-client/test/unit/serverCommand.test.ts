@@ -59,10 +59,25 @@ describe('resolveServerCommand', () => {
     assert.deepEqual(resolveServerCommand({}, e), { command: '/opt/py/bin/lse-server', args: ['--stdio'], source: 'Python extension' });
   });
 
+  it('names trust when an untrusted workspace has its own lse-server, and never starts it', () => {
+    const r = resolveServerCommand({}, env(['/ws/.venv/bin/lse-server'], { trusted: false }));
+    assert.ok(isMissing(r) && r.untrusted === true);
+    assert.equal(r.error, 'LSE: this workspace is not trusted, so its lse-server (/ws/.venv/bin/lse-server) is not started. '
+      + 'Trust the workspace, or set lse.server.path to an lse-server outside it.');
+    const above = resolveServerCommand({}, env(['/repo/.venv/bin/lse-server'], { trusted: false, workspaceFolders: ['/repo/examples/shop'] }));
+    assert.ok(isMissing(above) && above.error.includes('(/repo/.venv/bin/lse-server) is not started'));
+  });
+
+  it('names trust when an untrusted workspace finds no lse-server at all', () => {
+    const r = resolveServerCommand({}, env([], { trusted: false }));
+    assert.ok(isMissing(r) && r.untrusted === true);
+    assert.match(r.error, /^LSE: lse-server was not found on PATH\. This workspace is not trusted, so LSE did not look in its \.venv/);
+  });
+
   it('says what it tried when nothing is found', () => {
     const r = resolveServerCommand({}, env([]));
-    assert.ok(isMissing(r));
-    assert.match(r.error, /lse-server was not found/);
+    assert.ok(isMissing(r) && r.untrusted === undefined);
+    assert.match(r.error, /lse-server was not found\. Install it/);
     assert.deepEqual(r.tried, ['/ws/.venv/bin/lse-server', '/.venv/bin/lse-server', 'lse-server on PATH']);
   });
 
