@@ -18,8 +18,9 @@ def _label(node: Node, winner: int) -> str:
     first = first if len(first) <= 60 else first[:57] + "…"
     star = " [bold yellow]★ winner[/]" if node.id == winner else ""
     status = "" if node.status == "ok" else f" [dim]({node.status}{': ' + node.error if node.error else ''})[/]"
+    no_answer = f" · no answer {_pct(node.no_answer)}" if node.no_answer else ""
     return (f"[bold]#{node.id}[/] dev {_pct(node.dev_score)} · train {_pct(node.train_score)} · "
-            f"visits {node.visits}{status}{star} [dim]{first}[/]")
+            f"visits {node.visits}{no_answer}{status}{star} [dim]{first}[/]")
 
 
 def tree_text(tree: Tree, title: str = "evolution tree") -> RichTree:

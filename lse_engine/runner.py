@@ -148,6 +148,7 @@ def evaluate(ws: Workspace, splits: tuple[str, ...] = ("train", "dev"), cancel: 
     """Score the prompt's instructions on the given splits; every outcome lands in the run store.
 
     The model loads only if some outcome is not cached yet; a cancelled evaluation reports what it scored."""
+    ws.require_models(("model",))
     store = ws.store
     run_id = store.create_run("evaluate", str(ws.prompt_path), str(ws.suite.path), run_id=run_id,
                               prompt_sha=ws.prompt.sha, root_instructions=ws.prompt.instructions,
@@ -196,6 +197,7 @@ def evolve(ws: Workspace, run_id: str | None = None, rounds: int | None = None, 
 
     The settings are the workspace's (a resumed run: the ones it started with); `rounds` overrides their
     count. When the suite has a test split, the root and the winner are scored on it at the end."""
+    ws.require_models()
     store = ws.store
     settings = ws.config.evolve
     if run_id is None:

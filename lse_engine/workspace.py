@@ -70,6 +70,15 @@ class Workspace:
             return self._evolver
         return self.models.get(self.config.evolver)
 
+    def require_models(self, roles: tuple[str, ...] = ("model", "evolver")) -> None:
+        """Every model the roles need is on disk (models handed in by the caller count as found); else one
+        error naming them all and the command that fetches them."""
+        from lse_engine.models import needed
+
+        injected = {"model": self.models.adopted(self.config.model),
+                    "evolver": self._evolver is not None or self.models.adopted(self.config.evolver)}
+        needed.require(self.config, tuple(r for r in roles if not injected[r]))
+
     def scorer(self, cancel: CancelToken | None = None, on_usage=None) -> Scorer:
         return Scorer(self.task, self.task_llm(), self.store, sampling_of(self.config.model), cancel=cancel,
                       chunk_size=max(1, self.config.model.batch_size), on_usage=on_usage,

@@ -110,3 +110,36 @@ def test_resume_continues_a_run_and_apply_writes_the_winner(tmp_path: Path, tiny
         assert after == before
     else:
         assert after.split("---\n", 2)[2].strip() == tree[winner][3].strip()
+
+
+def test_evolve_into_a_file_writes_progress_lines_as_it_works(tmp_path: Path, tiny_cache: None) -> None:
+    """Output to a log (not a terminal): plain lines as work happens, readable before the run ends."""
+    import os
+    import subprocess
+    import sys
+    import time
+
+    prompt = build_skill_workspace(tmp_path / "ws", n_problems=40)
+    log = tmp_path / "evolve.log"
+    env = {**os.environ, "COLUMNS": "200"}
+    with open(log, "w") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "lse_engine.cli", "evolve", str(prompt), "--tiny",
+                                 "--rounds", "30", "--batch-size", "3", "--dev-size", "20"],
+                                stdout=out, stderr=subprocess.STDOUT, env=env)
+        try:
+            deadline = time.monotonic() + 120
+            seen = ""
+            while time.monotonic() < deadline and "round 2/30: expanding" not in seen:
+                time.sleep(0.5)
+                seen = log.read_text()
+            running = proc.poll() is None
+        finally:
+            proc.terminate()
+            proc.wait(timeout=30)
+    assert running, "the run ended before its progress could be read"
+    lines = seen.splitlines()
+    assert any(line.startswith("[") and "root scored: dev " in line for line in lines)
+    assert any("round 1/30: expanding node 0" in line for line in lines)
+    assert any("round 1: evolver reply 1/" in line for line in lines)  # each reply's verdict
+    assert any(": scored " in line and "/" in line for line in lines)  # counted scoring steps
+    assert "\x1b[" not in seen  # plain text, no terminal control codes

@@ -116,6 +116,11 @@ def test_bird_train_split_without_question_ids(tmp_path: Path) -> None:
     assert [p["id"] for p in doc["problems"]] == ["bird-0", "bird-1", "bird-2"]
     with pytest.raises(LSEError, match="dev, train, mini-dev"):
         import_bird(root, tmp_path / "out", split="test")
+    # a layout recognised under another split: the error says which --split to use
+    with pytest.raises(LSEError) as err:
+        import_bird(root, tmp_path / "out")  # dev, the default
+    assert str(err.value).endswith(f"It holds BIRD train instead ({root / 'train.json'}): import it with `--split "
+                                   "train`")
 
 
 def bird_rows(db_id: str, n: int = 2) -> list[dict]:
@@ -201,6 +206,9 @@ def test_cli_import_bird_split_train(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert " ".join(capsys.readouterr().out.split()) == f"wrote 1 suites with 4 problems to {out}"  # rich wraps
     assert main(["import", "spider", str(tmp_path), "--split", "mini-dev", "--out", str(out)]) == 2
     assert "Spider split must be one of dev, train, test" in capsys.readouterr().err
+    assert main(["import", "bird", str(tmp_path), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.endswith("`--split train`\n") and " ".join(err.split()).startswith("error: BIRD dev: looked for dev.json")
 
 
 # -- Spider --------------------------------------------------------------------------------------------

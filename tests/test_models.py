@@ -50,7 +50,8 @@ def offline_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 class Toy:
     """A synthetic model file, its pin, and wheels that carry it in three chunks."""
 
-    def __init__(self, root: Path, size: int = 20_000) -> None:
+    def __init__(self, root: Path, size: int = 20_000, package: str = "lse-toy") -> None:
+        self.package = package
         self.data = os.urandom(size)
         self.sha = hashlib.sha256(self.data).hexdigest()
         self.wheels = root / "wheelhouse"
@@ -58,11 +59,13 @@ class Toy:
         cut = [0, 7_000, 14_000, size]
         self.chunks = [self.data[a:b] for a, b in zip(cut, cut[1:])]
         for i, chunk in enumerate(self.chunks, 1):
-            build_wheel(self.wheels, f"lse-toy-part{i}", "1.0", {f"lse_toy_part{i}/data/part{i:02d}.bin": chunk})
+            module = f"{package.replace('-', '_')}_part{i}"
+            build_wheel(self.wheels, f"{package}-part{i}", "1.0", {f"{module}/data/part{i:02d}.bin": chunk})
 
     def toml(self, name: str = "toy", extra: str = "") -> str:
-        parts = ", ".join(f'{{package = "lse-toy-part{i}", version = "1.0", file = "lse_toy_part{i}/data/part{i:02d}.bin"}}'
-                          for i in range(1, 4))
+        module = self.package.replace("-", "_")
+        parts = ", ".join(f'{{package = "{self.package}-part{i}", version = "1.0", '
+                          f'file = "{module}_part{i}/data/part{i:02d}.bin"}}' for i in range(1, 4))
         return (f'[models.{name}]\nsha256 = "{self.sha}"\nsize = {len(self.data)}\nlicense = "CC0-1.0"\n'
                 f'title = "Toy model"\npypi = [{parts}]\n{extra}')
 

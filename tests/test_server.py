@@ -69,7 +69,9 @@ def settings_for(stub, trusted: Any = True, **evolve: Any) -> dict[str, Any]:
     return {"trusted": trusted,
             "settings": {"model": {"backend": "openai", "name": "scripted", "baseUrl": stub.base_url,
                                    "batchSize": 4, "maxConcurrency": 4},
-                         "evolve": {"rounds": 2, "batchSize": 4, "devSize": 8, **evolve}}}
+                         # the editor loop is what these tests are about: the best dev node wins (the paired test that
+                         # must back a winner is tested in test_significance.py; 8 dev problems rarely pass it)
+                         "evolve": {"rounds": 2, "batchSize": 4, "devSize": 8, "winnerTest": "none", **evolve}}}
 
 
 EDIT_CAPS = types.WorkspaceEditClientCapabilities(
@@ -397,7 +399,8 @@ async def test_evolve_puts_the_winner_into_the_unsaved_buffer_exactly(client: La
     assert done["error"] is None and done["winner"] not in (None, 0)
     assert done["instructions"] == "t0 keep-me t1 t2" and done["rootDev"] == pytest.approx(0.25)
     assert done["winnerDev"] == pytest.approx(0.75) and done["roundsDone"] == 2
-    assert "LSE evolve of nums.prompt.md: dev 25% → 75%, 2 rounds, 2 edits (0 no-op)" in messages_of(client)
+    assert ("LSE evolve of nums.prompt.md: dev 25% → 75%, 2 rounds, 2 edits from 2 evolver replies (0 repeated "
+            "instructions)") in messages_of(client)
     nodes = [p for p in client.run_progress if p["runId"] == run_id and not p["done"] and p.get("node")]
     assert nodes and {"id", "parent", "dev", "instructions"} <= set(nodes[-1]["node"])
     edits = await wait_for(lambda: client.apply_edits, what="workspace/applyEdit")
@@ -487,8 +490,9 @@ async def test_an_evolve_that_keeps_the_root_says_so(client: LanguageClient, stu
     uri = open_doc(client, prompt, lang="markdown")
     done = await run_to_end(client, "lse.evolve", {"uri": uri})
     assert done["winner"] == 0
-    await wait_for(lambda: any(m.startswith("LSE evolve of nums.prompt.md: the original prompt is still best (dev "
-                                            "100%") for m in messages_of(client)), what="the summary")
+    await wait_for(lambda: any(m.startswith("LSE evolve of nums.prompt.md: the original prompt stays (dev 100%")
+                               and m.endswith("; no edit scored above the seed on dev") for m in messages_of(client)),
+                   what="the summary, with why the seed stays")
     assert not client.apply_edits
 
 
@@ -604,7 +608,7 @@ async def test_workspace_folders_with_uri_characters(client: LanguageClient, fol
 # -- trust and hostile stores ----------------------------------------------------------------------------------------
 HOSTILE_STORE = """
 CREATE VIEW runs AS WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT x AS id, 'evolve' AS kind,
-  '{prompt}' AS prompt, '' AS suite, 'done' AS status, x AS created, 0.99 AS best_dev, 0 AS root_dev, NULL AS rule,
+  '{prompt}' AS prompt, '' AS suite, 'done' AS status, x AS created, 0.99 AS winner_dev, 0 AS root_dev, NULL AS rule,
   0 AS winner FROM c;
 """
 
@@ -621,7 +625,7 @@ def plant_store(root: Path, prompt: Path, hostile: bool) -> None:
         db.close()
         store = Store(root / ".lse" / "lse.db")
         run = store.create_run("evaluate", str(prompt.resolve()), str(root / "nums.suite.yaml"))
-        store.update_run(run, status="done", best_dev=0.99, root_dev=0.99)
+        store.update_run(run, status="done", winner_dev=0.99, root_dev=0.99)
         store.close()
         return
     db.commit()

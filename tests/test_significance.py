@@ -22,7 +22,7 @@ def test_the_sign_test_is_exact_and_one_sided() -> None:
     v = compare([1, 1, 1, 1, 1, 0, 0], [0, 0, 0, 0, 0, 0, 1], alpha=0.05, comparisons=3)
     assert (v.wins, v.losses) == (5, 1) and v.p == pytest.approx(3 * 7 / 64) and not v.beats
     assert compare([1] * 8, [0] * 8, alpha=0.05).beats
-    assert "5 wins, 1 losses on dev, p = 0.328 (3 edits compared; α 0.05)" == v.words()
+    assert v.words() == "5 wins, 1 losses on dev, p = 0.328 (3 edits compared; α 0.05)"
 
 
 def test_racing_stops_a_child_behind_beyond_noise_or_out_of_reach() -> None:

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import argparse
 import signal
+import sys
+import time
 from typing import Any
 
 from rich.console import Console
 
 from lse_engine.kinds import BACKEND_CHOICES
 from lse_engine.llm.base import CancelToken
+from lse_engine.progress import ProgressEvent
 
 console = Console(stderr=False)
 err_console = Console(stderr=True)
@@ -78,6 +81,32 @@ def duration(seconds: float | None) -> str:
     s = int(round(seconds))
     h, rest = divmod(s, 3600)
     return f"{h}:{rest // 60:02d}:{rest % 60:02d}" if h else f"{rest // 60}:{rest % 60:02d}"
+
+
+class PlainProgress:
+    """Progress as plain lines, for a log or a file (stdout not a terminal): every event that says what happened
+    (a round's selection, a scored edit, an evolver reply's verdict) at once; counted steps (`scored 12/40 · about
+    1:20 left`) at most one line every `every_s` seconds, and the last of a step. Each line is flushed."""
+
+    def __init__(self, out: Any = None, every_s: float = 5.0) -> None:
+        self.out = out if out is not None else sys.stdout
+        self.every_s = every_s
+        self._last_step = 0.0
+        self.started = time.monotonic()
+
+    def __call__(self, ev: ProgressEvent) -> None:
+        now = time.monotonic()
+        if ev.step:
+            finished = ev.step_total and ev.step_done >= ev.step_total
+            if now - self._last_step < self.every_s and not finished:
+                return
+            self._last_step = now
+            left = f" · about {duration(ev.eta_s)} left" if ev.eta_s is not None and not finished else ""
+            counted = "scored " if "scoring" in ev.step else ""
+            text = f"{ev.step}: {counted}{ev.step_done}/{ev.step_total}{left}" if ev.step_total else ev.step
+        else:
+            text = ev.message
+        print(f"[{duration(now - self.started)}] {text}", file=self.out, flush=True)
 
 
 def step_line(step: str, done: int, total: int, eta_s: float | None) -> str:

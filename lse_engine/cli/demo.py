@@ -114,16 +114,15 @@ def cmd_demo(args: argparse.Namespace) -> int:
         # request calls the evolver every round, which is what a pipeline check needs
         overrides.setdefault("evolve", {}).setdefault("request", "reference")
     else:
-        from lse_engine.models import ensure_model
-
-        name = args.model or DEMO_MODEL
-        for wanted in dict.fromkeys([name, *([args.evolver_model] if args.evolver_model else [])]):
-            ensure_model(wanted, _fetch_notice, catalog=_catalog(dest))
-        overrides.setdefault("model", {}).update(backend="transformers", model=name)
+        overrides.setdefault("model", {}).update(backend="transformers", model=args.model or DEMO_MODEL)
         if args.evolver_model:
             overrides.setdefault("evolver", {}).update(backend="transformers", model=args.evolver_model)
     ws = Workspace(prompt, overrides)
     try:
+        if not args.tiny:  # every model the run needs, fetched (saying what and how big) before any is called
+            from lse_engine.models import needed
+
+            needed.fetch(ws.config, _fetch_notice, ("model",) if args.eval_only else ("model", "evolver"))
         if args.eval_only:
             return run_eval(ws, ("dev", "test"), quiet=args.quiet)
         console.print(_models_line(ws))
@@ -152,16 +151,6 @@ def cmd_demo(args: argparse.Namespace) -> int:
         return rc
     finally:
         ws.close()
-
-
-def _catalog(root: Path):
-    from lse_engine.models import Catalog
-    from lse_engine.models.catalog import catalog_for
-
-    try:
-        return catalog_for(root)
-    except Exception:
-        return Catalog()
 
 
 def register(sub: argparse._SubParsersAction) -> None:

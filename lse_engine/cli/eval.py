@@ -8,7 +8,15 @@ from pathlib import Path
 
 from rich.table import Table
 
-from lse_engine.cli.common import add_model_args, console, install_sigint, overrides_from, pct, step_line
+from lse_engine.cli.common import (
+    PlainProgress,
+    add_model_args,
+    console,
+    install_sigint,
+    overrides_from,
+    pct,
+    step_line,
+)
 from lse_engine.llm.base import CancelToken
 from lse_engine.progress import ProgressEvent
 from lse_engine.workspace import Workspace
@@ -21,11 +29,14 @@ def run_eval(ws: Workspace, splits: tuple[str, ...] = ("train", "dev"), quiet: b
 
     cancel = CancelToken()
     install_sigint(cancel)
-    with console.status("scoring… (the model loads only for outcomes not cached yet)") as status:
-        def show(ev: ProgressEvent) -> None:
-            status.update(step_line(ev.step or ev.message, ev.step_done, ev.step_total, ev.eta_s))
+    if console.is_terminal:
+        with console.status("scoring… (the model loads only for outcomes not cached yet)") as status:
+            def show(ev: ProgressEvent) -> None:
+                status.update(step_line(ev.step or ev.message, ev.step_done, ev.step_total, ev.eta_s))
 
-        report = evaluate(ws, splits, cancel=cancel, progress=show)
+            report = evaluate(ws, splits, cancel=cancel, progress=show)
+    else:  # a log or a file: plain lines as work happens
+        report = evaluate(ws, splits, cancel=cancel, progress=PlainProgress())
     for split, rows in report.rows.items():
         table = Table(title=f"{split}: {pct(report.accuracy[split])} ({sum(o.correct for _, o in rows)}/{len(rows)})")
         table.add_column("id", style="bold")

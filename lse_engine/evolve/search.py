@@ -266,6 +266,8 @@ class Search:
             self.recorder.attempt({"round": r, "attempt": attempt, "raw": candidate.raw, "instructions": new or "",
                                    "verdict": verdict, "error": error or "", "prompt_tokens": p_tok,
                                    "completion_tokens": c_tok})
+            said = "new instructions" if verdict == "ok" else f"{verdict} ({error})"
+            self._emit(tree, r, f"round {r}: evolver reply {attempt + 1}/{tries}: {said}")
         return proposals
 
     def _best_candidate(self, good: list[Proposal], fb_batch: list[Problem], r: int) -> tuple[Proposal, float]:

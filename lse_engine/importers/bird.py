@@ -12,7 +12,7 @@ import os
 from typing import Any
 
 from lse_engine.errors import LSEError
-from lse_engine.importers.layout import find_layout
+from lse_engine.importers.layout import find_split_layout
 from lse_engine.importers.write import ImportResult, clean_sql, clean_text, load_json_list, write_sql_suites
 
 SPLITS = ("dev", "train", "mini-dev")
@@ -30,7 +30,7 @@ def import_bird(data_dir: str | os.PathLike[str], out_dir: str | os.PathLike[str
     """
     if split not in SPLITS:
         raise LSEError(f"BIRD split must be one of {', '.join(SPLITS)}, not {split!r}")
-    layout = find_layout(data_dir, _FILES[split], _DB_DIRS[split], f"BIRD {split}")
+    layout = find_split_layout(data_dir, split, _FILES, _DB_DIRS, "BIRD")
     by_db: dict[str, list[dict[str, Any]]] = {}
     for index, row in enumerate(load_json_list(layout.questions)):
         db_id, question, gold = row.get("db_id"), row.get("question"), row.get("SQL") or row.get("query")

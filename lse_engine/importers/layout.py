@@ -8,7 +8,7 @@ Database folders unzipped into themselves (`dev_databases/dev_databases/<db_id>/
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -85,6 +85,25 @@ def find_layout(data: str | os.PathLike[str], json_names: Sequence[str], db_name
         raise LSEError(f"{what}: found {first} but no {' or '.join(n + '/' for n in db_names)} folder next to it"
                        + _zip_hint(first.parent, db_names))
     raise LSEError(f"{what}: looked for {looked} in {root} and its subfolders (two levels); found none")
+
+
+def find_split_layout(data: str | os.PathLike[str], split: str, files: Mapping[str, Sequence[str]],
+                      db_dirs: Mapping[str, Sequence[str]], what: str) -> Layout:
+    """`find_layout` for one split of a benchmark; when that split is not there but another one is (a folder with
+    BIRD's `train.json` imported as dev), the error says which `--split` to use."""
+    try:
+        return find_layout(data, files[split], db_dirs[split], f"{what} {split}")
+    except LSEError as exc:
+        for other in files:
+            if other == split or set(files[other]) <= set(files[split]):
+                continue
+            try:
+                found = find_layout(data, files[other], db_dirs[other], f"{what} {other}")
+            except LSEError:
+                continue
+            raise LSEError(f"{exc}. It holds {what} {other} instead ({found.questions}): import it with "
+                           f"`--split {other}`") from None
+        raise
 
 
 def _zip_hint(folder: Path, db_names: Sequence[str]) -> str:

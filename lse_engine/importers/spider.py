@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from lse_engine.errors import LSEError
-from lse_engine.importers.layout import find_layout
+from lse_engine.importers.layout import find_split_layout
 from lse_engine.importers.write import ImportResult, clean_sql, clean_text, load_json_list, write_sql_suites
 
 _FILES = {"dev": ["dev.json"], "train": ["train_spider.json", "train_others.json"], "test": ["test.json"]}
@@ -25,7 +25,7 @@ def import_spider(data_dir: str | os.PathLike[str], out_dir: str | os.PathLike[s
     """
     if split not in _FILES:
         raise LSEError(f"Spider split must be one of {', '.join(_FILES)}, not {split!r}")
-    layout = find_layout(data_dir, _FILES[split], _DB_DIRS[split], f"Spider {split}")
+    layout = find_split_layout(data_dir, split, _FILES, _DB_DIRS, "Spider")
     first = layout.questions
     files = [first] if Path(data_dir).is_file() else [first.parent / n for n in _FILES[split]
                                                          if (first.parent / n).is_file()]

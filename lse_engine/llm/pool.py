@@ -142,6 +142,10 @@ class ModelPool:
         self._adopted.add(key)
         return llm
 
+    def adopted(self, mc: ModelConfig) -> bool:
+        """Whether the model `mc` names was handed in by the caller (`adopt`)."""
+        return model_identity(mc, self.root) in self._adopted
+
     def same(self, a: ModelConfig, b: ModelConfig) -> bool:
         return model_identity(a, self.root) == model_identity(b, self.root)
 

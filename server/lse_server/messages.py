@@ -32,8 +32,8 @@ def progress_line(kind: str, ev: ProgressEvent | None) -> str:
         parts.append(step)
     if ev.eta_s is not None and ev.eta_s > 0:
         parts.append(_eta(ev.eta_s))
-    if kind == "evolve" and ev.best_dev is not None:
-        parts.append(f"best dev {pct(ev.best_dev)}")
+    if kind == "evolve" and ev.winner_dev is not None:
+        parts.append(f"winner dev {pct(ev.winner_dev)}")
     return " · ".join(parts) or kind
 
 
@@ -63,12 +63,16 @@ def summary(kind: str, name: str, result: Mapping[str, Any], rounds_fallback: in
         rounds_text = f"{rounds} round{'s' if rounds != 1 else ''}" if rounds is not None else ""
         root, best = result.get("rootDev"), result.get("winnerDev")
         root_test, best_test = result.get("rootTest"), result.get("winnerTest")
-        edits, noop = result.get("edits"), result.get("noopEdits")
-        edits_text = f"{edits} edit{'s' if edits != 1 else ''} ({noop or 0} no-op)" if edits is not None else ""
+        edits, replies, noop = result.get("edits"), result.get("replies"), result.get("noopReplies")
+        edits_text = ""
+        if edits is not None:
+            of = f" from {replies} evolver repl{'ies' if replies != 1 else 'y'}" if replies is not None else ""
+            edits_text = f"{edits} edit{'s' if edits != 1 else ''}{of} ({noop or 0} repeated instructions)"
         if not result.get("winner"):
             extra = ", ".join(p for p in (f"dev {pct(root)}", rounds_text,
                                           f"test {pct(root_test)}" if root_test is not None else "", edits_text) if p)
-            return f"LSE evolve of {name}: the original prompt is still best ({extra})"
+            why = f"; {result['winnerReason']}" if result.get("winnerReason") else ""
+            return f"LSE evolve of {name}: the original prompt stays ({extra}){why}"
         parts = [f"dev {pct(root)} → {pct(best)}"]
         if rounds_text:
             parts.append(rounds_text)

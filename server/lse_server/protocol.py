@@ -66,6 +66,7 @@ class TreeNode(TypedDict):
     train: float | None
     visits: int
     error: str | None
+    noAnswer: float | None  # share of the node's dev replies with no answer at all
 
 
 class TreeResult(TypedDict):
@@ -130,8 +131,10 @@ class RunDone(RunProgress):
     rootTest: float | None
     winnerTest: float | None
     roundsDone: int | None
-    edits: int | None
-    noopEdits: int | None
+    edits: int | None  # children with new instructions
+    replies: int | None  # evolver replies (an edit may take several)
+    noopReplies: int | None  # replies whose instructions were already in the tree
+    winnerReason: str | None  # why the winner is the winner (or why the seed stays): the paired test, in words
 
 
 # -- server <-> worker (JSON: one input on stdin, then one line per message on stdout) --------------------
@@ -168,8 +171,10 @@ class EvolveResult(TypedDict):
     rootTest: float | None
     winnerTest: float | None
     roundsDone: int | None
-    edits: int | None
-    noopEdits: int | None
+    edits: int | None  # children with new instructions
+    replies: int | None  # evolver replies (an edit may take several)
+    noopReplies: int | None  # replies whose instructions were already in the tree
+    winnerReason: str | None  # why the winner is the winner (or why the seed stays): the paired test, in words
 
 
 class WorkerLine(TypedDict, total=False):

@@ -176,7 +176,7 @@ def _payload(job: Job, ev: ProgressEvent | None, done: bool, message: str) -> Ru
             "round": ev.round if ev else 0, "rounds": ev.rounds if ev else 0, "step": ev.step if ev else "",
             "stepDone": ev.step_done if ev else 0, "stepTotal": ev.step_total if ev else 0,
             "etaS": ev.eta_s if ev else None, "rootDev": ev.root_dev if ev else None,
-            "winnerDev": ev.best_dev if ev else None,
+            "winnerDev": ev.winner_dev if ev else None,
             "node": _node(ev.node) if ev and isinstance(ev.node, dict) else None}
 
 
@@ -186,7 +186,7 @@ def _node(d: dict[str, Any]) -> TreeNode | None:
         return {"id": int(d["id"]), "parent": d.get("parent"), "round": int(d.get("round") or 0),
                 "status": str(d.get("status") or "ok"), "instructions": str(d.get("instructions") or ""),
                 "dev": d.get("dev"), "train": d.get("train"), "visits": int(d.get("visits") or 0),
-                "error": d.get("error")}
+                "error": d.get("error"), "noAnswer": d.get("no_answer")}
     except (KeyError, TypeError, ValueError):
         return None
 
@@ -257,8 +257,8 @@ async def on_exit(ls: LseServer, job: Job) -> None:
     done: RunDone = {**_payload(job, ev, True, message), "error": error, "winner": res.get("winner"),
                      "instructions": res.get("instructions"), "accuracy": res.get("accuracy") or {},
                      "rootTest": res.get("rootTest"), "winnerTest": res.get("winnerTest"),
-                     "roundsDone": res.get("roundsDone"), "edits": res.get("edits"),
-                     "noopEdits": res.get("noopEdits")}
+                     "roundsDone": res.get("roundsDone"), "edits": res.get("edits"), "replies": res.get("replies"),
+                     "noopReplies": res.get("noopReplies"), "winnerReason": res.get("winnerReason")}
     if job.kind == "evolve" and not error:
         done["rootDev"], done["winnerDev"] = res.get("rootDev"), res.get("winnerDev")
     elif job.kind == "evaluate" and not error:

@@ -15,7 +15,7 @@ from typing import Any
 
 from lsprotocol import types
 
-from lse_engine.evolve.search import load_tree
+from lse_engine.evolve.recorder import load_tree
 from lse_engine.evolve.tree import Node, Tree
 from lse_engine.files import Suite, parse_prompt
 from lse_server.args import UNTRUSTED, command_args
@@ -92,10 +92,10 @@ def code_lens(ls: LseServer, params: types.CodeLensParams) -> list[types.CodeLen
     top = types.Range(types.Position(0, 0), types.Position(0, 0))
     lenses = []
     runs = ls.read_store(path, lambda s: s.list_runs(str(path.resolve()), limit=20)) or []
-    scored = next((r for r in runs if r.get("best_dev") is not None and r.get("status") == "done"), None)
+    scored = next((r for r in runs if r.get("winner_dev") is not None and r.get("status") == "done"), None)
     if scored:
         when = dt.datetime.fromtimestamp(scored["created"]).strftime("%Y-%m-%d %H:%M")
-        label = f"dev {pct(scored['best_dev'])} ({scored['kind']}, {when})"
+        label = f"dev {pct(scored['winner_dev'])} ({scored['kind']}, {when})"
         lenses.append(types.CodeLens(top, _cmd(label, Command.SHOW_TREE, {"uri": uri, "runId": scored["id"]})))
     elif runs:
         lenses.append(types.CodeLens(top, _cmd(f"last run: {runs[0]['status']}", Command.SHOW_TREE, {"uri": uri})))
@@ -181,7 +181,7 @@ async def _gold(ls: LseServer, suite: Suite, gold: str) -> str:
 def to_tree_node(node: Node) -> TreeNode:
     return {"id": node.id, "parent": node.parent, "round": node.round, "status": node.status,
             "instructions": node.instructions, "dev": node.dev_score, "train": node.train_score,
-            "visits": node.visits, "error": node.error}
+            "visits": node.visits, "error": node.error, "noAnswer": node.no_answer}
 
 
 def tree_as_text(tree: Tree, title: str) -> str:
@@ -239,7 +239,7 @@ def tree_result(ls: LseServer, args: CommandArgs) -> TreeResult:
     title = f"run {run['id']} ({run['kind']}, {run['status']}, rule {run.get('rule') or '-'})"
     return {"runId": run["id"], "kind": run["kind"], "rule": run.get("rule"), "status": run["status"],
             "prompt": run["prompt"], "promptUri": path_to_uri(run["prompt"]), "rootDev": run.get("root_dev"),
-            "winnerDev": run.get("best_dev"), "winner": winner,
+            "winnerDev": run.get("winner_dev"), "winner": winner,
             "nodes": [to_tree_node(n) for n in tree.nodes.values()], "text": tree_as_text(tree, title)}
 
 
@@ -250,7 +250,7 @@ def runs_result(ls: LseServer, args: CommandArgs) -> RunsResult:
     summaries: list[RunSummary] = [
         {"runId": r["id"], "prompt": r["prompt"], "promptUri": path_to_uri(r["prompt"]), "kind": r["kind"],
          "status": r["status"], "started": r["created"], "rule": r.get("rule"), "rootDev": r.get("root_dev"),
-         "winnerDev": r.get("best_dev"), "winner": r.get("winner")}
+         "winnerDev": r.get("winner_dev"), "winner": r.get("winner")}
         for r in runs
     ]
     return {"runs": summaries}

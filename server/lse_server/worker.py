@@ -52,6 +52,13 @@ def _get(obj: Any, name: str) -> Any:
     return getattr(obj, name, None)
 
 
+def _winner_reason(ws: Any, run_id: str) -> str | None:
+    """Why the run's answer is what it is (the paired test, in words), as the run recorded it."""
+    run = ws.store.get_run(run_id)
+    reason = ((run or {}).get("result") or {}).get("winner_reason")
+    return str(reason) if reason else None
+
+
 def run_job(work: WorkerInput, cancel: CancelToken) -> dict[str, Any]:
     from lse_engine.workspace import Workspace
 
@@ -80,8 +87,8 @@ def run_job(work: WorkerInput, cancel: CancelToken) -> dict[str, Any]:
             "winner": result.winner.id, "winnerDev": result.winner.dev_score,
             "instructions": result.winner.instructions, "rootTest": _get(result, "root_test"),
             "winnerTest": _get(result, "winner_test"), "roundsDone": _get(result, "rounds_done"),
-            "edits": _get(result, "edits"),
-            "noopEdits": next((v for v in (_get(result, "noop_edits"), _get(result, "noop_attempts")) if v is not None), None),
+            "edits": result.edits, "replies": result.replies, "noopReplies": result.noop_replies,
+            "winnerReason": _winner_reason(ws, result.run_id),
         }
         return dict(evolved)
     finally:

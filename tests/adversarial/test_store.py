@@ -124,3 +124,37 @@ def test_a_full_disk_is_one_line(tmp_path: Path) -> None:
         assert _rows(lse_dir / "lse.db", "PRAGMA integrity_check") == [("ok",)]
     finally:
         subprocess.run(["umount", str(lse_dir)], check=False)
+
+
+def test_a_store_of_the_previous_schema_is_migrated_and_its_runs_read(tmp_path: Path) -> None:
+    """Schema 2 named the winner's dev score `best_dev`; opening the store renames it (one name per value) and
+    adds the nodes' per-problem dev outcomes, keeping every row."""
+    from lse_engine.evolve.recorder import load_tree
+    from lse_engine.store import Store
+
+    db = tmp_path / ".lse" / "lse.db"
+    db.parent.mkdir()
+    conn = sqlite3.connect(db)
+    conn.executescript("""
+        CREATE TABLE runs (id TEXT PRIMARY KEY, kind TEXT, prompt TEXT, suite TEXT, status TEXT, created FLOAT,
+          updated FLOAT, rule TEXT, seed INTEGER, prompt_sha TEXT, root_instructions TEXT, winner INTEGER,
+          root_dev FLOAT, best_dev FLOAT, model_id TEXT, evolver_id TEXT, task_calls INTEGER, evolver_calls INTEGER,
+          tokens INTEGER, config TEXT, message TEXT, result TEXT, pid INTEGER);
+        CREATE TABLE nodes (run_id TEXT, id INTEGER, parent INTEGER, round INTEGER, status TEXT, instructions TEXT,
+          train_score FLOAT, dev_score FLOAT, heldout_score FLOAT, parent_heldout FLOAT, evolver_output TEXT,
+          feedback TEXT, prompt_tokens INTEGER, completion_tokens INTEGER, error TEXT, attempts INTEGER,
+          created FLOAT, evolver_chat TEXT, PRIMARY KEY (run_id, id));
+        INSERT INTO runs VALUES ('r1', 'evolve', 'p.prompt.md', 's.suite.yaml', 'done', 1, 1, 'ucb', 0, '', 'x', 1,
+          0.25, 0.5, 'm', 'e', 10, 2, 100, '{"evolve": {"rule": "ucb"}}', '', '{"winner": 1}', 1);
+        INSERT INTO nodes VALUES ('r1', 0, NULL, 0, 'ok', 'x', NULL, 0.25, NULL, NULL, '', '', 0, 0, NULL, 0, 1, '');
+        INSERT INTO nodes VALUES ('r1', 1, 0, 1, 'ok', 'x y', NULL, 0.5, NULL, NULL, '', '', 0, 0, NULL, 1, 1, '');
+        PRAGMA user_version = 2;
+    """)
+    conn.close()
+    store = Store(db)
+    run = store.get_run("r1")
+    assert run is not None and run["winner_dev"] == 0.5 and run["root_dev"] == 0.25 and "best_dev" not in run
+    tree = load_tree(store, "r1")
+    assert tree.winner().id == 1  # runs made before the paired test: the best dev score won, and still does
+    assert store.db.execute("PRAGMA user_version").fetchone()[0] == 3
+    store.close()

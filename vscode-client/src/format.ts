@@ -51,6 +51,9 @@ export function nodeDescription(node: TreeNode, winner: number | null): string {
     parts.push(`train ${pct(node.train)}`);
   }
   parts.push(node.id === 0 && node.parent == null ? 'root' : `round ${node.round}`);
+  if (node.noAnswer) {
+    parts.push(`no answer ${pct(node.noAnswer)}`);
+  }
   if (node.id === winner) {
     parts.push('★ winner');
   }

@@ -50,6 +50,7 @@ export interface TreeNode {
   train: number | null;
   visits: number;
   error: string | null;
+  noAnswer: number | null; // share of the node's dev replies with no answer at all
 }
 
 /** `lse/tree` and `lse.showTree`: a run's tree, and the same tree as text. */
@@ -112,8 +113,10 @@ export interface RunDone extends RunProgress {
   rootTest: number | null;
   winnerTest: number | null;
   roundsDone: number | null;
-  edits: number | null;
-  noopEdits: number | null;
+  edits: number | null; // children with new instructions
+  replies: number | null; // evolver replies (an edit may take several)
+  noopReplies: number | null; // replies whose instructions were already in the tree
+  winnerReason: string | null; // why the winner is the winner (or why the seed stays): the paired test, in words
 }
 
 /** Either kind of `lse/runProgress`. */

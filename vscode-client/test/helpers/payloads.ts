@@ -2,7 +2,7 @@
 import type { RunDone, RunProgress, TreeNode } from '../../src/protocol';
 
 export function node(over: Partial<TreeNode> = {}): TreeNode {
-  return { id: 1, parent: 0, round: 1, status: 'ok', instructions: 'x', dev: 0.55, train: 0.4, visits: 0, error: null, ...over };
+  return { id: 1, parent: 0, round: 1, status: 'ok', instructions: 'x', dev: 0.55, train: 0.4, visits: 0, error: null, noAnswer: null, ...over };
 }
 
 export function progress(over: Partial<RunProgress> = {}): RunProgress {
@@ -36,7 +36,9 @@ export function done(over: Partial<RunDone> = {}): RunDone {
     winnerTest: null,
     roundsDone: null,
     edits: null,
-    noopEdits: null,
+    replies: null,
+    noopReplies: null,
+    winnerReason: null,
     ...over,
   };
 }

@@ -21,6 +21,7 @@ describe('format', () => {
     assert.equal(nodeLabel(node()), '#1 dev 55%');
     assert.equal(nodeDescription(node(), 1), 'train 40% · round 1 · ★ winner');
     assert.equal(nodeDescription(node({ id: 0, parent: null, round: 0, train: null }), 1), 'root');
+    assert.equal(nodeDescription(node({ noAnswer: 0.25 }), 1), 'train 40% · round 1 · no answer 25% · ★ winner');
     assert.equal(nodeLabel(node({ status: 'failed', dev: null })), '#1 failed');
   });
 
