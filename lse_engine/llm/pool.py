@@ -85,13 +85,19 @@ def build_llm(mc: ModelConfig, root: Path) -> LLM:
 
 
 class LazyLLM:
-    """An `LLM` that loads its weights on the first `generate`; its `model_id` is known without loading."""
+    """An `LLM` that loads its weights on the first `generate`; its `model_id` is known without loading.
 
-    def __init__(self, model_id: str, load: Callable[[], LLM]) -> None:
+    `release()` frees the weights until the next `generate` loads them again. `before_load` (set by the pool) is
+    called before weights are loaded, `used` after every generate."""
+
+    def __init__(self, model_id: str, load: Callable[[], LLM], before_load: Callable[[LazyLLM], None] | None = None,
+                 used: Callable[[LazyLLM], None] | None = None) -> None:
         self._model_id = model_id
         self._load = load
         self._llm: LLM | None = None
         self._lock = threading.Lock()
+        self._before_load = before_load
+        self._used = used
 
     @property
     def model_id(self) -> str:
@@ -99,17 +105,38 @@ class LazyLLM:
 
     @property
     def loaded(self) -> bool:
-        return self._llm is not None
+        """Whether the weights are in memory now."""
+        return self._llm is not None and bool(getattr(self._llm, "loaded", True))
 
     def get(self) -> LLM:
         """The loaded model (loading it now if needed)."""
+        if not self.loaded and self._before_load is not None:
+            self._before_load(self)  # outside this model's lock: it takes the locks of the models it releases
         with self._lock:
             if self._llm is None:
                 self._llm = self._load()
             return self._llm
 
     def generate(self, chats: Sequence[Chat], sampling: Sampling) -> list[Completion]:
-        return self.get().generate(chats, sampling)
+        out = self.get().generate(chats, sampling)
+        if self._used is not None:
+            self._used(self)
+        return out
+
+    def release(self) -> bool:
+        """Free the weights now (the next `generate` loads them again); True if they were loaded. A backend with
+        a `release()` of its own (transformers) keeps its tokenizer; any other is closed and built again."""
+        with self._lock:
+            if not self.loaded:
+                return False
+            assert self._llm is not None
+            release = getattr(self._llm, "release", None)
+            if callable(release):
+                release()
+            else:
+                self._llm.close()
+                self._llm = None
+            return True
 
     def close(self) -> None:
         with self._lock:
@@ -120,19 +147,27 @@ class LazyLLM:
 
 class ModelPool:
     """Loads each model once for everything that shares the pool (eval and evolve, task model and evolver,
-    every run of a bench); `close()` releases what it loaded (models given with `adopt` stay the caller's)."""
+    every run of a bench); `close()` releases what it loaded (models given with `adopt` stay the caller's).
 
-    def __init__(self, root: Path, factory: LLMFactory | None = None) -> None:
+    Memory: `release(mc)` frees one model's weights until its next generate (the evolver while the task model
+    scores, say); `max_loaded=N` does it by itself: before a model loads, the least recently used loaded ones are
+    released until fewer than N are held (1: one model in memory at a time, each switch costs a load)."""
+
+    def __init__(self, root: Path, factory: LLMFactory | None = None, max_loaded: int | None = None) -> None:
         self.root = root
         self.factory: LLMFactory = factory or (lambda mc: build_llm(mc, self.root))
+        self.max_loaded = max_loaded
         self._llms: dict[str, LLM] = {}
         self._adopted: set[str] = set()
+        self._last_use: dict[str, int] = {}
+        self._uses = 0
+        self.releases = 0  # models released to make room (by `max_loaded` or `release`)
 
     def get(self, mc: ModelConfig) -> LLM:
         """The model a profile names (not loaded until it generates)."""
         key = model_identity(mc, self.root)
         if key not in self._llms:
-            self._llms[key] = LazyLLM(f"pool:{key}", lambda: self.factory(mc))
+            self._llms[key] = LazyLLM(f"pool:{key}", lambda: self.factory(mc), self._make_room, self._note_use)
         return self._llms[key]
 
     def adopt(self, mc: ModelConfig, llm: LLM) -> LLM:
@@ -148,6 +183,36 @@ class ModelPool:
 
     def same(self, a: ModelConfig, b: ModelConfig) -> bool:
         return model_identity(a, self.root) == model_identity(b, self.root)
+
+    def loaded(self) -> list[str]:
+        """Identities of the pool's models whose weights are in memory now."""
+        return [k for k, llm in self._llms.items() if isinstance(llm, LazyLLM) and llm.loaded]
+
+    def release(self, mc: ModelConfig) -> bool:
+        """Free the weights of the model `mc` names (kept: its tokenizer); its next generate loads them again.
+        True if they were loaded. Models given with `adopt` are the caller's and are not released."""
+        llm = self._llms.get(model_identity(mc, self.root))
+        if isinstance(llm, LazyLLM) and llm.release():
+            self.releases += 1
+            return True
+        return False
+
+    def _make_room(self, loading: LazyLLM) -> None:
+        if self.max_loaded is None:
+            return
+        held = sorted((self._last_use.get(k, 0), k) for k, llm in self._llms.items()
+                      if isinstance(llm, LazyLLM) and llm is not loading and llm.loaded)
+        while held and len(held) >= self.max_loaded:
+            _, key = held.pop(0)
+            llm = self._llms[key]
+            if isinstance(llm, LazyLLM) and llm.release():
+                self.releases += 1
+
+    def _note_use(self, llm: LazyLLM) -> None:
+        self._uses += 1
+        for key, held in self._llms.items():
+            if held is llm:
+                self._last_use[key] = self._uses
 
     def close(self) -> None:
         for key, llm in self._llms.items():

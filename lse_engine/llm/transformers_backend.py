@@ -11,7 +11,10 @@ import gc
 import importlib
 import os
 import threading
+import time
+from collections import deque
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from lse_engine.errors import Cancelled, LSEError, ModelNotFoundError
@@ -20,6 +23,7 @@ from lse_engine.llm.base import CancelToken, Chat, Completion, Sampling, continu
 from lse_engine.llm.prefix_cache import PrefixCache
 
 PREFIX_CACHE_MB = 512  # keys/values of recent shared prefixes kept between calls (a 0.5B model: ~25 KB a token)
+RECENT_CALLS = 8  # generate() calls `tokens_per_s` is measured over
 HOW_TO_CONFIGURE = (
     'To use another model, set `[model] model` in lse.toml to a name from `lse models list`, a .gguf file, '
     'a local directory with the weights or a Hugging Face id, or use `backend = "openai"` with a `base_url` '
@@ -208,6 +212,16 @@ def cut_at_stop(text: str, stops: Sequence[str]) -> tuple[str, bool]:
     return (text[: min(hits)], True) if hits else (text, False)
 
 
+@dataclass(frozen=True)
+class GenerationRecord:
+    """One generate() call: chats, their prompt and generated tokens, and its wall time (loading excluded)."""
+
+    chats: int
+    prompt_tokens: int
+    generated_tokens: int
+    seconds: float
+
+
 class TransformersLLM:
     """An LLM backed by a transformers causal LM in this process. `.model` and `.tokenizer` are public.
 
@@ -238,21 +252,115 @@ class TransformersLLM:
                                f'this is {self.device} with torch {torch.__version__}: use dtype = "float32"')
         self.dtype = _torch_dtype(self.dtype_name, self.device)
         self._lock = threading.Lock()
+        self._local_files_only = local_files_only
+        self._gguf_config: Any = None  # the config of a GGUF read the int8 way (kept to load its weights again)
+        self.prefix_cache = PrefixCache(prefix_cache_mb << 20)
+        self.stats = {"batches": 0, "prompt_tokens": 0, "prefilled_tokens": 0, "generated_tokens": 0, "seconds": 0.0,
+                      "loads": 0, "load_seconds": 0.0}
+        self.recent: deque[GenerationRecord] = deque(maxlen=RECENT_CALLS)
+        self._check_memory()
         with quiet_progress_bars():
             self.tokenizer = self._load_tokenizer(local_files_only)
-            self.model = self._load_model(local_files_only)
-        if self.adapter:
-            self.model = self._load_adapter(self.model, self.adapter)
-        self.model.eval()
+        self.model: Any = None
+        self._load_weights()
+
+    def _load_weights(self) -> None:
+        """Load (or load again after `release`) the weights: int8 straight from a GGUF when it can
+        (`gguf_load`), else through transformers (and then `cpu_quant` for int8)."""
+        from lse_engine.llm import decode, memory
+
+        t0 = time.perf_counter()
+        with quiet_progress_bars():
+            model = self._load_int8_gguf() if self._gguf_config is not None or self.stats["loads"] == 0 else None
+            if model is None:
+                model = self._load_model(self._local_files_only)
+                if self.adapter:
+                    model = self._load_adapter(model, self.adapter)
+        model.eval()
         if self.int8:
-            from lse_engine.llm.cpu_quant import quantize_int8
+            from lse_engine.llm.cpu_quant import is_int8, quantize_int8
 
-            self.model = quantize_int8(self.model)
-        from lse_engine.llm import decode
-
-        self.prefix_cache = PrefixCache(prefix_cache_mb << 20)
+            if not is_int8(model):
+                model = quantize_int8(model)
+                memory.give_back_free_heap()
+        self.model = model
         self.fast = decode.supports(self.model)  # prefix-shared batched decoding; else transformers' generate()
-        self.stats = {"batches": 0, "prompt_tokens": 0, "prefilled_tokens": 0, "generated_tokens": 0}
+        self.stats["loads"] += 1
+        self.stats["load_seconds"] += time.perf_counter() - t0
+
+    def _load_int8_gguf(self) -> Any:
+        """The model loaded tensor by tensor into int8 (`gguf_load`), or None where that path does not apply (not
+        int8, not a GGUF, an adapter, an architecture it does not handle)."""
+        if not self.int8 or self.adapter or self.device != "cpu":
+            return None
+        src, kwargs = self._source()
+        file = kwargs.get("gguf_file")
+        if not file or not os.path.isfile(os.path.join(src, file)):
+            return None
+        from lse_engine.llm import gguf_load
+
+        try:
+            if self._gguf_config is None:
+                self._gguf_config = gguf_load.load_config(src, file)
+            return gguf_load.load_int8(src, file, self._gguf_config)
+        except gguf_load.Unsupported:
+            self._gguf_config = None
+            return None
+
+    def _check_memory(self) -> None:
+        """Raise `memory.NotEnoughMemory` naming the model when its weights would not fit in what is available."""
+        from lse_engine.llm import gguf_file, memory
+
+        if self.device != "cpu" or not looks_like_path(self.name):
+            return
+        src, kwargs = self._source()
+        file = kwargs.get("gguf_file")
+        try:
+            if file:
+                need = memory.gguf_weights_bytes(os.path.join(src, file), self.int8 and not self.adapter)
+            elif os.path.isdir(src):
+                values = memory.safetensors_values(src)
+                need = values * (5 if self.int8 else self.dtype.itemsize)  # int8: float32 first, then int8
+            else:
+                return
+        except gguf_file.BadGGUF as e:
+            raise LSEError(f"model {self.name!r} cannot be loaded: {e}") from e
+        except OSError:
+            return  # the loader says what is wrong with the path
+        memory.check(self.name, need + memory.WORKING_BYTES,
+                     f"{self.dtype_name} weights {memory.gb(need)} + {memory.gb(memory.WORKING_BYTES)} to run")
+
+    @property
+    def loaded(self) -> bool:
+        """Whether the weights are in memory (False after `release`, until the next `generate`)."""
+        return self.model is not None
+
+    def release(self) -> None:
+        """Free the weights and cached prefixes but keep the tokenizer: the next `generate` loads the weights again
+        (after checking there is memory for them). For a GGUF loaded the int8 way that takes ~8 s for the 0.5B demo
+        model and ~20 s for the 1.5B on 2 cores (benchmarks/README.md)."""
+        with self._lock:
+            self._drop_weights()
+
+    def _drop_weights(self) -> None:
+        from lse_engine.llm import memory
+
+        self.model = None
+        self.prefix_cache.clear()
+        gc.collect()
+        memory.give_back_free_heap()
+
+    def _ensure_loaded(self) -> None:
+        if self.model is None:
+            self._check_memory()
+            self._load_weights()
+
+    @property
+    def tokens_per_s(self) -> float | None:
+        """Generated tokens a second over the last `RECENT_CALLS` generate() calls (prompt processing included),
+        None before the first: what the demo reports for its evolver."""
+        seconds = sum(r.seconds for r in self.recent)
+        return sum(r.generated_tokens for r in self.recent) / seconds if seconds > 0 else None
 
     # -- loading ---------------------------------------------------------------------------------------------
     def _source(self) -> tuple[str, dict[str, Any]]:
@@ -353,6 +461,8 @@ class TransformersLLM:
         base_seed = sampling.seed if sampling.seed is not None else int.from_bytes(os.urandom(7), "little")
         results: list[Completion | None] = [None] * len(prompts)
         with self._lock:
+            self._ensure_loaded()
+            t0 = time.perf_counter()
             for start in range(0, len(order), self.batch_size):
                 if self.cancel is not None and self.cancel.cancelled:
                     raise Cancelled("cancelled")
@@ -365,7 +475,12 @@ class TransformersLLM:
                     outs = self._generate_batch(batch, sampling, seeds)
                 for i, c in zip(idx, outs):
                     results[i] = c
-        return [c for c in results if c is not None]
+            done = [c for c in results if c is not None]
+            seconds = time.perf_counter() - t0
+            self.stats["seconds"] += seconds
+            self.recent.append(GenerationRecord(len(chats), sum(c.prompt_tokens for c in done),
+                                                sum(c.completion_tokens for c in done), seconds))
+        return done
 
     def _decode_batch(self, prompts: list[list[int]], sampling: Sampling, seeds: list[int],
                       stems: list[int]) -> list[Completion]:
@@ -444,9 +559,7 @@ class TransformersLLM:
 
     def close(self) -> None:
         """Release the weights (and GPU memory)."""
-        self.model = None
-        self.prefix_cache.clear()
-        gc.collect()
+        self._drop_weights()
         if self.device.startswith("cuda"):
             import torch
 
