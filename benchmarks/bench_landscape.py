@@ -143,6 +143,9 @@ class SimulatedScorer:
         self.on_progress = None
         self.answers: dict[str, np.ndarray] = {}
 
+    def with_samples(self, samples: int) -> SimulatedScorer:
+        return self  # one answer per (prompt, problem) either way
+
     def score(self, instructions: str, problems: Sequence[Problem]) -> tuple[list[str], list[Outcome]]:
         cached = self.answers.get(instructions)
         if cached is None:

@@ -59,11 +59,11 @@ def _rollouts(policy: Any, states: int, samples: int, prompt_len: int, completio
         prompt = torch.randint(2, vocab, (prompt_len,), generator=g).tolist()
         comps = [torch.randint(2, vocab, (completion_len,), generator=g).tolist() for _ in range(samples)]
         rewards = [((s + i) % 3 - 1) / 2 for i in range(samples)]
-        out.append(Rollout(None, prompt, comps, [""] * samples, 0.0, [], advantages(rewards, "delta")))  # type: ignore[arg-type]
+        out.append(Rollout.single(None, prompt, comps, [], advantages(rewards, "delta")))  # type: ignore[arg-type]
     with torch.no_grad():  # old log-probs only: a full fine-tune has no adapter to switch off for a reference
         for r in out:
-            logps, mask = policy.token_logps([(r.prompt_ids, c) for c in r.completions])
-            r.old_logps = [row[: int(m.sum())] for row, m in zip(logps, mask)]
+            logps, mask = policy.token_logps([(r.prompts[0], edit[0]) for edit in r.edits])
+            r.old_logps = [[row[: int(m.sum())]] for row, m in zip(logps, mask)]
     return out
 
 
@@ -211,7 +211,7 @@ def bench_gpu() -> dict[str, Any]:
     for s in range(4):
         prompt = torch.randint(2, cfg.vocab_size, (512,)).tolist()
         comps = policy.sample(prompt, 4, sampling, seed=s)
-        rollouts.append(Rollout(None, prompt, comps, [""] * 4, 0.0, [], advantages([0.1, -0.2, 0.3, 0.0], "grpo")))  # type: ignore[arg-type]
+        rollouts.append(Rollout.single(None, prompt, comps, [], advantages([0.1, -0.2, 0.3, 0.0], "grpo")))  # type: ignore[arg-type]
     torch.cuda.synchronize()
     gen_s = time.perf_counter() - t0
     score_logps(policy, rollouts, micro_batch=8)

@@ -173,6 +173,9 @@ class Config:
     models: dict[str, Any] = field(default_factory=dict)  # [models.NAME] tables, checked by lse_engine.models
     root: Path = field(default_factory=Path.cwd)
     source: Path | None = None  # the file the settings came from
+    preset: str = ""  # the preset the file named (`preset = "paper"`)
+    # keys the file sets over the preset's own values, as "[evolve] request = 'facts' (paper: 'reference')"
+    over_preset: list[str] = field(default_factory=list)
 
     @property
     def store_path(self) -> Path:
@@ -183,6 +186,13 @@ class Config:
         d["root"] = str(self.root)
         d["source"] = str(self.source) if self.source else None
         return d
+
+    def preset_notes(self) -> list[str]:
+        """What a run should say about its preset when it starts: the keys the file sets over it."""
+        if not self.over_preset:
+            return []
+        return [f"lse.toml sets {len(self.over_preset)} key(s) over preset = {self.preset!r}: "
+                + "; ".join(self.over_preset)]
 
     def with_evolve(self, base: EvolveConfig | None = None, **changes: Any) -> EvolveConfig:
         """`[evolve]` (or `base`) with `changes`, each checked as a key in lse.toml would be (CLI flags, the
@@ -342,7 +352,7 @@ def _key_positions(text: str) -> list[tuple[tuple[str, ...], int, int]]:
 
 def _apply(obj: Any, data: dict[str, Any], source: _Source, keys: tuple[str, ...] = ()) -> None:
     """Set `data` on the dataclass `obj`, checking every key: known, of the right type, in range."""
-    names = {f.name: f for f in dataclasses.fields(obj) if f.name not in ("root", "source")}
+    names = {f.name: f for f in dataclasses.fields(obj) if f.name not in ("root", "source", "preset", "over_preset")}
     for key, value in data.items():
         here = (*keys, key)
         if key not in names:
@@ -427,6 +437,20 @@ def _settings_data(source: Path) -> tuple[dict[str, Any], _Source]:
     return lse, origin
 
 
+def _overridden(preset: dict[str, Any], data: dict[str, Any], name: str, keys: tuple[str, ...] = ()) -> list[str]:
+    """The keys `data` sets to another value than the preset's, as people read them."""
+    out = []
+    for key, value in preset.items():
+        if key not in data:
+            continue
+        if isinstance(value, dict) and isinstance(data[key], dict):
+            out += _overridden(value, data[key], name, (*keys, key))
+        elif data[key] != value:
+            table = f"[{'.'.join(keys)}] " if keys else ""
+            out.append(f"{table}{key} = {data[key]!r} ({name}: {value!r})")
+    return out
+
+
 def load_config(start: str | Path | None = None, overrides: dict[str, Any] | None = None) -> Config:
     """Settings for the workspace containing `start` (a file or directory), with optional overrides.
 
@@ -448,6 +472,8 @@ def load_config(start: str | Path | None = None, overrides: dict[str, Any] | Non
                                    "value")
             _apply(cfg, PRESETS[preset], _Source(None))
             evolver_keys |= set(PRESETS[preset].get("evolver") or {})
+            cfg.preset = preset
+            cfg.over_preset = _overridden(PRESETS[preset], data, preset)
         _apply(cfg, data, origin)
         evolver_keys |= set(data.get("evolver") or {})
     if overrides:

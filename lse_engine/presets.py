@@ -8,10 +8,18 @@ from typing import Any
 PAPER: dict[str, Any] = {
     "model": {"sampling": {"temperature": 0.7, "top_p": 0.8, "max_tokens": 4096, "samples": 8}},
     "evolver": {"sampling": {"temperature": 0.7, "top_p": 0.8, "max_tokens": 4096}},
-    "evolve": {"rule": "ucb", "c": 2.0, "rounds": 25, "batch_size": 10, "dev_size": 50},
+    # the paper's request (`reference`), every child scored on the whole holdout (no racing), the best node on the
+    # holdout is the answer (no paired test), nothing of ours added to the request's shape
+    "evolve": {"rule": "ucb", "c": 2.0, "rounds": 25, "batch_size": 10, "dev_size": 50, "request": "reference",
+               "evolver_prefill": False, "candidates": 1, "acceptance_gate": False, "heldout_size": 0,
+               "feedback_chars": 0, "show_schema": True, "race": False, "winner_test": "none"},
+    "task": {"show_work": True},  # the reference's template: reasoning, then the answer
     "sql": {"timeout_s": 30.0, "gold_timeout_s": 30.0},
-    "train": {"reward_on": "holdout", "advantage": "delta", "rollout_temperature": 1.0},
+    # the reference fully fine-tunes at lr 1e-6, on-policy, the delta reward on the holdout as the advantage
+    "train": {"method": "full", "learning_rate": 1e-6, "reward_on": "holdout", "advantage": "delta", "reward": "delta",
+              "rollout_temperature": 1.0, "rollout_max_tokens": 16384, "ppo_epochs": 1, "loss_agg": "token-mean"},
 }
+HOLDOUT = 50  # the paper's dev holdout
 PRESETS: dict[str, dict[str, Any]] = {"paper": PAPER}
 
 

@@ -10,13 +10,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from lse_engine.config import EvolveConfig, ModelConfig
+from lse_engine.config import Config, EvolveConfig, ModelConfig
 from lse_engine.errors import Cancelled, LSEError
 from lse_engine.evolve.context import SearchContext, TaskScorer
 from lse_engine.evolve.proposers import Proposer
 from lse_engine.evolve.recorder import RunRecorder, StoreRecorder
 from lse_engine.evolve.replies import STOP
-from lse_engine.evolve.search import Search, SearchResult
+from lse_engine.evolve.result import SearchResult
+from lse_engine.evolve.search import Search
 from lse_engine.files.prompt_file import PromptFile, load_prompt, write_instructions
 from lse_engine.llm.base import LLM, CancelToken, Sampling
 from lse_engine.llm.pool import sampling_of
@@ -115,6 +116,18 @@ def score_tests(scorer: TaskScorer, prompts: Sequence[tuple[str, str]], test: Se
     return found
 
 
+def start_notes(config: Config, dev: int) -> list[str]:
+    """What a run says when it starts about how its settings came to be: keys the file sets over its preset, and a
+    holdout smaller than the paper's under `preset = "paper"`."""
+    from lse_engine.presets import HOLDOUT
+
+    notes = config.preset_notes()
+    if config.preset == "paper" and dev < HOLDOUT:
+        notes.append(f"the suite's dev split has {dev} problems: the paper's holdout is {HOLDOUT}, so these dev "
+                     "scores are noisier than the paper's (raise split.dev or add problems)")
+    return notes
+
+
 def mean_score(outcomes: Sequence[Outcome]) -> float | None:
     """Accuracy over outcomes (every sample), None when there are none."""
     return sum(o.correct for o in outcomes) / len(outcomes) if outcomes else None
@@ -204,7 +217,8 @@ def evolve(ws: Workspace, run_id: str | None = None, rounds: int | None = None, 
         if rounds is not None:
             settings = ws.config.with_evolve(rounds=rounds)
         plan = RunPlan(str(ws.prompt_path), str(ws.suite.path), settings, ws.prompt.instructions,
-                       ws.task_llm().model_id, ws.evolver_llm().model_id, ws.config.to_dict(), ws.prompt.sha)
+                       ws.task_llm().model_id, ws.evolver_llm().model_id,
+                       {**ws.config.to_dict(), "suite_sha": ws.suite.content_hash}, ws.prompt.sha)
         run_id = start_run(store, plan, new_run_id)
         root_instructions, doing = ws.prompt.instructions, "run"
     else:
@@ -213,6 +227,8 @@ def evolve(ws: Workspace, run_id: str | None = None, rounds: int | None = None, 
             settings = ws.config.with_evolve(settings, rounds=rounds)
         run_id, root_instructions, doing = run["id"], run["root_instructions"] or "", "resumed"
     cancel = cancel or CancelToken()
+    for note in start_notes(ws.config, min(len(ws.splits()["dev"]), settings.dev_size)):
+        progress(ProgressEvent(run_id, "evolve", note))
     scorer = scorer_for(ws, cancel, run_id)
     ctx = search_context(recorder=StoreRecorder(store, run_id), scorer=scorer, evolver=ws.evolver_llm(),
                          evolver_cfg=ws.config.evolver, task=ws.task, splits=ws.splits(), settings=settings,

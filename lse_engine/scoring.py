@@ -9,6 +9,7 @@ rendered chat and the gold answer.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import hashlib
 import json
@@ -67,6 +68,13 @@ class Scorer:
         self.usage = Usage()
         self._memo: dict[str, Outcome] = {}
         self._env = task.fingerprint()
+
+    def with_samples(self, samples: int) -> Scorer:
+        """The same scorer (cache, usage, cancellation) taking `samples` completions per problem: the feedback
+        batch is scored once, as the reference scores it, while the holdout takes `[model.sampling] samples`."""
+        view = copy.copy(self)
+        view.samples = max(1, samples)
+        return view
 
     def key(self, instructions: str, problem: Problem, sample: int = 0) -> str:
         chat = self.task.render(instructions, problem)

@@ -153,3 +153,19 @@ def test_an_edit_the_database_contradicts_is_not_kept(tmp_path: Path) -> None:
     assert second["verdict"] == "ok" and result.tree.nodes[1].instructions.endswith("customers.id.")
     assert ws.store.get_run(result.run_id)["result"]["false_replies"] == 1
     ws.close()
+
+
+def test_names_that_need_quoting_written_bare(tmp_path: Path) -> None:
+    db = tmp_path / "spaces.sqlite"
+    conn = sqlite3.connect(db)
+    conn.executescript('CREATE TABLE "Sales Orders" (id INTEGER PRIMARY KEY, "Order Date" TEXT);'
+                       "INSERT INTO \"Sales Orders\" VALUES (1, '2020-01-01');")
+    conn.close()
+    task = SQLiteTask(db)
+    problem, out = _outcome(task, "SELECT Order Date FROM Sales Orders", 'SELECT "Order Date" FROM "Sales Orders"')
+    assert out.error_kind in ("syntax", "no_such_table", "no_such_column")
+    assert task.findings(problem, out)[0].text == ("names with spaces or punctuation must be quoted as the schema "
+                                                   "quotes them: `Sales Orders`, `Order Date`")
+    problem, out = _outcome(task, 'SELECT "Order Date" FROM `Sales Orders` WHERE id = 2', 'SELECT 1')
+    assert all(f.kind != "quoting" for f in task.findings(problem, out))  # quoted: nothing to say
+    task.close()

@@ -12,7 +12,7 @@ import pytest
 
 from lse_engine.errors import FileFormatError
 from lse_engine.evolve.proposers.facts import FACTS_HEADER
-from lse_engine.evolve.search import load_tree
+from lse_engine.evolve.recorder import load_tree
 from lse_engine.llm.base import CancelToken, Completion
 from lse_engine.llm.pool import LazyLLM, ModelPool
 from lse_engine.progress import ProgressEvent

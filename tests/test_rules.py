@@ -11,7 +11,7 @@ import pytest
 
 from lse_engine.evolve import prompts
 from lse_engine.evolve.proposers import textgrad as evolver_prompt
-from lse_engine.evolve.search import load_tree
+from lse_engine.evolve.recorder import load_tree
 from lse_engine.evolve.tree import RULES, Node, Tree
 from lse_engine.llm.base import CancelToken
 from lse_engine.runner import evolve

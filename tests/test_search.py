@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from lse_engine.evolve.search import load_tree
+from lse_engine.evolve.recorder import load_tree
 from lse_engine.evolve.tree import Node, Tree
 from lse_engine.llm.base import CancelToken
 from lse_engine.runner import evolve

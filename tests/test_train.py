@@ -17,13 +17,15 @@ from pathlib import Path
 import pytest
 
 from lse_engine.config import TrainConfig
+from lse_engine.llm.base import Sampling
 from lse_engine.runner import evolve
 from lse_engine.train.env import TrainEnv
 from lse_engine.train.rewards import advantages, batch_score, reward_edit
+from lse_engine.train.rollout import state_request
 from lse_engine.train.states import batch_at, harvest, load_states, sample_states, split_by_run
 from lse_engine.workspace import Workspace
 from tests.conftest import build_skill_workspace
-from tests.scripted import ScriptedLLM, instructions_of
+from tests.scripted import ScriptedLLM, current_of, instructions_of, question_of
 from tests.test_search import collapsing_evolver, skill_task_reply
 
 TASK_ID = "scripted:task"
@@ -77,7 +79,10 @@ def test_states_carry_the_chat_the_evolver_was_sent_and_the_runs_holdout(runs_di
         root_dev = next(b for b in batches if (b["node_id"], b["split"]) == (0, "dev"))
         assert child["parent"] == s.node_id and child["round"] == s.round
         assert s.instructions == parent["instructions"] and s.feedback == child["feedback"]
-        assert s.messages() == json.loads(child["evolver_chat"]) and not s.prefill
+        request = state_request(s, "text-to-sql", Sampling())
+        recorded = json.loads(child["evolver_chat"])
+        assert request.kind == recorded["kind"] == s.kind == "reference" and not s.prefill
+        assert list(request.chats) == recorded["chats"] and len(request.chats) == 1
         assert list(s.heldout) == list(dict.fromkeys(feedback["problem_ids"])) and s.parent_heldout == feedback["score"]  # no H: F
         assert list(s.dev) == list(dict.fromkeys(root_dev["problem_ids"])) and s.parent_dev == parent["dev_score"]
         assert s.failures >= 1
@@ -231,8 +236,8 @@ def test_rollouts_use_the_searchs_chat_and_prefill(tmp_path: Path, tiny_model_di
 
     ro = collect(env, policy, state, cfg, Sampling(max_tokens=12, temperature=1.0), seed=0)
     assert all(t.startswith("<prompt>\n") for t in ro.texts)
-    # random tokens after the prefill are instructions, as the search would read them (without it: all invalid)
-    assert sum(r.valid or r.noop for r in ro.rewards) == 3
+    # read as the search reads them: random tokens cut by the token limit before </prompt> are no instructions
+    assert [r.error for r in ro.rewards] == ["the reply ran into the token limit before </prompt>"] * 3
     env.close()
     # a run older than the evolver_chat column: the chat is rebuilt, prefill included
     ws.store.db.execute("UPDATE nodes SET evolver_chat = NULL")
@@ -302,8 +307,8 @@ def test_update_token_mean_counts_every_token_of_the_batch(tiny_model_dir: str) 
     with torch.no_grad():
         logps, mask = policy.token_logps([(prompt, c) for c in comps])
     old = [row[: int(m.sum())] for row, m in zip(logps, mask)]
-    ro = Rollout(state=None, prompt_ids=prompt, completions=comps, texts=[""] * 3, parent_score=0.0,  # type: ignore[arg-type]
-                 rewards=[], advantages=[1.0, -1.0, 0.0], old_logps=old)
+    ro = Rollout.single(None, prompt, comps, [], [1.0, -1.0, 0.0])  # type: ignore[arg-type]
+    ro.old_logps = [[o] for o in old]
     opt = torch.optim.SGD(policy.trainable_parameters(), lr=0.0)
     out = ppo_update(policy, opt, [ro], epochs=1, clip=0.2, micro_batch=1, max_grad_norm=1.0)
     # ratio 1 on the first pass: −(1·3 − 1·1) / 8 tokens (the zero-advantage edit's 4 tokens count too)
@@ -352,8 +357,8 @@ def test_update_skips_a_zero_advantage_batch(tiny_model_dir: str) -> None:
 
     policy = _tiny_policy(tiny_model_dir)
     prompt = policy.chat_ids([{"role": "user", "content": "x"}])
-    ro = Rollout(state=None, prompt_ids=prompt, completions=[[5, 6], [7]], texts=["", ""], parent_score=0.0,  # type: ignore[arg-type]
-                 rewards=[], advantages=[0.0, 0.0], old_logps=[torch.zeros(2), torch.zeros(1)])
+    ro = Rollout.single(None, prompt, [[5, 6], [7]], [], [0.0, 0.0])  # type: ignore[arg-type]
+    ro.old_logps = [[torch.zeros(2)], [torch.zeros(1)]]
     before = [p.detach().clone() for p in policy.trainable_parameters()]
     opt = torch.optim.AdamW(policy.trainable_parameters(), lr=0.1)
     out = ppo_update(policy, opt, [ro], epochs=2, clip=0.2, micro_batch=2, max_grad_norm=1.0)
@@ -645,3 +650,105 @@ def test_recipe_train_on_some_databases_then_evaluate_on_an_unseen_one(tmp_path:
     trained = rows[next(r["run_id"] for r in runs if r["evolver"] == "sql-evolver")]
     assert str(evolver) in trained["evolver_id"] and trained["evolver_calls"] >= 1  # the saved adapter drove it
     store.close()
+
+
+# -- every request kind trains (issue 22) -------------------------------------------------------------------------
+class ScriptedSamplePolicy:
+    """A fake at the sampling boundary only: the evolver's replies come from a function of the chat (as in the
+    scripted searches), encoded by the tiny model's real tokenizer; the rest of training (the recorded request
+    asked again, the kind's own reading and gate, the rewards) is real."""
+
+    def __init__(self, policy, reply) -> None:  # noqa: ANN001
+        self.inner, self.reply, self.asked = policy, reply, []
+
+    def __getattr__(self, name: str):  # noqa: ANN204
+        return getattr(self.inner, name)
+
+    def chat_ids(self, chat):  # noqa: ANN001, ANN201
+        ids = self.inner.chat_ids(chat)
+        self.asked.append((ids, chat))
+        return ids
+
+    def sample(self, prompt_ids, n, sampling, seed):  # noqa: ANN001, ANN201
+        chat = next(c for ids, c in self.asked if ids == prompt_ids)
+        text = self.reply(chat) + (sampling.stop[0] if sampling.stop else "")
+        return [self.inner.tokenizer(text, add_special_tokens=False)["input_ids"] for _ in range(n)]
+
+
+def _train_env_states(prompt: Path, run_settings: dict, evolver_reply, task_reply):
+    ws = Workspace(prompt, run_settings, llms={"model": ScriptedLLM(task_reply, "task"),
+                                               "evolver": ScriptedLLM(evolver_reply, "evolver")})
+    result = evolve(ws)
+    ws.close()
+    ws = scripted_workspace(prompt, run_settings, task=ScriptedLLM(task_reply, "task"))
+    env = TrainEnv(ws)
+    env.use_task_model("model", None)
+    return ws, env, harvest(ws.store, min_failures=1), result
+
+
+@pytest.mark.parametrize("kind", ["facts", "reference"])
+def test_every_request_kind_trains_on_what_the_search_accepted(tmp_path: Path, tiny_model_dir: str, kind: str) -> None:
+    """The replies the search accepted, sampled again in training for the same recorded request, are read and
+    gated exactly as the search read them: valid edits with real rewards (a facts run used to give every reply
+    −1: training looked for a <prompt> block in a fact)."""
+    import re as re_
+
+    from lse_engine.llm.base import Sampling
+    from lse_engine.train.rollout import collect
+    from tests.test_method import _coded_workspace
+
+    def fact(chat) -> str:
+        column = re_.search(r"The correct query compares (\w+) with ", chat[0]["content"]).group(1)
+        return {"status_code": " stores the state: 'D' is delivered, 'C' cancelled, 'P' pending.",
+                "region": " stores regions in capital letters."}[column]
+
+    def rewrite(chat) -> str:
+        return f"<prompt>{current_of(chat)}\nstatus_code 'D' means delivered.</prompt>"
+
+    def task(chat) -> str:
+        instructions = instructions_of(chat)
+        where = re_.search(r"Which orders are (.+?) \(#", question_of(chat)).group(1)
+        code = {"delivered": "D", "cancelled": "C", "pending": "P"}.get(where)
+        if code and f"'{code}'" in instructions:
+            return f"<answer>SELECT id FROM orders WHERE status_code = '{code}'</answer>"
+        return "<answer>SELECT id FROM orders WHERE id > 99</answer>"
+
+    prompt = _coded_workspace(tmp_path / "ws")
+    settings = {"evolve": {"rounds": 1, "batch_size": 10, "request": kind}}
+    ws, env, states, result = _train_env_states(prompt, settings, fact if kind == "facts" else rewrite, task)
+    assert result.tree.nodes[1].status == "ok" and states  # the search kept the edit
+    state = states[0]
+    assert state.kind == kind
+    policy = ScriptedSamplePolicy(_tiny_policy(tiny_model_dir), fact if kind == "facts" else rewrite)
+    ro = collect(env, policy, state, TrainConfig(samples=2, reward_on="holdout"), Sampling(max_tokens=64,
+                                                                                          temperature=1.0), seed=0)
+    assert len(ro.prompts) == (2 if kind == "facts" else 1)  # facts: one chat per column asked about, as the search
+    assert all(r.valid for r in ro.rewards), [r.error for r in ro.rewards]
+    child = result.tree.nodes[1]
+    assert ro.rewards[0].delta == pytest.approx((child.dev_score or 0) - (result.root_dev or 0))  # the search's delta
+    env.close()
+    ws.close()
+
+
+def test_train_says_clearly_when_runs_hold_nothing_to_learn_from(tmp_path: Path) -> None:
+    """No run, runs without a failure to learn from, runs whose suite changed since: one clear message each,
+    counted, and nothing trained on stale data."""
+    from lse_engine.train import train
+
+    prompt = build_skill_workspace(tmp_path / "ws")
+    evolver = ScriptedLLM(lambda chat: f"<prompt>{current_of(chat)} x</prompt>", "evolver")
+    task = ScriptedLLM(skill_task_reply, "task")
+    result = train(Workspace(prompt), llms={"model": task, "evolver": evolver})
+    assert result.status == "no-states" and result.message.endswith("no evolve runs yet; run `lse evolve` first")
+    prompt.write_text(prompt.read_text().replace("t0\n", "t0 t1 t2 t3\n"))  # every question right: no failure
+    ws = Workspace(prompt, {"evolve": {"rounds": 1}}, llms={"model": task, "evolver": evolver})
+    evolve(ws)
+    ws.close()
+    result = train(Workspace(prompt), llms={"model": task, "evolver": evolver})
+    assert result.status == "no-states" and result.message.endswith(
+        ": 1 evolve run(s); no expansion with at least 1 failure(s) in its feedback batch (train.min_failures)")
+    suite = prompt.parent / "nums.suite.yaml"
+    suite.write_text(suite.read_text() + "\n# edited since\n")
+    result = train(Workspace(prompt), llms={"model": task, "evolver": evolver})
+    assert "1 left out because their suite changed since (nothing trains on stale data" in result.message
+    assert result.data["stale_runs"] and not result.data["states"]

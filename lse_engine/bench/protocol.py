@@ -61,6 +61,7 @@ class BenchSpec:
     instructions: str | None = None  # root instructions (default: one per task kind)
     source_split: str = "dev"
     protocol: str = "ours"  # ours | paper (recorded in the report)
+    score_test: bool = True  # False: nothing is scored on test (choosing settings on train and dev only)
 
 
 @dataclass
@@ -256,7 +257,7 @@ class Bench:
             if not parts["train"] or not parts["dev"]:
                 result.skipped[name] = f"too few problems to split ({len(runs.suite.problems)})"
                 return
-            sr.root_test_correct = _test_correct(runs, instructions, parts["test"])
+            sr.root_test_correct = _test_correct(runs, instructions, parts["test"]) if self.spec.score_test else []
             sr.root_test = mean_of(sr.root_test_correct)
             result.suites.append(sr)
             for label, evolver_cfg in self.variants:
@@ -296,7 +297,8 @@ class Bench:
                 cfg = runs.config
                 plan = RunPlan(str(self.spec.out / "prompts" / f"{name}.prompt.md"), str(runs.suite.path), settings,
                                instructions, runs.models.get(cfg.model).model_id, runs.models.get(evolver).model_id,
-                               {**cfg.to_dict(), "evolver": dataclasses.asdict(evolver)})
+                               {**cfg.to_dict(), "evolver": dataclasses.asdict(evolver),
+                                "suite_sha": runs.suite.content_hash})
                 start_run(store, plan, rid)
             else:
                 _, settings = resume_run(store, rid, settings)
@@ -305,7 +307,8 @@ class Bench:
             tree, status = res.tree, res.status
         winner = tree.winner()
         calls = sum(store.model_calls(rid))
-        winner_correct = _test_correct(runs, winner.instructions, test) if status != "cancelled" else []
+        scored = status != "cancelled" and self.spec.score_test
+        winner_correct = _test_correct(runs, winner.instructions, test) if scored else []
         row = store.get_run(rid)
         summary = (row["result"] if row else None) or {}
         run = RunResult(

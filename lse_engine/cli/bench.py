@@ -3,11 +3,20 @@
 from __future__ import annotations
 
 import argparse
+import time
 from pathlib import Path
 
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from lse_engine.cli.common import TINY_NOTE, add_model_args, console, install_sigint, model_overrides
+from lse_engine.cli.common import (
+    TINY_NOTE,
+    PlainProgress,
+    add_model_args,
+    console,
+    duration,
+    install_sigint,
+    model_overrides,
+)
 from lse_engine.kinds import BENCH_PROTOCOLS, BENCHMARKS, SOURCE_SPLITS
 from lse_engine.llm.base import CancelToken
 
@@ -32,6 +41,36 @@ class RichBenchProgress:
     def finish_run(self, label: str, summary: str) -> None:
         self.p.advance(self.runs)
         self.p.console.print(f"[green]✓[/] {label}: {summary}")
+
+
+class PlainBenchProgress:
+    """The same as plain lines, for a log or a file: each run's start and end at once, what it is doing at most
+    every `every_s` seconds (flushed)."""
+
+    def __init__(self, every_s: float = 10.0) -> None:
+        self.plain = PlainProgress(every_s=every_s)
+        self.every_s = every_s
+        self.last = 0.0
+        self.total = 0
+        self.done = 0
+
+    def start(self, total_runs: int) -> None:
+        self.total = total_runs
+
+    def run(self, label: str, budget: int) -> None:
+        self._say(f"run {self.done + 1}/{self.total}: {label}")
+
+    def advance(self, calls: int, message: str) -> None:
+        if time.monotonic() - self.last >= self.every_s:
+            self.last = time.monotonic()
+            self._say(f"  {calls} calls · {message}")
+
+    def finish_run(self, label: str, summary: str) -> None:
+        self.done += 1
+        self._say(f"✓ {label}: {summary}")
+
+    def _say(self, text: str) -> None:
+        print(f"[{duration(time.monotonic() - self.plain.started)}] {text}", flush=True)
 
 
 def _seeds(text: str) -> list[int]:
@@ -74,14 +113,20 @@ def cmd_bench(args: argparse.Namespace) -> int:
         rules=_csv(args.rules) or ["ucb", "chain", "best", "pareto"], seeds=_seeds(args.seeds),
         evolvers=_csv(args.evolver) or [], instructions=_instructions(args.prompt), source_split=args.source_split,
         split=SplitSpec(dev=args.dev, test=args.test, seed=args.split_seed, limit=args.limit), protocol=args.protocol,
+        score_test=not args.no_test,
     )
     if args.tiny:
         console.print(f"[yellow]--tiny: {TINY_NOTE}.[/]")
+    for note in config.preset_notes():
+        console.print(f"[yellow]{note}[/]")
     cancel = CancelToken()
     install_sigint(cancel, "stopping after the current model call… re-run the same command to resume")
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    with Progress(*columns, console=console, disable=args.quiet) as bar:
-        result = Bench(spec, config, progress=RichBenchProgress(bar), cancel=cancel).run()
+    if console.is_terminal or args.quiet:
+        with Progress(*columns, console=console, disable=args.quiet) as bar:
+            result = Bench(spec, config, progress=RichBenchProgress(bar), cancel=cancel).run()
+    else:  # a log or a file: plain lines as work happens
+        result = Bench(spec, config, progress=PlainBenchProgress(), cancel=cancel).run()
     summary = report.summarize(result)
     console.print(report.table(result, summary))
     console.print(report.table(result, metric="dev"))
@@ -126,6 +171,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--dev", type=float, default=0.3, help="dev fraction of each database (default 0.3)")
     p.add_argument("--test", type=float, default=0.4, help="test fraction of each database (default 0.4)")
     p.add_argument("--split-seed", type=int, default=0)
+    p.add_argument("--no-test", action="store_true", help="score nothing on test: for choosing settings on train "
+                                                          "and dev only (the test split stays unseen)")
     p.add_argument("--limit", type=int, default=0, help="at most this many problems per database (seeded subset)")
     p.add_argument("--prompt", help="root instructions: a *.prompt.md or text file (default: one per task kind)")
     p.add_argument("--source-split", default="dev", choices=SOURCE_SPLITS,

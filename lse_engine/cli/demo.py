@@ -19,7 +19,7 @@ from rich.table import Table
 from lse_engine.cli.common import TINY_NOTE, console, duration, err_console, overrides_from, pct
 from lse_engine.cli.eval import run_eval
 from lse_engine.cli.evolve import run_evolve_quietly
-from lse_engine.evolve.search import SearchResult
+from lse_engine.evolve.result import SearchResult
 from lse_engine.llm.pool import model_identity, resolve_backend
 from lse_engine.workspace import Workspace
 

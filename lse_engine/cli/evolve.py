@@ -18,7 +18,7 @@ from lse_engine.cli.common import (
     pct,
     step_line,
 )
-from lse_engine.evolve.search import SearchResult
+from lse_engine.evolve.result import SearchResult
 from lse_engine.kinds import RULES
 from lse_engine.llm.base import CancelToken
 from lse_engine.progress import ProgressEvent

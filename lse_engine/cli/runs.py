@@ -47,7 +47,7 @@ def cmd_runs(args: argparse.Namespace) -> int:
 
 
 def cmd_tree(args: argparse.Namespace) -> int:
-    from lse_engine.evolve.search import load_tree
+    from lse_engine.evolve.recorder import load_tree
     from lse_engine.report import tree_image, tree_text
 
     store = open_store(args.workspace)

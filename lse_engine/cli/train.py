@@ -121,6 +121,13 @@ def cmd_train(args: argparse.Namespace) -> int:
     console.print(f"[bold]data[/]: {d.get('runs', 0)} runs, {d.get('train_states', 0)} training states "
                   f"({d.get('train_runs', 0)} runs), {d.get('eval_states', 0)} held-out states "
                   f"({d.get('eval_runs', 0)} runs)")
+    models = d.get("task_models") or {}
+    if len(models) > 1:
+        made = ", ".join(f"{m} ({n} runs)" for m, n in models.items())
+        console.print(f"[yellow]the runs were made with {len(models)} task models[/]: {made}; rewards score every edit "
+                      "with the configured task model, so states from the others start from its scores, not theirs")
+    if d.get("stale_runs"):
+        console.print(f"[yellow]left out[/] {len(d['stale_runs'])} run(s) whose suite changed since they ran")
     for label, key in (("trained on", "train_suites"), ("held out", "eval_suites")):
         if d.get(key):
             console.print(f"  [dim]{label}: {', '.join(Path(p).name for p in d[key])}[/]")

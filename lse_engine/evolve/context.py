@@ -27,6 +27,10 @@ class TaskScorer(Protocol):
 
     def score(self, instructions: str, problems: Sequence[Problem]) -> tuple[list[str], list[Outcome]]: ...
 
+    def with_samples(self, samples: int) -> TaskScorer:
+        """The same scorer taking `samples` completions per problem."""
+        ...
+
 
 @dataclass
 class SearchContext:

@@ -177,3 +177,11 @@ Wrong query: {answer}
 Correct query: {gold}
 The wrong query looks up {column} in a table that does not have it. The database shows: {shows}.
 Write one fact about which table holds the column {column} and how to join to it. Keep it under 40 words."""
+# The same when the query wrote the database's names wrong (unquoted names with spaces, a table that does not exist):
+# the request says what the database shows, and the reply begins "Fact: In this database,".
+FACT_SHOWS = """You are reviewing a mistake of a text-to-SQL assistant on one SQLite database.
+Question: {question}
+Wrong query: {answer}
+Correct query: {gold}
+The database shows: {shows}.
+Write one fact about this database that would have avoided this mistake in other questions too. Keep it under 40 words."""

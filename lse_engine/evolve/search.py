@@ -18,63 +18,21 @@ outcomes go through the scorer's cache, so a resumed run re-generates nothing th
 from __future__ import annotations
 
 import dataclasses
-import json
-import random
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 from lse_engine.errors import Cancelled, LSEError
 from lse_engine.evolve.context import SearchContext
+from lse_engine.evolve.dev import NodeScoring, draw_batches
 from lse_engine.evolve.proposers import Request
-from lse_engine.evolve.recorder import load_tree, per_problem
-from lse_engine.evolve.significance import Verdict, behind
+from lse_engine.evolve.proposers.base import request_record
+from lse_engine.evolve.result import SearchResult, winner_reason
 from lse_engine.evolve.tree import Node, Tree
 from lse_engine.progress import ProgressEvent
 from lse_engine.records import RunSummary
 from lse_engine.tasks.base import Outcome, Problem
 
-__all__ = ["Search", "SearchContext", "SearchResult", "draw_batches", "load_tree"]
-
-
-@dataclass
-class SearchResult:
-    run_id: str
-    status: str  # done | cancelled | budget
-    tree: Tree
-    winner: Node
-    root_dev: float | None
-    message: str = ""
-    replies: int = 0  # evolver replies
-    noop_replies: int = 0  # replies whose instructions were already in the tree
-    invalid_replies: int = 0  # replies without usable instructions
-    root_test: float | None = None  # filled by the runner when the suite has a test split
-    winner_test: float | None = None
-
-    @property
-    def winner_dev(self) -> float | None:
-        return self.winner.dev_score
-
-    @property
-    def rounds_done(self) -> int:
-        return len(self.tree.selections)
-
-    @property
-    def edits(self) -> int:
-        """Children with new instructions (scored, or rejected by the gate)."""
-        return sum(1 for n in self.tree.nodes.values() if n.id != 0 and n.status in ("ok", "rejected", "raced"))
-
-
-def draw_batches(train: Sequence[Problem], seed: int, round_: int, size: int,
-                 heldout: int = 0) -> tuple[list[Problem], list[Problem]]:
-    """A round's feedback batch F and held-out batch H (empty unless `heldout`); disjoint when train allows."""
-    k = min(size, len(train))
-    feedback = random.Random(f"{seed}:{round_}:feedback").sample(list(train), k)
-    if heldout <= 0:
-        return feedback, []
-    rest = [p for p in train if p not in feedback]
-    pool = rest if len(rest) >= min(heldout, len(train)) else list(train)
-    return feedback, random.Random(f"{seed}:{round_}:heldout").sample(pool, min(heldout, len(pool)))
+__all__ = ["Search", "SearchContext", "SearchResult", "draw_batches"]
 
 
 @dataclass
@@ -100,6 +58,7 @@ class Search:
         self.recorder = ctx.recorder
         self.started = time.monotonic()
         self._round_no = 0
+        self.scoring = NodeScoring(ctx.scorer, ctx.recorder, ctx.dev, self.s, self._emit_step)
         if not ctx.train:
             raise LSEError("the suite has no train problems to learn from; lower split.dev or add problems")
         if not ctx.dev:
@@ -115,7 +74,7 @@ class Search:
                 self.recorder.node(tree.root)
             root = tree.root
             if root.status == "pending":
-                self._score_dev(root, "scoring the root on dev")
+                self.scoring.dev(root, "scoring the root on dev")
                 root.status = "ok"
                 self.recorder.node(root)
                 self.recorder.update(root_dev=root.dev_score, winner_dev=root.dev_score, winner=0)
@@ -147,10 +106,10 @@ class Search:
             tree.record_selection(node.id)
         self._emit(tree, r, f"round {r}/{s.rounds}: expanding node {node.id}")
         fb_batch, held_batch = draw_batches(self.ctx.train, s.seed, r, s.batch_size, s.heldout_size)
-        parent_fb, fb_outs = self._score(node, fb_batch, "feedback", r, f"round {r}: scoring node {node.id} on the batch")
+        parent_fb, fb_outs = self.scoring.batch(node, fb_batch, "feedback", r, f"round {r}: scoring node {node.id} on the batch")
         parent_held = None
         if held_batch:
-            parent_held, _ = self._score(node, held_batch, "heldout", r, f"round {r}: scoring node {node.id} held out")
+            parent_held, _ = self.scoring.batch(node, held_batch, "heldout", r, f"round {r}: scoring node {node.id} held out")
         train_scores = [score for split, score in self.recorder.batch_scores(node.id) if split != "dev"]
         node.train_score = sum(train_scores) / len(train_scores)
         self.recorder.node(node)
@@ -163,10 +122,10 @@ class Search:
         gate = s.acceptance_gate or s.rule == "pareto"
         if gate or held_batch:
             if child_fb is None:
-                child_fb, _ = self._score(child, fb_batch, "feedback", r, f"round {r}: scoring the edit on the batch")
+                child_fb, _ = self.scoring.batch(child, fb_batch, "feedback", r, f"round {r}: scoring the edit on the batch")
             child.train_score = child_fb
         if held_batch:
-            child.heldout_score, _ = self._score(child, held_batch, "heldout", r, f"round {r}: scoring the edit held out")
+            child.heldout_score, _ = self.scoring.batch(child, held_batch, "heldout", r, f"round {r}: scoring the edit held out")
             child.parent_heldout = parent_held
         if gate and (child_fb or 0.0) <= parent_fb:
             child.status = "rejected"
@@ -174,7 +133,7 @@ class Search:
             self._emit(tree, r, f"round {r}: edit {child.id} does not beat its parent on the batch "
                                 f"({child_fb:.0%} ≤ {parent_fb:.0%}); not scored on dev", child)
             return
-        raced = self._score_dev(child, f"round {r}: scoring edit {child.id} on dev", node)
+        raced = self.scoring.dev(child, f"round {r}: scoring edit {child.id} on dev", node)
         child.status = "raced" if raced else "ok"
         child.error = raced
         self.recorder.node(child)
@@ -208,14 +167,13 @@ class Search:
         last = proposals[-1]
         status = "pending" if chosen else next(
             (v for v in ("noop", "false") if all(p.verdict == v for p in proposals)), "failed")
-        chat = request.chats[0] if request is not None else []
         child = tree.add(Node(
             id=tree.next_id(), parent=node.id, instructions=chosen.instructions or "" if chosen else "", round=r,
             status=status, evolver_output=(chosen or last).raw, feedback=feedback.text,
             prompt_tokens=sum(p.prompt_tokens for p in proposals) + feedback.prompt_tokens,
             completion_tokens=sum(p.completion_tokens for p in proposals) + feedback.completion_tokens,
             attempts=len(proposals) + feedback.calls, error=None if chosen else last.error,
-            evolver_chat=json.dumps(chat, ensure_ascii=False),
+            evolver_chat=request_record(request),
         ))
         self.recorder.node(child)
         if chosen is None:
@@ -225,7 +183,7 @@ class Search:
             self._emit(tree, r, f"round {r}: the evolver gave {what} in {len(proposals)} attempts", child)
             return None, None
         if child_fb is not None:
-            self._score(child, fb_batch, "feedback", r, f"round {r}: scoring the edit on the batch")  # cached
+            self.scoring.batch(child, fb_batch, "feedback", r, f"round {r}: scoring the edit on the batch")  # cached
         return child, child_fb
 
     def _propose(self, tree: Tree, node: Node, request: Request, r: int) -> list[Proposal]:
@@ -284,59 +242,6 @@ class Search:
         return good[best_i], scores[best_i]
 
     # -- scoring, progress, budgets --------------------------------------------------------------
-    def _score(self, node: Node, problems: Sequence[Problem], split: str, round_: int,
-               step: str) -> tuple[float, list[Outcome]]:
-        scorer = self.ctx.scorer
-        scorer.on_progress = lambda done, total, eta: self._emit_step(step, done, total, eta)
-        try:
-            keys, outs = scorer.score(node.instructions, problems)
-        finally:
-            scorer.on_progress = None
-        ids = [p.id for p in problems for _ in range(len(keys) // max(1, len(problems)))]
-        return self.recorder.batch(node.id, split, round_, ids, keys, outs), outs
-
-    def _score_dev(self, node: Node, step: str, parent: Node | None = None) -> str | None:
-        """Score a node on dev (its per-problem results and share of replies without an answer included). A child
-        is raced against its `parent` chunk by chunk (`significance.behind`); returns why it stopped early, or None
-        when it was scored on every dev problem."""
-        dev = list(self.ctx.dev)
-        racing = parent is not None and self._races() and parent.dev_correct is not None
-        chunk = RACE_CHUNK if racing else len(dev)
-        done: list[Problem] = []
-        keys: list[str] = []
-        outs: list[Outcome] = []
-        why = None
-        for start in range(0, len(dev), chunk):
-            part = dev[start:start + chunk]
-            keys_part, outs_part = self._scored(node, part, step, len(done), len(dev))
-            done += part
-            keys += keys_part
-            outs += outs_part
-            node.dev_correct = per_problem(outs, len(done))
-            if racing and parent is not None and len(done) < len(dev):
-                why = behind(node.dev_correct, parent.dev_correct or (), len(dev) - len(done), self.s.race_alpha)
-                if why:
-                    break
-        ids = [p.id for p in done for _ in range(len(keys) // max(1, len(done)))]
-        node.dev_score = self.recorder.batch(node.id, "dev", 0, ids, keys, outs)
-        node.no_answer = sum(o.error_kind == "no_answer" for o in outs) / max(1, len(outs))
-        return why
-
-    def _races(self) -> bool:
-        """Racing applies to every rule but `chain` (the baseline follows each edit whatever it scores)."""
-        return self.s.race and self.s.rule != "chain"
-
-    def _scored(self, node: Node, problems: Sequence[Problem], step: str, offset: int,
-                total: int) -> tuple[list[str], list[Outcome]]:
-        """Outcomes of `problems` (a chunk of a longer step: progress counts from `offset` of `total`)."""
-        scorer = self.ctx.scorer
-        per = scorer.samples
-        scorer.on_progress = lambda done, todo, eta: self._emit_step(step, offset * per + done, total * per, eta)
-        try:
-            return scorer.score(node.instructions, problems)
-        finally:
-            scorer.on_progress = None
-
     def _emit_step(self, step: str, done: int, total: int, eta: float | None) -> None:
         self.ctx.progress(ProgressEvent(
             run_id=self.run_id, kind="evolve", message=f"{step} {done}/{total}", round=self._round_no,
@@ -393,23 +298,7 @@ class Search:
         return result
 
 
-RACE_CHUNK = 8  # dev problems scored between two looks at a raced child (one model batch)
-
-
 def added_text(new: str, current: str) -> str:
     """The lines of `new` that are not lines of `current` (what an edit states that its parent did not)."""
     have = {" ".join(line.split()) for line in current.splitlines()}
     return "\n".join(line for line in new.splitlines() if " ".join(line.split()) not in have)
-
-
-def winner_reason(tree: Tree, winner: Node, verdict: Verdict | None) -> str:
-    """Why the run's answer is what it is, in one sentence."""
-    best = tree.best()
-    if best.id == 0:
-        return "no edit scored above the seed on dev"
-    if verdict is None:
-        return (f"#{winner.id} has the best dev score" if tree.winner_alpha is None
-                else f"#{best.id} was not scored on the seed's dev problems")
-    if winner.id == 0:
-        return f"#{best.id} (best on dev) does not beat the seed beyond noise: {verdict.words()}"
-    return f"#{winner.id} beats the seed beyond noise: {verdict.words()}"

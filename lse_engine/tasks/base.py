@@ -102,10 +102,10 @@ class Finding:
     `value`: the gold answer compares `column` with `values` the wrong one does not write (`stored`: how that
     column stores its values); `literal`: where the answers differ, the wrong one writes `wrote` and the gold one
     `should` (a value, not style); `column`: a column looked up where it is not (`values` holds the table that
-    has it); `table`: a table that does not exist; `shape`: a result of the wrong shape. `text` is one sentence
-    for the evolver."""
+    has it); `table`: a table that does not exist; `quoting`: names that need quoting written bare; `shape`: a
+    result of the wrong shape. `text` is one sentence for the evolver."""
 
-    kind: str  # value | literal | column | table | shape
+    kind: str  # value | literal | column | table | quoting | shape
     text: str
     column: str = ""
     values: tuple[str, ...] = ()

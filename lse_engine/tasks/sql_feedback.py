@@ -62,6 +62,30 @@ def misplaced(schema: Schema, outcome: Outcome, gold: str) -> Finding | None:
     return Finding("column", text, column=real, values=(target,))
 
 
+def unquoted(schema: Schema, outcome: Outcome) -> Finding | None:
+    """Names of the database that need quoting (spaces, punctuation: `Sales Orders`) written bare in a query that
+    failed: how the schema writes them."""
+    if outcome.error_kind not in ("syntax", "no_such_table", "no_such_column") or not outcome.answer:
+        return None
+    sql = outcome.answer
+    bare = []
+    for name in sorted(schema.names_as_written(), key=len, reverse=True):
+        if _PLAIN.fullmatch(name):
+            continue
+        for m in re.finditer(re.escape(name), sql, re.IGNORECASE):
+            before = sql[m.start() - 1] if m.start() else ""
+            if before not in "`\"[":
+                bare.append(name)
+                break
+    if not bare:
+        return None
+    shown = ", ".join(f"`{n}`" for n in dict.fromkeys(bare))
+    return Finding("quoting", f"names with spaces or punctuation must be quoted as the schema quotes them: {shown}")
+
+
+_PLAIN = re.compile(r"[A-Za-z_]\w*")
+
+
 def result_shape(outcome: Outcome, gold: str) -> Finding | None:
     """For a wrong result: its shape against the gold result's, and what the gold query does that the wrong
     one does not (aggregation, grouping, ordering, a limit, distinct rows)."""

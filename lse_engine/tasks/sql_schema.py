@@ -63,6 +63,10 @@ class Schema:
         """`table`'s column called `name` (any case), as written."""
         return next((c for c in self.columns.get(table, []) if c.lower() == name.lower()), None)
 
+    def names_as_written(self) -> set[str]:
+        """Every table and column name as the schema writes it."""
+        return {n for t, cols in self.columns.items() for n in (t, *cols)}
+
     def names(self) -> set[str]:
         """Every table and column name, lower-cased."""
         return {n.lower() for t, cols in self.columns.items() for n in (t, *cols)}

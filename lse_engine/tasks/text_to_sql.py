@@ -298,7 +298,10 @@ class SQLiteTask:
     def _findings(self, problem: Problem, outcome: Outcome) -> list[Finding]:
         assert outcome.answer is not None
         found = []
-        placed = sql_feedback.misplaced(self.schema_map, outcome, problem.gold)
+        quoting = sql_feedback.unquoted(self.schema_map, outcome)
+        if quoting is not None:
+            found.append(quoting)
+        placed = sql_feedback.misplaced(self.schema_map, outcome, problem.gold) if quoting is None else None
         if placed is not None:
             found.append(placed)
         values = []

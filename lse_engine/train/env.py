@@ -15,15 +15,32 @@ from typing import Any
 
 from lse_engine.config import Config, ModelConfig, load_config
 from lse_engine.errors import LSEError
+from lse_engine.evolve.proposers import ProposerContext
 from lse_engine.files import Suite, load_suite
 from lse_engine.llm.base import LLM, CancelToken, Chat, Completion, Sampling
-from lse_engine.llm.pool import ModelPool, build_llm, model_identity, resolve_backend, sampling_of
+from lse_engine.llm.pool import ModelPool, build_llm, model_identity, resolve_backend
+from lse_engine.runner import make_scorer
 from lse_engine.scoring import Scorer
 from lse_engine.store import Store
 from lse_engine.tasks import Task
 from lse_engine.tasks.base import Problem
 from lse_engine.train.states import State
 from lse_engine.workspace import Workspace, task_for
+
+
+class _NoEvolver:
+    """Reading replies needs no evolver: a proposer that tried to call one here would be a bug."""
+
+    model_id = "none"
+
+    def generate(self, chats: Sequence[Chat], sampling: Sampling) -> list[Completion]:
+        raise RuntimeError("reading replies calls no evolver")
+
+    def close(self) -> None:
+        pass
+
+
+_NO_EVOLVER = _NoEvolver()
 
 
 class SelfTaskLLM:
@@ -115,6 +132,27 @@ class TrainEnv:
             return self._problems(state, state.heldout)
         raise LSEError(f"train.reward_on must be 'holdout' or 'batch', got {reward_on!r}")
 
+    def suite_hash(self, path: str) -> str | None:
+        """A suite's content hash now (None when it cannot be read)."""
+        suite = self.suite(path)
+        return suite.content_hash if suite else None
+
+    def task(self, state: State) -> Task:
+        """The task of a state's suite (its database opened read-only, once)."""
+        if state.suite not in self._tasks:
+            suite = self.suite(state.suite)
+            assert suite is not None
+            self._tasks[state.suite] = task_for(suite, self.config)
+        return self._tasks[state.suite]
+
+    def proposer_context(self, state: State) -> ProposerContext:
+        """What a proposer reads replies with, as the search gave it: the state's task, the run settings, the
+        suite's train questions."""
+        suite = self.suite(state.suite)
+        train = suite.split()["train"] if suite else []
+        return ProposerContext(task=self.task(state), evolver=_NO_EVOLVER, sampling=Sampling(),
+                               settings=self.config.evolve, cancel=self.cancel, questions=[p.question for p in train])
+
     def task_kind(self, state: State) -> str:
         suite = self.suite(state.suite)
         return suite.task if suite else "text-to-sql"
@@ -178,14 +216,8 @@ class TrainEnv:
         if self.task_llm is None:
             raise RuntimeError("use_task_model() first")
         if state.suite not in self._scorers:
-            suite = self.suite(state.suite)
-            assert suite is not None
-            if state.suite not in self._tasks:
-                self._tasks[state.suite] = task_for(suite, self.config)
-            mc = self.config.model
-            self._scorers[state.suite] = Scorer(
-                self._tasks[state.suite], self.task_llm, self.store, sampling_of(mc), cancel=self.cancel,
-                chunk_size=max(1, mc.batch_size), samples=mc.sampling.samples)
+            self._scorers[state.suite] = make_scorer(self.task(state), self.task_llm, self.store, self.config.model,
+                                                     cancel=self.cancel)
         return self._scorers[state.suite]
 
     def close(self) -> None:

@@ -19,7 +19,7 @@ model is the run's).
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from lse_engine.evolve.replies import normalize, parse_edit
@@ -61,17 +61,31 @@ def reward_edit(scorer: Scorer, reply: str, problems: Sequence[Problem], parent_
                 parent: str | None = None, prefilled: bool = False, reward: str = "delta",
                 invalid_reward: float = -1.0, noop_reward: str = "invalid",
                 max_chars: int = 8000) -> EditReward:
-    """Parse the evolver's reply (prefill included) and reward it on the target problems."""
+    """Parse the evolver's reply to the paper's request (prefill included) and reward it on the target problems."""
+    new, error = parse_reply(reply, prefilled, max_chars)
+    return reward_instructions(scorer, new, problems, parent_score, parent=parent, error=error, reward=reward,
+                               invalid_reward=invalid_reward, noop_reward=noop_reward)
+
+
+def reward_instructions(scorer: Scorer, new: str | None, problems: Sequence[Problem], parent_score: float, *,
+                        parent: str | None = None, error: str | None = None,
+                        identity: Callable[[str], str] = normalize, reward: str = "delta",
+                        invalid_reward: float = -1.0, noop_reward: str = "invalid", false: bool = False) -> EditReward:
+    """Reward the instructions a proposer read from the evolver's replies (None: none usable, `error` says why)
+    as the search gates and scores them: the same edit as the parent (`identity`, the request kind's own) is a
+    no-op; instructions stating what the task's data contradict (`false`) are invalid; the rest are scored on the
+    target problems."""
     if reward not in REWARDS:
         raise ValueError(f"reward must be one of {REWARDS}, got {reward!r}")
     if noop_reward not in NOOP_REWARDS:
         raise ValueError(f"noop_reward must be one of {NOOP_REWARDS}, got {noop_reward!r}")
-    new, error = parse_reply(reply, prefilled, max_chars)
     if new is None:
         return EditReward(invalid_reward, valid=False, error=error)
-    if parent is not None and is_noop(new, parent):
+    if parent is not None and identity(new) == identity(parent):
         value = invalid_reward if noop_reward == "invalid" else 0.0
         return EditReward(value, valid=False, error="the edit repeats the parent's instructions", noop=True)
+    if false:
+        return EditReward(invalid_reward, valid=False, error=error)
     score = batch_score(scorer, new, problems)
     delta = score - parent_score
     return EditReward(delta if reward == "delta" else score, valid=True, score=score, delta=delta)

@@ -16,7 +16,7 @@ import hashlib
 import json
 import random
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -47,8 +47,9 @@ class State:
     rule: str = "ucb"  # the run's selection rule; `textgrad` runs showed the evolver critiques, not a summary
     dev: tuple[str, ...] = ()  # problem ids of the run's fixed dev holdout
     parent_dev: float | None = None  # the parent's dev score as the run recorded it
-    chat: str = ""  # JSON of the messages the evolver was sent ("" for runs older than `evolver_chat`)
+    chat: str = ""  # the recorded request (`proposers.request_record`; "" for runs older than `evolver_chat`)
     prefill: bool = False  # the run began the evolver's reply at <prompt> (`evolver_prefill`)
+    kind: str = "reference"  # the request kind the run asked (`proposers.proposer_kind` of its settings)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -61,9 +62,6 @@ class State:
         fields: dict[str, Any] = {k: (tuple(v) if k in ("heldout", "dev") else v) for k, v in d.items() if k in names}
         return cls(**fields)
 
-    def messages(self) -> list[dict[str, str]] | None:
-        """The chat the evolver was sent, when the run recorded it."""
-        return json.loads(self.chat) if self.chat else None
 
 
 def state_id(suite: str, instructions: str, heldout: Sequence[str]) -> str:
@@ -81,10 +79,27 @@ def evolve_runs(store: Store, prompt: str | None = None) -> list[dict[str, Any]]
     return list(store.db.query(q, args))
 
 
-def _run_prefill(run: dict[str, Any]) -> bool:
+def _run_evolve(run: dict[str, Any]) -> dict[str, Any]:
     cfg = run.get("config")
     cfg = json.loads(cfg) if isinstance(cfg, str) else cfg
-    return bool(((cfg or {}).get("evolve") or {}).get("evolver_prefill")) if isinstance(cfg, dict) else False
+    evolve = (cfg or {}).get("evolve") if isinstance(cfg, dict) else None
+    return evolve if isinstance(evolve, dict) else {}
+
+
+def _run_kind(run: dict[str, Any]) -> str:
+    """The request kind a run asked (`textgrad` for that rule, else its `request`)."""
+    evolve = _run_evolve(run)
+    return "textgrad" if (run.get("rule") or evolve.get("rule")) == "textgrad" else str(evolve.get("request") or
+                                                                                       "reference")
+
+
+def _prefilled(chat: str) -> bool | None:
+    """Whether a recorded request began the evolver's reply (None: nothing recorded)."""
+    data = json.loads(chat) if chat else None
+    if not data:
+        return None
+    chats = data["chats"] if isinstance(data, dict) else [data]
+    return any(continues_reply(c) for c in chats)
 
 
 def _ids(batch: BatchRow) -> tuple[str, ...]:
@@ -99,7 +114,8 @@ def run_states(store: Store, run: dict[str, Any]) -> list[State]:
     devs = [n["dev_score"] for n in nodes.values() if n["dev_score"] is not None]
     best = max(devs, default=0.0)
     root_dev = batches.get((0, "dev", 0))
-    prefill = _run_prefill(run)
+    prefill = bool(_run_evolve(run).get("evolver_prefill"))
+    kind = _run_kind(run)
     out = []
     for child in nodes.values():
         parent = nodes.get(child["parent"]) if child["parent"] is not None else None
@@ -119,17 +135,30 @@ def run_states(store: Store, run: dict[str, Any]) -> list[State]:
             heldout=_ids(held), parent_heldout=float(held["score"]),
             failures=int(fb["n"] - fb["correct"]), gap=max(0.0, best - (parent["dev_score"] or 0.0)),
             rule=run.get("rule") or "ucb", dev=_ids(dev) if dev else (),
-            parent_dev=parent["dev_score"], chat=chat,
-            prefill=continues_reply(json.loads(chat)) if chat else prefill,
+            parent_dev=parent["dev_score"], chat=chat, kind=kind,
+            prefill=p if (p := _prefilled(chat)) is not None else prefill,
         ))
     return out
 
 
-def harvest(store: Store, prompt: str | None = None, min_failures: int = 1) -> list[State]:
-    """States of all evolve runs (of `prompt`, when given), filtered and deduplicated."""
+def suite_changed(run: dict[str, Any], current: Callable[[str], str | None]) -> bool:
+    """Whether the suite a run used has changed since (its recorded content hash is not the suite's now; a
+    suite that is gone has changed). Runs made before the hash was recorded count as unchanged."""
+    cfg = run.get("config")
+    cfg = json.loads(cfg) if isinstance(cfg, str) else cfg
+    recorded = cfg.get("suite_sha") if isinstance(cfg, dict) else None
+    return bool(recorded) and current(run["suite"]) != recorded
+
+
+def harvest(store: Store, prompt: str | None = None, min_failures: int = 1,
+            current_suite: Callable[[str], str | None] | None = None) -> list[State]:
+    """States of all evolve runs (of `prompt`, when given), filtered and deduplicated; runs whose suite changed
+    since (`current_suite` gives a suite's content hash now) are left out: nothing trains on stale data."""
     seen: set[str] = set()
     out = []
     for run in evolve_runs(store, prompt):
+        if current_suite is not None and suite_changed(run, current_suite):
+            continue
         for s in run_states(store, run):
             if s.failures < min_failures or s.id in seen:
                 continue

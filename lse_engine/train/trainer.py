@@ -21,6 +21,7 @@ import json
 import re
 import shutil
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -53,9 +54,11 @@ from lse_engine.train.states import (
     State,
     batch_at,
     batches_per_epoch,
+    evolve_runs,
     harvest,
     save_states,
     split_by_run,
+    suite_changed,
 )
 from lse_engine.train.update import ppo_update, rollout_metrics
 from lse_engine.workspace import Workspace
@@ -110,7 +113,9 @@ def check_config(cfg: TrainConfig) -> None:
 
 
 def _data(env: TrainEnv, cfg: TrainConfig) -> tuple[list[State], list[State], dict[str, Any]]:
-    found = harvest(env.store, env.prompt, cfg.min_failures)
+    runs = evolve_runs(env.store, env.prompt)
+    stale = [r["id"] for r in runs if suite_changed(r, env.suite_hash)]
+    found = harvest(env.store, env.prompt, cfg.min_failures, current_suite=env.suite_hash)
     usable = [s for s in found if env.target(s, cfg.reward_on) is not None]
     train_s, dev_s = split_by_run(usable, cfg.eval_fraction, cfg.seed, cfg.holdout_by)
     save_states(env.store, train_s, dev_s)
@@ -119,8 +124,26 @@ def _data(env: TrainEnv, cfg: TrainConfig) -> tuple[list[State], list[State], di
         "eval_runs": len({s.run_id for s in dev_s}), "states": len(usable), "train_states": len(train_s),
         "eval_states": len(dev_s), "skipped_states": len(found) - len(usable),
         "train_suites": sorted({s.suite for s in train_s}), "eval_suites": sorted({s.suite for s in dev_s}),
+        "evolve_runs": len(runs), "stale_runs": stale,
+        "task_models": dict(Counter(str(r.get("model_id") or "?") for r in runs if r["id"] not in stale)),
     }
     return train_s, dev_s, data
+
+
+def no_states_message(env: TrainEnv, cfg: TrainConfig, data: dict[str, Any]) -> str:
+    """Why there is nothing to learn from, counted."""
+    where = f"no training states in {env.store.path}"
+    if not data["evolve_runs"]:
+        return f"{where}: no evolve runs yet; run `lse evolve` first"
+    parts = [f"{data['evolve_runs']} evolve run(s)"]
+    if data["stale_runs"]:
+        parts.append(f"{len(data['stale_runs'])} left out because their suite changed since (nothing trains on "
+                     "stale data: run them again)")
+    if data["skipped_states"]:
+        parts.append(f"{data['skipped_states']} state(s) whose suite or problems are gone")
+    parts.append(f"no expansion with at least {cfg.min_failures} failure(s) in its feedback batch (train.min_failures)"
+                 if not data["states"] else "every state held out to choose the checkpoint (train.eval_fraction)")
+    return f"{where}: " + "; ".join(parts)
 
 
 class _Job:
@@ -145,8 +168,7 @@ class _Job:
         train_s, dev_s, data = _data(env, cfg)
         steps = cfg.steps or cfg.data_epochs * batches_per_epoch(len(train_s), cfg.states)
         if not train_s:
-            msg = (f"no training states in {env.store.path}: run `lse evolve` first (states need an "
-                   f"expansion with at least {cfg.min_failures} failure(s) in its feedback batch)")
+            msg = no_states_message(env, cfg, data)
             self.emit(msg, 0, 0, "done", done=True, error="no-states")
             return TrainResult(cfg.name, "no-states", self.out, None, 0, 0, data, message=msg)
         ckpt = latest_checkpoint(self.out) if resume else None

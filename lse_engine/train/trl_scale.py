@@ -32,6 +32,7 @@ from typing import Any
 import torch
 
 from lse_engine.config import TrainConfig
+from lse_engine.errors import LSEError
 from lse_engine.evolve.replies import reply_text
 from lse_engine.llm.base import continues_reply
 from lse_engine.train.env import TrainEnv
@@ -128,7 +129,11 @@ def build_trainer(env: TrainEnv, cfg: TrainConfig, states: Sequence[State], vllm
     check_config(cfg)
     base = env.evolver_base()
     env.use_task_model("model", None)
-    rows = [{"prompt": state_chat(s, env.task_kind(s)), "state_id": s.id} for s in states]
+    one_chat = [s for s in states if s.kind != "facts"]  # TRL samples one completion per prompt
+    if not one_chat:
+        raise LSEError("TRL's scale-out trains on one-chat requests (reference, compact, TextGrad-style); these "
+                       "states come from facts runs (one chat per mistake): train them with `lse train`")
+    rows = [{"prompt": state_chat(s, env.task_kind(s)), "state_id": s.id} for s in one_chat]
     out = evolver_dir(env.home, cfg.name) / "checkpoints-trl"
     args = grpo_config(cfg, out, processes, vllm_server, **extra)
     reward = StateReward(env, states, cfg)

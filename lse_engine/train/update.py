@@ -2,7 +2,8 @@
 reference), one optimizer step per pass, gradients accumulated over micro-batches.
 
 The loss is aggregated over the whole batch as the reference's `loss_agg_mode`: `token-mean` divides the
-sum over every completion token by the batch's token count, `seq-mean` averages per edit. Edits whose
+sum over every completion token by the batch's token count, `seq-mean` averages per completion (an edit of the
+facts request is one completion per mistake asked about, each with the edit's advantage). Edits whose
 advantage is 0 (e.g. a GRPO group whose rewards are all equal) add exactly nothing to the sum, so they are
 not even run through the model (they still count in the denominator, as in the reference).
 """
@@ -47,8 +48,8 @@ def ppo_update(policy: Policy, optimizer: torch.optim.Optimizer, rollouts: Seque
                clip: float, micro_batch: int, max_grad_norm: float,
                agg: str = "token-mean") -> dict[str, float]:
     """Run `epochs` PPO passes over the batch; returns its loss (first pass) and gradient norm (last pass)."""
-    items = [Item(r.prompt_ids, c, a, old) for r in rollouts
-             for c, a, old in zip(r.completions, r.advantages, r.old_logps)]
+    items = [Item(r.prompts[j], r.edits[e][j], r.advantages[e], r.old_logps[e][j]) for r in rollouts
+             for e, j in r.segments()]
     active = [it for it in items if it.advantage != 0.0]
     tokens = sum(len(it.completion) for it in items)
     denominator = float(max(1, tokens if agg == "token-mean" else len(items)))
@@ -77,7 +78,8 @@ def ppo_update(policy: Policy, optimizer: torch.optim.Optimizer, rollouts: Seque
 def rollout_metrics(rollouts: Sequence[Rollout]) -> dict[str, float]:
     """Mean reward, mean delta (valid edits), valid fraction and KL to the base evolver of a batch."""
     kls = [kl_k3(o.unsqueeze(0), f.unsqueeze(0), torch.ones(1, len(o)))
-           for ro in rollouts for o, f in zip(ro.old_logps, ro.ref_logps) if len(o)]
+           for ro in rollouts for e, j in ro.segments()
+           if len(o := ro.old_logps[e][j]) and len(f := ro.ref_logps[e][j])]
     return {
         **summarize([r for ro in rollouts for r in ro.rewards]),
         "kl": sum(kls) / len(kls) if kls else 0.0,

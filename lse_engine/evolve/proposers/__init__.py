@@ -11,6 +11,8 @@ from lse_engine.evolve.proposers.base import (
     Proposer,
     ProposerContext,
     Request,
+    request_from_record,
+    request_record,
 )
 from lse_engine.evolve.proposers.compact import CompactProposer
 from lse_engine.evolve.proposers.facts import FactsProposer
@@ -18,7 +20,7 @@ from lse_engine.evolve.proposers.reference import ReferenceProposer
 from lse_engine.evolve.proposers.textgrad import TextGradProposer
 
 __all__ = ["PROPOSERS", "Candidate", "Feedback", "InstructionsProposer", "Proposer", "ProposerContext",
-           "Request", "proposer_for", "proposer_kind"]
+           "Request", "proposer_for", "proposer_kind", "request_from_record", "request_record"]
 
 PROPOSERS: dict[str, type[Proposer]] = {
     "reference": ReferenceProposer,

@@ -13,6 +13,8 @@ asked) can call on its own:
 
 from __future__ import annotations
 
+import dataclasses
+import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -21,7 +23,7 @@ from lse_engine.config import EvolveConfig
 from lse_engine.evolve.replies import normalize, parse_edit, reply_text
 from lse_engine.evolve.tree import Node
 from lse_engine.llm.base import LLM, CancelToken, Chat, Sampling, continues_reply
-from lse_engine.tasks.base import Outcome, Problem, Task
+from lse_engine.tasks.base import ColumnValues, Outcome, Problem, Task
 
 ChargeFn = Callable[[int, int], None]  # (evolver calls, tokens) spent outside the attempts
 
@@ -47,6 +49,37 @@ class Request:
     greedy_first: bool = False  # the first attempt decodes greedily (later ones sample)
     notes: tuple[Any, ...] = ()
     step: str = "evolver writing edit"  # what the progress line says while the evolver works
+
+
+def request_record(request: Request | None) -> str:
+    """The request as the run store keeps it (the child's `evolver_chat`): its kind, every chat, the notes reading
+    the replies needs, and how it was decoded, so training can ask exactly it again (`request_from_record`)."""
+    if request is None:
+        return "[]"
+    notes = [dataclasses.asdict(n) if dataclasses.is_dataclass(n) and not isinstance(n, type) else n
+             for n in request.notes]
+    return json.dumps({"kind": request.kind, "chats": list(request.chats), "notes": notes,
+                       "stop": list(request.sampling.stop), "max_tokens": request.sampling.max_tokens,
+                       "greedy_first": request.greedy_first}, ensure_ascii=False)
+
+
+def request_from_record(text: str, kind: str, sampling: Sampling) -> Request | None:
+    """A recorded request, or None when nothing was asked. Older runs recorded one chat (a JSON list): it is read
+    as a one-chat request of `kind` (the run's)."""
+    data = json.loads(text) if text else None
+    if not data:
+        return None
+    if isinstance(data, list):
+        return Request(kind, (data,), sampling)
+    notes = tuple(_column_values(n) if isinstance(n, dict) else None for n in data.get("notes") or [])
+    decoding = dataclasses.replace(sampling, stop=tuple(data.get("stop") or sampling.stop),
+                                   max_tokens=int(data.get("max_tokens") or sampling.max_tokens))
+    return Request(data["kind"], tuple(data["chats"]), decoding, bool(data.get("greedy_first")),
+                   notes or (None,) * len(data["chats"]))
+
+
+def _column_values(d: dict[str, Any]) -> ColumnValues:
+    return ColumnValues(str(d["where"]), str(d["kind"]), tuple(d.get("values") or ()), tuple(d.get("examples") or ()))
 
 
 @dataclass(frozen=True)

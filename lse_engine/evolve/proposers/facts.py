@@ -46,6 +46,13 @@ class FactsProposer:
                 continue
             question = p.question + (f" (evidence: {p.evidence})" if p.evidence else "")
             found = ctx.task.findings(p, outs[0])
+            named = next((f for f in found if f.kind in ("quoting", "table")), None)
+            if named is not None:  # a query that names what does not exist cannot run: that first, once a round
+                if named.kind not in asked:
+                    asked.add(named.kind)
+                    chats.append(build_shows_fact_chat(question, answer, p.gold, named.text))
+                    notes.append(None)
+                continue
             values = [f for f in found if f.kind == "value"]
             if values:  # a value compared with a column: ask about the column, showing how it stores its values
                 pick = next((f for f in values if f.column.lower() not in asked), None)
@@ -111,6 +118,13 @@ def build_where_fact_chat(question: str, answer: str, gold: str, column: str, sh
     user = prompts.FACT_WHERE.format(question=question, answer=answer, gold=gold, column=column, shows=shows)
     return [{"role": "user", "content": user},
             {"role": "assistant", "content": prompts.FACT_COLUMN_PREFILL.format(column=column)}]
+
+
+def build_shows_fact_chat(question: str, answer: str, gold: str, shows: str) -> Chat:
+    """One SQL mistake about the database's names (quoting, a table that does not exist): the request says what
+    the database shows and the reply begins "Fact: In this database,"."""
+    user = prompts.FACT_SHOWS.format(question=question, answer=answer, gold=gold, shows=shows)
+    return [{"role": "user", "content": user}, {"role": "assistant", "content": "Fact: In this database,"}]
 
 
 def fact_text(chat: Chat, completion: str) -> str:
