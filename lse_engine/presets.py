@@ -9,7 +9,8 @@ PAPER: dict[str, Any] = {
     "model": {"sampling": {"temperature": 0.7, "top_p": 0.8, "max_tokens": 4096, "samples": 8}},
     "evolver": {"sampling": {"temperature": 0.7, "top_p": 0.8, "max_tokens": 4096}},
     # the paper's request (`reference`), every child scored on the whole holdout (no racing), the best node on the
-    # holdout is the answer (no paired test), nothing of ours added to the request's shape
+    # holdout is the answer (no paired test), none of our optional additions (prefill, candidates, gate, held-out
+    # batch); what every request always adds (the `<current>` block, findings) is listed in docs/fidelity.md
     "evolve": {"rule": "ucb", "c": 2.0, "rounds": 25, "batch_size": 10, "dev_size": 50, "request": "reference",
                "evolver_prefill": False, "candidates": 1, "acceptance_gate": False, "heldout_size": 0,
                "feedback_chars": 0, "show_schema": True, "race": False, "winner_test": "none"},

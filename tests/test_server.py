@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import re
 import sqlite3
 import sys
@@ -364,6 +365,28 @@ async def test_code_actions_lens_and_evaluate_end_to_end(client: LanguageClient)
                                                                      types.Position(line, 8)))
     assert "gold result" in hover.contents.value and "(3,)" in hover.contents.value
     assert "latest outcome" in hover.contents.value
+
+
+async def test_an_evolver_trained_on_the_workspace_is_offered_for_its_next_run(client: LanguageClient) -> None:
+    prompt = fresh_workspace("trained")
+    for name in ("older", "mine"):  # what `lse train` leaves: the weights and lse_meta.json
+        folder = prompt.parent / ".lse" / "evolvers" / name
+        folder.mkdir(parents=True)
+        (folder / "lse_meta.json").write_text(json.dumps({"name": name}))
+        time.sleep(0.02)
+    uri = open_doc(client, prompt, lang="markdown")
+    actions = await client.text_document_code_action_async(types.CodeActionParams(
+        types.TextDocumentIdentifier(uri), types.Range(types.Position(3, 0), types.Position(3, 0)),
+        types.CodeActionContext(diagnostics=[])))
+    titles = [a.title for a in actions]
+    assert titles == ["Evaluate prompt", "Evolve prompt", "Evolve prompt with trained evolver mine",
+                      "Evolve prompt with trained evolver older"]  # newest first
+    cmd = actions[2].command
+    assert cmd.command == "lse.evolve" and list(cmd.arguments) == [{"uri": uri, "evolver": "mine"}]
+    with pytest.raises(JsonRpcException) as refused:
+        await client.workspace_execute_command_async(types.ExecuteCommandParams(
+            "lse.evolve", [{"uri": uri, "evolver": "nope"}]))
+    assert "no trained evolver 'nope' in this workspace" in refused.value.message
 
 
 async def test_evaluate_scores_the_unsaved_buffer(client: LanguageClient) -> None:

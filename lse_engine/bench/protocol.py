@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from lse_engine.bench import peak
 from lse_engine.bench.curves import Curve, run_curve
 from lse_engine.bench.runs import SuiteRuns, model_label
 from lse_engine.bench.suites import (
@@ -88,6 +89,11 @@ class RunResult:
     raced: int = 0  # children stopped part-way through dev
     dev_skipped: int = 0  # dev problems racing did not score
     wall_s: float = 0.0  # wall time of this process's work on the run (0 when it was read back finished)
+    peak_rss_mb: float | None = None  # peak resident memory while this process worked on the run
+    no_answer: float | None = None  # the highest share of dev replies with no answer of any node of the run
+    replies: int = 0  # evolver replies
+    accepted: int = 0  # replies that gave an edit the search kept (new instructions, nothing false)
+    deltas: list[float] = field(default_factory=list)  # per scored child: its dev score minus its parent's (same problems)
 
 
 @dataclass
@@ -151,12 +157,12 @@ def bench_config(config: Config, max_model_calls: int | None = None, rounds: int
     cfg = dataclasses.replace(config)
     given = {k: v for k, v in evolve.items() if v is not None}
     if protocol == "paper":
-        cfg.evolve = dataclasses.replace(config.evolve, max_model_calls=max_model_calls or 0,
-                                         rounds=rounds or config.evolve.rounds, max_wall_s=0.0, **given)
+        cfg.evolve = config.with_evolve(max_model_calls=max_model_calls or 0, max_wall_s=0.0,
+                                        rounds=config.evolve.rounds if rounds is None else rounds, **given)
     else:
         budget = max_model_calls or config.evolve.max_model_calls or DEFAULT_BUDGET
-        cfg.evolve = dataclasses.replace(config.evolve, max_model_calls=budget, rounds=rounds or DEFAULT_ROUNDS,
-                                         max_wall_s=0.0, **given)
+        cfg.evolve = config.with_evolve(max_model_calls=budget, max_wall_s=0.0,
+                                        rounds=DEFAULT_ROUNDS if rounds is None else rounds, **given)
     if task_model:  # the transfer experiment: the evolver stays as configured, the task model changes
         cfg.model = dataclasses.replace(config.model, model=task_model)
     return cfg
@@ -192,6 +198,19 @@ def _test_correct(runs: SuiteRuns, instructions: str, test: Sequence[Problem]) -
         return []
     scored = score_tests(runs.scorer(), [("prompt", instructions)], test, "")
     return list(per_problem(scored[0], len(test))) if scored else []
+
+
+def child_deltas(tree: Tree) -> list[float]:
+    """Each child's dev score minus its parent's on the dev problems both were scored on (a raced child: its
+    prefix): the paper's reward, per edit."""
+    out = []
+    for node in tree.nodes.values():
+        parent = tree.nodes.get(node.parent) if node.parent is not None else None
+        if parent is None or not node.dev_correct or not parent.dev_correct:
+            continue
+        n = min(len(node.dev_correct), len(parent.dev_correct))
+        out.append((sum(node.dev_correct[:n]) - sum(parent.dev_correct[:n])) / n)
+    return out
 
 
 def mean_of(values: Sequence[float]) -> float | None:
@@ -279,6 +298,7 @@ class Bench:
              rule: str, seed: int, test: Sequence[Problem], root_test: list[float]) -> RunResult:
         store = runs.store
         started = time.monotonic()
+        peak.reset()
         budget = runs.config.evolve.max_model_calls
         title = f"{name} · {label} · {rule} · seed {seed}"
         self.progress.run(title, budget)
@@ -321,6 +341,9 @@ class Bench:
             winner_reason=str(summary.get("winner_reason") or ""), raced=int(summary.get("raced") or 0),
             dev_skipped=int(summary.get("dev_skipped") or 0),
             wall_s=0.0 if existing is not None and existing["status"] == "done" else time.monotonic() - started,
+            peak_rss_mb=peak.peak_mb(), replies=int(summary.get("replies") or 0),
+            accepted=sum(a.get("verdict") == "ok" for a in store.get_attempts(rid)), deltas=child_deltas(tree),
+            no_answer=max((n.no_answer for n in tree.nodes.values() if n.no_answer is not None), default=None),
         )
         test_txt = "—" if run.winner_test is None else f"{run.winner_test:.1%}"
         self.progress.finish_run(title, f"{status}: winner #{winner.id}, dev {winner.dev_score or 0:.1%}, "

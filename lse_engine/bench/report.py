@@ -87,16 +87,59 @@ def markdown(result: BenchResult, summary: Summary | None = None) -> str:
         found = comparison_lines(result, summary, scope)
         if found:
             lines += [f"**{scope}**", "", *(f"- {x}" for x in found), ""]
+    lines += gain_lines(result)
     lines += ["## Runs", "", "| database | evolver | rule | seed | run | status | rounds | calls | root dev | "
-              "winner | winner dev | winner test |", "|---" * 12 + "|"]
+              "winner | winner dev | winner test | raced | no answer | wall | peak RSS |", "|---" * 16 + "|"]
     pct = lambda x: "—" if x is None else f"{x:.1%}"  # noqa: E731
     for s in result.suites:
         for r in s.runs:
+            rss = "—" if r.peak_rss_mb is None else f"{r.peak_rss_mb / 1024:.1f} GB"
+            wall = "—" if not r.wall_s else f"{r.wall_s / 60:.1f} min"
             lines.append(f"| {s.name} | {r.evolver} | {r.rule} | {r.seed} | `{r.run_id}` | {r.status} | {r.rounds} | "
-                         f"{r.calls} | {pct(r.root_dev)} | #{r.winner} | {pct(r.winner_dev)} | {pct(r.winner_test)} |")
+                         f"{r.calls} | {pct(r.root_dev)} | #{r.winner} | {pct(r.winner_dev)} | {pct(r.winner_test)} | "
+                         f"{r.raced} | {pct(r.no_answer)} | {wall} | {rss} |")
     if result.skipped:
         lines += ["", "## Skipped", "", *(f"- {k}: {v}" for k, v in result.skipped.items())]
     return "\n".join(lines) + "\n"
+
+
+def gain_lines(result: BenchResult) -> list[str]:
+    """Seed vs winner on test, per run (winner − seed over the test problems, paired, with a 95 % bootstrap
+    interval) and per (evolver, rule) over runs; the runs whose winner lost beyond its interval are counted."""
+    runs = [(s, r) for s in result.suites for r in s.runs if r.test_gain is not None]
+    if not runs:
+        return []
+    lines = ["## Seed vs winner on test (winner − seed, paired over the test problems; 95 % bootstrap intervals)", "",
+             "| database | evolver | rule | seed | seed test | winner test | gain [95 % interval] | why |",
+             "|---" * 8 + "|"]
+    for s, r in runs:
+        mean, lo, hi = r.test_gain or (0.0, 0.0, 0.0)
+        lines.append(f"| {s.name} | {r.evolver} | {r.rule} | {r.seed} | {_pct(s.root_test)} | {_pct(r.winner_test)} | "
+                     f"{100 * mean:+.1f} [{100 * lo:+.1f}, {100 * hi:+.1f}] | {r.winner_reason} |")
+    lines.append("")
+    for key in sorted({(r.evolver, r.rule) for _, r in runs}):
+        gains = [r.test_gain[0] for _, r in runs if (r.evolver, r.rule) == key and r.test_gain]
+        worse = sum(1 for _, r in runs if (r.evolver, r.rule) == key and r.test_gain and r.test_gain[2] < 0)
+        mean, lo, hi = mean_interval(gains)
+        lines.append(f"- {row_label(key, result)}: mean test gain {100 * mean:+.1f} pts [{100 * lo:+.1f}, "
+                     f"{100 * hi:+.1f}] over {len(gains)} runs (95 % bootstrap over runs); winners that lost to their "
+                     f"seed beyond the interval: {worse}")
+    return [*lines, ""]
+
+
+def mean_interval(values: list[float], resamples: int = 4000, seed: int = 0) -> tuple[float, float, float]:
+    """Mean and 95 % percentile bootstrap interval of `values` (seeded)."""
+    import random
+
+    if not values:
+        return 0.0, 0.0, 0.0
+    rng = random.Random(seed)
+    means = sorted(sum(rng.choices(values, k=len(values))) / len(values) for _ in range(resamples))
+    return sum(values) / len(values), means[int(0.025 * resamples)], means[min(resamples - 1, int(0.975 * resamples))]
+
+
+def _pct(x: float | None) -> str:
+    return "—" if x is None else f"{x:.1%}"
 
 
 def to_json(result: BenchResult, summary: Summary | None = None) -> dict:

@@ -1,7 +1,8 @@
 """The evaluation summary the evolver reads, in the reference's form (lse/agents/bird_agent.py
 `build_evolve_prompt`): every problem of the batch, right and wrong, with the question (and evidence or
 choices), the model's answer, the ground truth, whether it was correct, the error, and the model's full
-response. For SQL we also show the executed result and the expected one, which the reference leaves out, and
+response. For SQL we show the executed result and the expected one on lines of their own (the reference puts
+both in its 500-character error line), and
 for every wrong answer what the task computes from its data and the gold answer (`Task.findings`: where a
 misplaced column really is and how to join to it, a column's values, the shape of the right result), a line
 every request kind shows.

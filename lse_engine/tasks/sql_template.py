@@ -51,7 +51,8 @@ def agent_prompt(schema: str, instructions: str) -> str:
 
 
 def problem_message(problem: Problem, instructions: str, show_work: bool = True) -> str:
-    """The user message; BIRD's evidence ("external knowledge") follows the question, as BIRD's prompts put it."""
+    """The user message; BIRD's evidence ("external knowledge") follows the question (the reference's
+    `full_question` puts it first; docs/fidelity.md)."""
     question = problem.question if not problem.evidence else f"{problem.question}\nEvidence: {problem.evidence}"
     return PROBLEM_MESSAGE.format(question=question, instructions=instructions.strip(),
                                   closing=SHOW_WORK if show_work else ANSWER_ONLY)

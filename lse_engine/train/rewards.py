@@ -1,12 +1,13 @@
-"""Rewards for evolver edits, parsed and scored exactly as the search parses and scores nodes, and the
-advantages built from them.
+"""Rewards for evolver edits, read and gated exactly as the search reads and gates them, and the advantages built
+from them.
 
-An edit is the evolver's reply for a state. It is parsed by the search's own parser (`parse_edit`, with the
-state's prefill), so training, rewards and the search agree on what counts as new instructions. A malformed
-reply gets `invalid_reward`; so does a no-op edit, one whose instructions equal the parent's after
-whitespace normalisation, since the search counts it invalid too (`noop_reward = "zero"` gives it 0
-instead). Otherwise the edit's instructions are scored through `Scorer.score` (k samples per problem,
-the outcome cache) on the state's target problems T, and
+An edit is the instructions the request kind's own proposer reads from the evolver's replies (`rollout.collect`;
+`reward_edit` reads a reply to the paper's request with the search's `parse_edit`). Replies without usable
+instructions get `invalid_reward`, and so do instructions stating what the task's data contradict. A no-op edit,
+one that is the parent's instructions again (the proposer's identity: whitespace, and for facts their order, do
+not count), gets `invalid_reward` too, since the search never scores one (it goes further: an edit that repeats
+any node of the tree is a no-op); `noop_reward = "zero"` gives it 0 instead. Otherwise the edit's instructions
+are scored through `Scorer.score` (k samples per problem, the outcome cache) on the state's target problems T, and
 
     reward = score(edit, T) − score(parent, T)   (reward = "delta", the paper's)
     reward = score(edit, T)                      (reward = "post", its ablation)

@@ -237,7 +237,10 @@ class _Job:
         self._write_meta(data, history, evaluation, step, chosen)
         b, t = evaluation["base"]["mean_reward"], evaluation["trained"]["mean_reward"]
         where = f"{evaluation['states']} {'dev' if evaluation['on'] == 'eval' else 'training'} states"
-        msg = f"saved {self.out} (step {chosen}): mean reward base {b:+.3f} → trained {t:+.3f} on {where}"
+        msg = (f"trained evolver {cfg.name!r} saved in {self.out} (step {chosen}): mean reward base {b:+.3f} → "
+               f"trained {t:+.3f} on {where}. Use it: `lse evolve PROMPT --evolver {cfg.name}`, `[evolver] adapter = "
+               f"\"{cfg.name}\"` in lse.toml, or in the editor the code action “Evolve prompt with trained evolver "
+               f"{cfg.name}”")
         self.emit(msg, step, steps, "done", done=True,
                   extra={"evaluation": evaluation, "chosen_step": chosen})
         return TrainResult(cfg.name, "done", self.out, self.out, step, steps, data, history, evaluation, msg,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from lse_engine.config import check_setting
 from lse_server.errors import RequestFailed
 from lse_server.protocol import CommandArgs
 
@@ -11,7 +12,8 @@ UNTRUSTED = "this workspace is not trusted: LSE reads no run store, runs no SQL 
 
 
 def command_args(args: Any) -> CommandArgs:
-    """The one argument of a command or custom request: `{uri, runId, rounds}` (a bare URI string works too)."""
+    """The one argument of a command or custom request: `{uri, runId, rounds, evolver}` (a bare URI string works
+    too)."""
     first = args._asdict() if hasattr(args, "_asdict") else args  # pygls hands custom params as named tuples
     if isinstance(first, (list, tuple)):
         first = first[0] if first else {}
@@ -28,7 +30,10 @@ def command_args(args: Any) -> CommandArgs:
         out["runId"] = first["runId"]
     rounds = first.get("rounds")
     if rounds is not None:
-        if not isinstance(rounds, int) or isinstance(rounds, bool) or not 1 <= rounds <= 10_000:
-            raise RequestFailed(f"rounds must be a whole number from 1 to 10000, got {rounds!r}")
+        problem = check_setting("evolve.rounds", rounds) if isinstance(rounds, int) else "must be a whole number"
+        if problem:  # the one bound on rounds (lse_engine.config), as lse.toml and the CLI apply it
+            raise RequestFailed(f"rounds {problem}")
         out["rounds"] = rounds
+    if isinstance(first.get("evolver"), str) and first["evolver"]:
+        out["evolver"] = first["evolver"]
     return out

@@ -40,6 +40,7 @@ class CommandArgs(TypedDict, total=False):
     uri: str
     runId: str
     rounds: int
+    evolver: str  # lse.evolve: a trained evolver of the workspace (a name under .lse/evolvers/) for this run
 
 
 class StartResult(TypedDict):

@@ -58,6 +58,7 @@ from lse_server.protocol import (
     TreeNode,
     WorkerInput,
 )
+from lse_server.store_reader import trained_evolvers
 
 log = logging.getLogger("lse_server.runs")
 LOG_EVERY_S = 2.0  # progress as log lines (clients without $/progress): at most this often, plus every node
@@ -108,8 +109,17 @@ async def start_run(ls: LseServer, kind: RunKind, args: CommandArgs) -> StartRes
     if not job.token:
         ls.window_log_message(types.LogMessageParams(types.MessageType.Info,
                                                      f"LSE {kind} of {path.name}: started (run {run_id})"))
+    settings = ls.overrides()
+    if kind == "evolve" and args.get("evolver"):
+        name = str(args["evolver"])
+        if name not in trained_evolvers(ls.store_path(path)):
+            ls.jobs.jobs.pop(run_id, None)
+            job.done.set()
+            raise RequestFailed(f"no trained evolver {name!r} in this workspace (lse train saves them under "
+                                ".lse/evolvers/)")
+        settings = {**settings, "evolver": {**settings.get("evolver", {}), "adapter": name}}
     work: WorkerInput = {"job": kind, "prompt": str(path), "runId": run_id, "resume": None,
-                         "rounds": args.get("rounds"), "settings": ls.overrides(), "text": text, "version": version}
+                         "rounds": args.get("rounds"), "settings": settings, "text": text, "version": version}
     try:
         await ls.jobs.start(job, work)
     except Exception as exc:

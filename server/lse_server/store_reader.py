@@ -199,3 +199,12 @@ def close_run(path: Path, run_id: str, pid: int, status: str, message: str, seco
         return False
     finally:
         conn.close()
+
+
+def trained_evolvers(store: Path | None) -> list[str]:
+    """The evolvers `lse train` saved in the workspace of `store` (newest first)."""
+    folder = store.parent / "evolvers" if store is not None else None
+    if folder is None or not folder.is_dir():
+        return []
+    found = [d for d in folder.iterdir() if (d / "lse_meta.json").is_file()]
+    return [d.name for d in sorted(found, key=lambda d: (d / "lse_meta.json").stat().st_mtime, reverse=True)]

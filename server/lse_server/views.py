@@ -25,6 +25,7 @@ from lse_server.errors import RequestFailed
 from lse_server.jobs import Job
 from lse_server.messages import APPLY_TITLE, CANCEL_TITLE, pct, progress_line, score_label
 from lse_server.protocol import Command, CommandArgs, Method, RunsResult, RunSummary, TreeNode, TreeResult
+from lse_server.store_reader import trained_evolvers
 from lse_server.uris import path_to_uri
 
 log = logging.getLogger("lse_server.views")
@@ -81,7 +82,13 @@ def code_actions(ls: LseServer, params: types.CodeActionParams) -> list[types.Co
         label = score_label(pending.unapplied.get("rootDev"), pending.unapplied.get("winnerDev")).removeprefix("LSE: ")
         actions.append(_action(f"{APPLY_TITLE} ({label}, run {pending.run_id})", Command.APPLY_WINNER,
                                {"uri": uri, "runId": pending.run_id}))
-    return [*actions, _action("Evolve prompt", Command.EVOLVE, {"uri": uri})]
+    actions.append(_action("Evolve prompt", Command.EVOLVE, {"uri": uri}))
+    configured = ls.overrides().get("evolver", {}).get("adapter")
+    for name in trained_evolvers(ls.store_path(found[0]))[:3]:  # what `lse train` made here, offered for this run
+        if name != configured:
+            actions.append(_action(f"Evolve prompt with trained evolver {name}", Command.EVOLVE,
+                                   {"uri": uri, "evolver": name}))
+    return actions
 
 
 def code_lens(ls: LseServer, params: types.CodeLensParams) -> list[types.CodeLens]:

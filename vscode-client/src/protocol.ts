@@ -26,6 +26,7 @@ export interface CommandArgs {
   uri?: string;
   runId?: string;
   rounds?: number;
+  evolver?: string; // lse.evolve: a trained evolver of the workspace (a name under .lse/evolvers/) for this run
 }
 
 /** `lse.evaluate`, `lse.evolve`, `lse.train`: the run started (its progress follows). */
