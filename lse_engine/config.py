@@ -158,6 +158,7 @@ class TrainConfig:
     micro_batch: int = 2  # edits per forward pass (gradients accumulate over the batch)
     max_grad_norm: float = 1.0  # 0 = no clipping
     keep_checkpoints: int = 2  # the newest kept besides the best on dev
+    max_wall_s: float = 0.0  # > 0: stop after the step that spends this much wall time (a checkpoint, then the best)
 
 
 @dataclass
@@ -277,6 +278,7 @@ def _rules() -> dict[str, Callable[[Any], str | None]]:
         "train.eval_states": _at_least(0), "train.checkpoint_every": _at_least(0),
         "train.task_model": _one_of(*TASK_MODEL_MODES), "train.steps": _at_least(0),
         "train.micro_batch": _at_least(1), "train.max_grad_norm": _at_least(0), "train.keep_checkpoints": _at_least(0),
+        "train.max_wall_s": _at_least(0),
     }
 
 

@@ -156,6 +156,7 @@ class _Job:
         self.rollout_sampling = Sampling(max_tokens=cfg.rollout_max_tokens,
                                          temperature=cfg.rollout_temperature)
         self.run_id = f"train:{cfg.name}"
+        self.started = time.monotonic()
 
     def emit(self, message: str, step: int, steps: int, phase: str, *, done: bool = False,
              error: str | None = None, extra: dict[str, Any] | None = None) -> None:
@@ -216,12 +217,16 @@ class _Job:
                 m = metrics
                 self.emit(f"step {step}/{steps} (epoch {int(m['epoch'])}): reward {m['mean_reward']:+.3f}, "
                           f"delta {m['mean_delta']:+.3f}, KL {m['kl']:.4f}", step, steps, "step", extra=m)
-                if step % max(1, cfg.checkpoint_every) == 0 or step == steps:
+                out_of_time = bool(cfg.max_wall_s) and time.monotonic() - self.started >= cfg.max_wall_s
+                if step % max(1, cfg.checkpoint_every) == 0 or step == steps or out_of_time:
                     # saved before its evaluation (kept if that is cut), which is added to it after
                     path = self._checkpoint(policy, optimizer, step, history, evals)
                     if dev:
                         evals[step] = self._evaluate(policy, dev, step, steps)
                         update_checkpoint(path, evals=evals)
+                if out_of_time:  # the wall-time budget: the last step is a checkpoint, and the best one is kept
+                    self.emit(f"wall-time budget spent ({cfg.max_wall_s:g} s) after step {step}", step, steps, "step")
+                    break
             if dev and step not in evals:  # resumed after a cut during the last evaluation
                 evals[step] = self._evaluate(policy, dev, step, steps)
                 update_checkpoint(checkpoint_path(self.out, step), evals=evals)
