@@ -50,11 +50,15 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+for _p in (ROOT, ROOT / "benchmarks"):
+    if str(_p) not in sys.path:
+        sys.path.insert(0, str(_p))
+
+import other_engines  # noqa: E402
 
 from lse_engine.errors import LSEError  # noqa: E402
 from lse_engine.llm.base import Chat, Completion, Sampling  # noqa: E402
+from lse_engine.llm.transformers_backend import cut_at_stop  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
 SUITE = ROOT / "examples" / "shop" / "shop.suite.yaml"
@@ -90,13 +94,24 @@ def load_avg() -> float:
 # -- the workload ---------------------------------------------------------------------------------------------------
 def task_chats(tmp: Path, n: int, example_values: int) -> tuple[Any, list[Any], list[Chat]]:
     """The scorer's chats for the first n problems of the shop suite (database built in `tmp`)."""
-    from examples.shop.build_db import build
+    from examples.shop.build_db import DEFAULT_PATH, build
     from lse_engine.files.suite_file import load_suite
     from lse_engine.tasks.text_to_sql import SQLiteTask
 
+    if not DEFAULT_PATH.exists():  # the suite names it (a fresh clone has not built it yet)
+        build(DEFAULT_PATH)
     task = SQLiteTask(build(tmp / "shop.sqlite"), example_values=example_values)
     problems = load_suite(SUITE).problems[:n]
     return task, problems, [task.render(INSTRUCTIONS, p) for p in problems]
+
+
+def worked_replies(problems: list[Any]) -> list[str]:
+    """Replies of the length the task model writes when it reasons first (~250 tokens each), for an evolver
+    request of the demo's size when no real replies are at hand."""
+    return [(f"The question asks: {p.question} I look for the tables and columns it needs in the schema, check how "
+             "the values are stored (codes, cents, days as numbers), join the tables through their keys and "
+             "filter on the conditions the question names. " * 4) + f"\n<answer>{p.gold}</answer>"
+            for p in problems]
 
 
 def evolver_chat(task: Any, problems: list[Any], replies: list[str]) -> Chat:
@@ -220,6 +235,53 @@ def evolver_run(llm: Any, chat: Chat, tokens: int) -> dict[str, Any]:
     return {**r, "prompt_tokens": len(prompt)}
 
 
+def precision(engine: str, args: argparse.Namespace) -> str:
+    return args.ort_precision if engine == "onnxruntime-genai" else "int8"
+
+
+def evolver_rows(args: argparse.Namespace, llm: Any, base: Any, default: str, chat: Chat,
+                 threads: int) -> dict[str, Any]:
+    """One evolver-length reply (`--evolver-tokens` at T 0.7) by the engine and by the other engines asked for, on
+    `--evolver-model` (default: the task model)."""
+    import gc
+
+    from lse_engine.llm.transformers_backend import TransformersLLM
+
+    rows: dict[str, Any] = {}
+    if args.evolver_model:
+        path, gguf, _ = locate(args.evolver_model, Path(tempfile.gettempdir()))
+        llm.model = None
+        gc.collect()
+        llm = TransformersLLM(path, gguf_file=gguf, dtype="int8", threads=threads)
+        label = f"{default} ({Path(gguf or path).stem})"
+    else:
+        path, gguf = llm.name, llm.gguf_file
+        dtype, _ = engine_config(default, args.problems)
+        llm.model = base if dtype == "fp32" else variant(base, dtype)
+        llm.fast = True
+        label = default
+    rows[label] = r = evolver_run(llm, chat, args.evolver_tokens)
+    print(f"evolver     {label}: {r['prompt_tokens']} prompt tokens, {describe(r)}", flush=True)
+    prompt = llm.render(chat)
+    engines = args.evolver_engines.split(",") if args.evolver_engines is not None else args.configs
+    for name in [c for c in engines if c in other_engines.ENGINES]:
+        runner, why = other_engines.prepare(name, path, gguf, Path(gguf or path).stem, precision(name, args),
+                                            llm.tokenizer, threads, print)
+        if runner is None:
+            rows[name] = {"skipped": why}
+        else:
+            def one(chats: list[Chat], s: Sampling, runner: Any = runner) -> list[Completion]:
+                return [Completion("", len(prompt), runner.one(prompt, args.evolver_tokens, 0.7))]
+            rows[name], _ = timed(one, [chat], Sampling())
+            rows[name].update(prompt_tokens=len(prompt), precision=precision(name, args))
+            del runner
+            gc.collect()
+        print(f"evolver     {name}: {describe(rows[name])}", flush=True)
+    if args.evolver_model:
+        llm.close()
+    return rows
+
+
 def in_calls(llm: Any, size: int, chats: list[Chat], sampling: Sampling) -> list[Completion]:
     """`llm.generate` on `size` chats at a time, as the scorer calls it."""
     return [c for i in range(0, len(chats), size) for c in llm.generate(chats[i: i + size], sampling)]
@@ -308,9 +370,23 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
               f"{len(chats)} chats of {res['prompt_tokens_mean']} prompt tokens on average, {shared} shared")
         base = llm.model
         replies: dict[str, list[Completion]] = {}
+        prompts = [llm.render(c) for c in chats]
         for name in args.configs:
             if name == "llama.cpp":
                 r = llama_cpp(path, gguf, chats, greedy, torch.get_num_threads())
+            elif name in other_engines.ENGINES:
+                runner, why = other_engines.prepare(name, path, gguf, Path(gguf or path).stem,
+                                                    precision(name, args), llm.tokenizer, threads, print)
+                if runner is None:
+                    r = {"skipped": why}
+                else:
+                    def run_engine(chats: list[Chat], s: Sampling, runner: Any = runner) -> list[Completion]:
+                        outs = runner.batch(prompts, s.max_tokens, s.stop)
+                        return [Completion(cut_at_stop(llm.tokenizer.decode(o, skip_special_tokens=True), s.stop)[0],
+                                           len(p), len(o)) for o, p in zip(outs, prompts)]
+                    r, replies[name] = timed(run_engine, chats, greedy)
+                    r["precision"] = precision(name, args)
+                    del runner
             elif name == "baseline":
                 llm.model, llm.fast, llm.batch_size = base, False, 1
                 r, replies[name] = timed(llm.generate, chats[: args.baseline_problems], greedy)
@@ -335,14 +411,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                   + ", ".join(f"{k} {v:.1%}" for k, v in agree.items()), flush=True)
         res["replies"] = {name: [c.text for c in out] for name, out in replies.items()}
         default = args.default
-        if default in replies:
-            dtype, _ = engine_config(default, args.problems)
-            llm.model = base if dtype == "fp32" else variant(base, dtype)
-            llm.fast = True
+        if default in replies and args.evolver_tokens > 0:
             chat = evolver_chat(task, problems, [c.text for c in replies[default]])
-            r = evolver_run(llm, chat, args.evolver_tokens)
-            res["evolver"] = {default: r}
-            print(f"evolver     {default}: {r['prompt_tokens']} prompt tokens, {describe(r)}", flush=True)
+            res["evolver"] = evolver_rows(args, llm, base, default, chat, threads)
         summarise(res, default, replies)
         llm.close()
         task.close()
@@ -373,7 +444,11 @@ def summarise(res: dict[str, Any], default: str, replies: dict[str, list[Complet
         for name, out in replies.items():
             if name.startswith("engine ") and name != "engine fp32":
                 configs[name]["same_text_as_fp32"] = sum(a.text == b.text for a, b in zip(out, replies["engine fp32"]))
-    ev = res.get("evolver", {}).get(default)
+    for name in replies:  # a reply should not depend on the chats it was batched with
+        if name.startswith("engine ") and name.split()[-1].startswith("b") and name.rsplit(" ", 1)[0] in replies:
+            whole = replies[name.rsplit(" ", 1)[0]]
+            configs[name]["same_text_as_one_call"] = sum(a.text == b.text for a, b in zip(replies[name], whole))
+    ev = next((r for k, r in res.get("evolver", {}).items() if k.startswith(default)), None)
     if default in configs and ev:
         res["projected_demo_s"] = round(DEMO_PROBLEMS * configs[default]["s_per_problem"]
                                         + DEMO_EVOLVER_CALLS * ev["seconds"], 1)
@@ -392,6 +467,19 @@ def summarise(res: dict[str, Any], default: str, replies: dict[str, list[Complet
                   f"| {right} | {r['load_before']}–{r['load_after']} |")
     if "same_greedy_fp32" in res:
         print(f"greedy fp32 replies identical, engine vs one at a time: {res['same_greedy_fp32']}/{res['same_greedy_of']}")
+    for name, r in configs.items():
+        if "same_text_as_one_call" in r:
+            print(f"{name}: {r['same_text_as_one_call']}/{r['problems']} replies identical to one call of all")
+    if res.get("evolver"):
+        print("\n| evolver reply (T 0.7, end token ignored) | prompt tokens | new tokens | seconds | tokens/s | load |")
+        print("| --- | --- | --- | --- | --- | --- |")
+        for name, r in res["evolver"].items():
+            if "skipped" in r:
+                print(f"| {name} | skipped: {r['skipped']} | | | | |")
+            else:
+                print(f"| {name}{' ' + r['precision'] if 'precision' in r else ''} | {r['prompt_tokens']} | "
+                      f"{r['tokens']} | {r['seconds']:.1f} | {r['tokens_per_s']:.1f} | "
+                      f"{r['load_before']}–{r['load_after']} |")
     if "projected_demo_s" in res:
         print(f"projected demo generation ({DEMO_PROBLEMS} problems + {DEMO_EVOLVER_CALLS} evolver calls) with "
               f"{default}: {res['projected_demo_s'] / 60:.1f} min")
@@ -464,7 +552,8 @@ def two_processes(args: argparse.Namespace) -> dict[str, Any]:
     return results
 
 
-CONFIGS = ("baseline", "engine fp32", "engine bf16", "engine int8", "engine int8 b8", "llama.cpp")
+CONFIGS = ("baseline", "engine fp32", "engine bf16", "engine int8", "engine int8 b8", "llama.cpp", "ctranslate2",
+           "onnxruntime-genai")
 
 
 def engine_config(name: str, problems: int) -> tuple[str, int]:
@@ -487,6 +576,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--baseline-problems", type=int, default=3)
     ap.add_argument("--max-tokens", type=int, default=320)
     ap.add_argument("--evolver-tokens", type=int, default=1024)
+    ap.add_argument("--evolver-model", help="model of the evolver rows (default: the task model; the demo's evolver "
+                                            "is qwen2.5-coder-1.5b)")
+    ap.add_argument("--evolver-engines", help="comma-separated other engines for the evolver rows (default: those "
+                                              "in --configs; their batch-16 rows take ~10x the engine's time)")
+    ap.add_argument("--ort-precision", default="int8", choices=("int8", "int4"),
+                    help="onnxruntime-genai's weights (int4: its 4-bit MatMulNBits)")
     ap.add_argument("--agreement", type=int, default=8,
                     help="problems on which lower precisions are compared with float32 token by token (0: none)")
     ap.add_argument("--example-values", type=int, default=3, help="example values per column in the schema")

@@ -19,8 +19,9 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 DEFAULT_TIMEOUT = 600.0
 # full runs that take longer: bench_generation loads the 0.5B demo model and runs its one-at-a-time baseline
-# (~15 minutes on 2 busy cores)
-TIMEOUTS = {"bench_generation": 2400.0}
+# (~15 minutes on 2 busy cores; more with the CTranslate2 / onnxruntime-genai rows, which convert the model once);
+# bench_memory loads both demo models in a fresh process per workload, along both paths (~30 minutes)
+TIMEOUTS = {"bench_generation": 3600.0, "bench_memory": 3600.0}
 
 
 def discover(pattern: str = "") -> list[Path]:

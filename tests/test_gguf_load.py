@@ -15,6 +15,7 @@ from lse_engine.llm import gguf_file, gguf_load, memory
 from lse_engine.llm.base import Sampling
 from lse_engine.llm.tiny_gguf import build_tiny_gguf
 from lse_engine.llm.transformers_backend import TransformersLLM
+from lse_engine.models import on_disk
 from tests.test_llm_transformers import CHATS, SHARED_CHATS
 
 
@@ -147,3 +148,28 @@ def test_released_weights_load_again_on_the_next_generate(gguf_path: str) -> Non
     assert llm.generate(SHARED_CHATS, greedy) == first
     assert llm.loaded and llm.stats["loads"] == 2 and llm.tokenizer is tokenizer  # weights only
     llm.close()
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not on_disk("qwen2.5-coder-0.5b"), reason="lse models pull qwen2.5-coder-0.5b")
+def test_the_demo_task_model_loads_to_the_same_int8_model_and_replies(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The real 0.5B (Q4_K_M: Q5_0, Q8_0, Q4_K and Q6_K blocks, an output head of its own): every int8 weight and
+    scale as transformers' float32 model quantised, and the same greedy replies."""
+    import torch
+
+    from lse_engine.llm import resolve_weights
+
+    path = os.path.join(*resolve_weights("qwen2.5-coder-0.5b"))  # type: ignore[arg-type]
+    new = TransformersLLM(path, dtype="int8", batch_size=4)
+    b = tensors(new.model)
+    chats = [[{"role": "user", "content": "Write a SQLite query that counts the rows of table orders."}],
+             [{"role": "system", "content": "You answer with one SQLite query."},
+              {"role": "user", "content": "Which customers live in OSLO? Table customers(id, name, city)."}]]
+    greedy = Sampling(max_tokens=24)
+    replies = new.generate(chats, greedy)
+    new.close()
+    old = old_path(path, monkeypatch)
+    a = tensors(old.model)
+    assert [k for k in set(a) & set(b) if not torch.equal(a[k], b[k])] == []
+    assert old.generate(chats, greedy) == replies and all(r.text.strip() for r in replies)
+    old.close()

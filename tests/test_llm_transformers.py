@@ -171,6 +171,25 @@ def test_prefill_in_row_chunks_gives_the_same_tokens(qwen2: TransformersLLM, mon
     assert qwen2.generate(SHARED_CHATS, greedy) == whole
 
 
+@pytest.mark.parametrize("dtype", ["float32", "int8"])
+def test_prefill_in_blocks_of_tokens_gives_the_same_tokens(qwen2_dir: str, dtype: str,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """A long prompt is prefilled a block of columns at a time (bounded activations): the same keys, values and
+    logits as one pass, so the same replies, for the shared prefix and for the rows' own parts."""
+    from lse_engine.llm import decode
+
+    llm = TransformersLLM(qwen2_dir, batch_size=len(SHARED_CHATS), dtype=dtype)
+    greedy = Sampling(max_tokens=12)
+    monkeypatch.setattr(decode, "PREFILL_TOKENS", 1 << 30)  # one pass
+    whole = llm.generate(SHARED_CHATS, greedy)
+    assert llm.stats["prefilled_tokens"] > 100
+    for tokens in (7, 64):  # blocks of one column (7 // 6 rows), and uneven ones
+        monkeypatch.setattr(decode, "PREFILL_TOKENS", tokens)
+        llm.prefix_cache.clear()
+        assert llm.generate(SHARED_CHATS, greedy) == whole
+    llm.close()
+
+
 def test_prefix_cache_serves_later_batches_and_partial_matches(llm: TransformersLLM) -> None:
     greedy = Sampling(max_tokens=16)
     llm.prefix_cache.clear()

@@ -55,7 +55,9 @@ def test_a_released_transformers_model_keeps_its_tokenizer_and_answers_the_same(
     task = ModelConfig(backend="transformers", model=path, dtype="int8", batch_size=8)
     other = ModelConfig(backend="transformers", model=path, dtype="float32", batch_size=8)
     greedy = Sampling(max_tokens=8)
+    assert pool.get(task).tokens_per_s is None  # type: ignore[attr-defined]
     first = pool.get(task).generate(SHARED_CHATS, greedy)
+    assert pool.get(task).tokens_per_s > 0  # type: ignore[attr-defined]  # what the demo reports
     inner = pool.get(task).get()  # type: ignore[attr-defined]
     assert isinstance(inner, TransformersLLM) and inner.loaded
     pool.get(other).generate(SHARED_CHATS[:1], greedy)  # the float32 profile loads: the int8 one is released

@@ -73,8 +73,10 @@ def int8_linear_class() -> Any:
 
         def forward(self, x: Any) -> Any:
             rows = x.reshape(-1, self.in_features).float()
-            row_scale = rows.abs().amax(dim=1, keepdim=True).clamp(min=1e-12) / LEVELS
-            q = torch.round(rows / row_scale).to(torch.int8)
+            # max |x| of each row without a full-size |x| (a long prompt's rows are large): max(max x, -min x)
+            top = torch.maximum(rows.amax(dim=1, keepdim=True), rows.amin(dim=1, keepdim=True).neg_())
+            row_scale = top.clamp_(min=1e-12).div_(LEVELS)
+            q = (rows / row_scale).round_().to(torch.int8)
             y = torch._int_mm(q, self.weight.t()).float().mul_(row_scale).mul_(self.scale)
             if self.bias is not None:
                 y += self.bias

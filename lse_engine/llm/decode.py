@@ -36,6 +36,7 @@ class Unsupported(RuntimeError):
 
 
 MIN_SHARED = 16  # a shorter common prefix is not worth a separate forward pass
+PREFILL_TOKENS = 512  # tokens (rows x columns) one prefill pass runs at most: bounds a long prompt's activations
 
 # picks the next token of each active row: (last-position logits [rows, vocab], the rows' indices in the batch)
 Chooser = Callable[[Any, list[int]], Any]
@@ -117,9 +118,34 @@ class Decoder:
     # -- one forward pass --------------------------------------------------------------------------------------
     def _forward(self, ids: Any, cache: Any, positions: Any, state: SharedKV, last: Any = None) -> Any:
         """Logits at each row's position `last` (default: the last column), with `shared_attention` (the model
-        is switched to it for this pass only): the rows' own slots in `cache`, the shared prefix in `state`."""
+        is switched to it for this pass only): the rows' own slots in `cache`, the shared prefix in `state`.
+
+        A long input goes through in blocks of columns of at most `PREFILL_TOKENS` tokens in all, each block
+        appended to the cache before the next: a 3,000-token prompt's activations are then a sixth of what one
+        pass holds (each row's keys and values, and its last position's logits, are those one pass gives)."""
         import torch
 
+        rows, width = ids.shape
+        step = max(1, PREFILL_TOKENS // rows)
+        if width <= step:
+            hidden = self._hidden(ids, cache, positions, state)
+            picked = hidden[:, -1] if last is None else hidden[torch.arange(rows, device=hidden.device), last]
+            return self.head(picked)
+        pick = last if last is not None else torch.full((rows,), width - 1, device=ids.device)
+        picked = None
+        for start in range(0, width, step):
+            stop = min(width, start + step)
+            hidden = self._hidden(ids[:, start:stop], cache, positions[:, start:stop], state)
+            if picked is None:
+                picked = hidden.new_empty((rows, hidden.shape[-1]))
+            inside = ((pick >= start) & (pick < stop)).nonzero().flatten()
+            if len(inside):
+                picked[inside] = hidden[inside, pick[inside] - start]
+            del hidden
+        return self.head(picked)
+
+    def _hidden(self, ids: Any, cache: Any, positions: Any, state: SharedKV) -> Any:
+        """The backbone's last hidden states for `ids` (one pass, appended to `cache`)."""
         config = self.model.config
         before = config._attn_implementation
         config._attn_implementation = shared_attention.NAME
@@ -132,8 +158,7 @@ class Decoder:
         if state.calls != self.layers:
             raise Unsupported(f"{state.calls} of {self.layers} attention layers took the shared prefix")
         state.calls = 0
-        rows = hidden[:, -1] if last is None else hidden[torch.arange(hidden.shape[0], device=hidden.device), last]
-        return self.head(rows)
+        return hidden
 
     # -- the shared prefix ---------------------------------------------------------------------------------------
     def prefix_kv(self, ids: Sequence[int]) -> KV:

@@ -108,6 +108,13 @@ class LazyLLM:
         """Whether the weights are in memory now."""
         return self._llm is not None and bool(getattr(self._llm, "loaded", True))
 
+    @property
+    def tokens_per_s(self) -> float | None:
+        """The backend's generated tokens a second over its last calls (`TransformersLLM.tokens_per_s`), None when
+        it has not generated yet or does not measure it."""
+        value = getattr(self._llm, "tokens_per_s", None)
+        return float(value) if isinstance(value, (int, float)) else None
+
     def get(self) -> LLM:
         """The loaded model (loading it now if needed)."""
         if not self.loaded and self._before_load is not None:

@@ -476,6 +476,10 @@ class TransformersLLM:
                 for i, c in zip(idx, outs):
                     results[i] = c
             done = [c for c in results if c is not None]
+            if self.device == "cpu":  # the prefill's freed activations: ~0.2-0.4 GB the C heap would keep
+                from lse_engine.llm import memory
+
+                memory.give_back_free_heap()
             seconds = time.perf_counter() - t0
             self.stats["seconds"] += seconds
             self.recent.append(GenerationRecord(len(chats), sum(c.prompt_tokens for c in done),
