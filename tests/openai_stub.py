@@ -169,73 +169,77 @@ class ScriptedOpenAIServer:
         }
 
 
+class _Handler(BaseHTTPRequestHandler):
+    """One request to the stub (`_handler` binds it to a server)."""
+
+    stub: ScriptedOpenAIServer
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format: str, *args: Any) -> None:  # quiet
+        pass
+
+    def _send(self, status: int, payload: Any, headers: dict[str, str] | None = None) -> None:
+        data = json.dumps(payload).encode()
+        try:
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            for k, v in (headers or {}).items():
+                self.send_header(k, v)
+            self.end_headers()
+            self.wfile.write(data)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the client gave up (e.g. its timeout fired)
+
+    def do_GET(self) -> None:
+        if self.path.rstrip("/").endswith("/models"):
+            self._send(200, {"object": "list", "data": [{"id": self.stub.model, "object": "model"}]})
+        elif self.path.rstrip("/") in ("/health", "/v1/health"):
+            self._send(200, {"status": "ok"})
+        else:
+            self._send(404, {"error": {"message": f"no route {self.path}"}})
+
+    def do_POST(self) -> None:
+        raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        if not self.path.rstrip("/").endswith("/chat/completions"):
+            self._send(404, {"error": {"message": f"no route {self.path}"}})
+            return
+        try:
+            body = json.loads(raw or b"{}")
+        except json.JSONDecodeError as e:
+            self._send(400, {"error": {"message": f"invalid JSON: {e}", "type": "invalid_request_error"}})
+            return
+        fault = self.stub.take(body, {k.lower(): v for k, v in self.headers.items()})
+        ok = False
+        try:
+            if fault is None:
+                self.stub.sleep(self.stub.delay_s)
+                self._send(200, self.stub.completion(body))
+                ok = True
+            else:
+                self._fault(fault)
+        except Exception as e:  # a bug in a reply function: report it like a server would
+            self._send(500, {"error": {"message": f"reply function failed: {type(e).__name__}: {e}"}})
+        finally:
+            self.stub.leave(ok)
+
+    def _fault(self, fault: Fault) -> None:
+        kind = str(fault.get("kind", "500"))
+        if kind == "timeout":
+            self.stub.sleep(float(fault.get("sleep_s", 5.0)))
+            self.close_connection = True
+            self._send(504, {"error": {"message": "scripted timeout"}})
+        elif kind == "drop":
+            self.close_connection = True
+        else:
+            headers = {"Retry-After": str(fault.get("retry_after", 0))} if kind == "429" else {}
+            message = fault.get("message") or f"scripted {kind} error"
+            self._send(int(kind), {"error": {"message": message, "type": "scripted", "code": int(kind)}},
+                       headers)
+
+
 def _handler(server: ScriptedOpenAIServer) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def log_message(self, format: str, *args: Any) -> None:  # quiet
-            pass
-
-        def _send(self, status: int, payload: Any, headers: dict[str, str] | None = None) -> None:
-            data = json.dumps(payload).encode()
-            try:
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                for k, v in (headers or {}).items():
-                    self.send_header(k, v)
-                self.end_headers()
-                self.wfile.write(data)
-            except (BrokenPipeError, ConnectionResetError):
-                pass  # the client gave up (e.g. its timeout fired)
-
-        def do_GET(self) -> None:
-            if self.path.rstrip("/").endswith("/models"):
-                self._send(200, {"object": "list", "data": [{"id": server.model, "object": "model"}]})
-            elif self.path.rstrip("/") in ("/health", "/v1/health"):
-                self._send(200, {"status": "ok"})
-            else:
-                self._send(404, {"error": {"message": f"no route {self.path}"}})
-
-        def do_POST(self) -> None:
-            raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-            if not self.path.rstrip("/").endswith("/chat/completions"):
-                self._send(404, {"error": {"message": f"no route {self.path}"}})
-                return
-            try:
-                body = json.loads(raw or b"{}")
-            except json.JSONDecodeError as e:
-                self._send(400, {"error": {"message": f"invalid JSON: {e}", "type": "invalid_request_error"}})
-                return
-            fault = server.take(body, {k.lower(): v for k, v in self.headers.items()})
-            ok = False
-            try:
-                if fault is None:
-                    server.sleep(server.delay_s)
-                    self._send(200, server.completion(body))
-                    ok = True
-                else:
-                    self._fault(fault)
-            except Exception as e:  # a bug in a reply function: report it like a server would
-                self._send(500, {"error": {"message": f"reply function failed: {type(e).__name__}: {e}"}})
-            finally:
-                server.leave(ok)
-
-        def _fault(self, fault: Fault) -> None:
-            kind = str(fault.get("kind", "500"))
-            if kind == "timeout":
-                server.sleep(float(fault.get("sleep_s", 5.0)))
-                self.close_connection = True
-                self._send(504, {"error": {"message": "scripted timeout"}})
-            elif kind == "drop":
-                self.close_connection = True
-            else:
-                headers = {"Retry-After": str(fault.get("retry_after", 0))} if kind == "429" else {}
-                message = fault.get("message") or f"scripted {kind} error"
-                self._send(int(kind), {"error": {"message": message, "type": "scripted", "code": int(kind)}},
-                           headers)
-
-    return Handler
+    return type("Handler", (_Handler,), {"stub": server})
 
 
 def main(argv: list[str] | None = None) -> None:

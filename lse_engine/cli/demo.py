@@ -93,6 +93,16 @@ def verdict(result: SearchResult) -> str:
     return f"The evolved prompt is worse on the test split ({diff * 100:+.0f} points): its dev gain did not carry over."
 
 
+def speed_line(ws: Workspace) -> str:
+    """How fast the models generated over their last calls: "task model 74 tokens/s · evolver 21 tokens/s"."""
+    parts = []
+    for role, llm in (("task model", ws.task_llm()), ("evolver", ws.evolver_llm())):
+        rate = getattr(llm, "tokens_per_s", None)
+        if isinstance(rate, (int, float)):
+            parts.append(f"{role} {rate:.0f} tokens/s")
+    return " · ".join(dict.fromkeys(parts)) + " (generation, over each model's last calls)" if parts else ""
+
+
 STRONGER = (
     "What a stronger evolver would change: small untrained evolvers are weak (the paper's premise), and what a run "
     "gains comes from the few edits that write down the database's conventions (prices in cents, status codes, "
@@ -140,6 +150,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
                       f"({result.noop_replies} repeated instructions already in the tree, {result.invalid_replies} "
                       f"without usable instructions) · model calls: {task_calls} task, "
                       f"{evolver_calls} evolver · {duration(wall)} wall time")
+        speeds = speed_line(ws)
+        if speeds:
+            console.print(speeds)
         console.print(f"[bold]{verdict(result)}[/]")
         if result.winner.id:
             console.print("[bold]the winning instructions[/]:")

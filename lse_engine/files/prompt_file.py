@@ -59,33 +59,7 @@ def parse_prompt(text: str, path: str | Path) -> tuple[PromptFile, list[Issue]]:
                             Span(), "too-large"))
         text = text[:MAX_PROMPT_BYTES]
     lines = text.split("\n")
-    front: dict[str, Any] = {}
-    body_line = 0
-    suite_span = Span()
-    if lines and lines[0].strip() == "---":
-        end = next((i for i in range(1, len(lines)) if lines[i].strip() in ("---", "...")), None)
-        if end is None:
-            issues.append(Issue("front matter is not closed by a `---` line", Span(0, 0, 0, 3), "front-matter"))
-        else:
-            node, problems = compose_yaml("\n".join(lines[1:end]))
-            for problem in problems:  # positions are in the front matter, which starts on line 1
-                sp = problem.span
-                message = problem.message.replace("invalid YAML: ", "")
-                issues.append(Issue(f"invalid front matter: {message}",
-                                    Span(sp.line + 1, sp.col, sp.end_line + 1, sp.end_col), "front-matter"))
-            if node is not None and not isinstance(node, yaml.MappingNode):
-                issues.append(Issue("front matter must be `key: value` lines", Span(1, 0, end, 0), "front-matter"))
-            elif node is not None:
-                for k, v in mapping_items(node):
-                    ks = span_of(k)
-                    ks = Span(ks.line + 1, ks.col, ks.end_line + 1, ks.end_col)
-                    if k.value not in PROMPT_KEYS:
-                        issues.append(Issue(f"unknown front matter key {k.value!r}", ks, "unknown-key", "warning"))
-                    front[k.value] = value_of(v)
-                    if k.value == "suite":
-                        vs = span_of(v)
-                        suite_span = Span(vs.line + 1, vs.col, vs.end_line + 1, vs.end_col)
-            body_line = end + 1
+    front, body_line, suite_span = _front_matter(lines, issues)
     issues.extend(_text_issues(text, body_line))
     instructions = "\n".join(lines[body_line:]).strip("\n")
     suite_ref = front.get("suite")
@@ -109,6 +83,38 @@ def parse_prompt(text: str, path: str | Path) -> tuple[PromptFile, list[Issue]]:
         issues.append(Issue("the prompt has no instructions after the front matter", Span(body_line, 0, body_line, 0),
                             "empty", "warning"))
     return prompt, issues
+
+
+def _front_matter(lines: list[str], issues: list[Issue]) -> tuple[dict[str, Any], int, Span]:
+    """The front matter's keys, the line the instructions start on, and where `suite:`'s value is; issues found
+    are appended (positions in the file)."""
+    front: dict[str, Any] = {}
+    suite_span = Span()
+    if not lines or lines[0].strip() != "---":
+        return front, 0, suite_span
+    end = next((i for i in range(1, len(lines)) if lines[i].strip() in ("---", "...")), None)
+    if end is None:
+        issues.append(Issue("front matter is not closed by a `---` line", Span(0, 0, 0, 3), "front-matter"))
+        return front, 0, suite_span
+    node, problems = compose_yaml("\n".join(lines[1:end]))
+    for problem in problems:  # positions are in the front matter, which starts on line 1
+        sp = problem.span
+        message = problem.message.replace("invalid YAML: ", "")
+        issues.append(Issue(f"invalid front matter: {message}", Span(sp.line + 1, sp.col, sp.end_line + 1, sp.end_col),
+                            "front-matter"))
+    if node is not None and not isinstance(node, yaml.MappingNode):
+        issues.append(Issue("front matter must be `key: value` lines", Span(1, 0, end, 0), "front-matter"))
+    elif node is not None:
+        for k, v in mapping_items(node):
+            ks = span_of(k)
+            if k.value not in PROMPT_KEYS:
+                issues.append(Issue(f"unknown front matter key {k.value!r}",
+                                    Span(ks.line + 1, ks.col, ks.end_line + 1, ks.end_col), "unknown-key", "warning"))
+            front[k.value] = value_of(v)
+            if k.value == "suite":
+                vs = span_of(v)
+                suite_span = Span(vs.line + 1, vs.col, vs.end_line + 1, vs.end_col)
+    return front, end + 1, suite_span
 
 
 def _suite_problem(prompt: PromptFile) -> tuple[str | None, bool]:

@@ -77,17 +77,12 @@ class Suite:
 def parse_suite(text: str, path: str | Path) -> tuple[Suite | None, list[Issue]]:
     """Read a suite from `text`; return it (None when unusable) and every issue found, with ranges."""
     path = Path(path)
-    if len(text) > MAX_SUITE_BYTES:
-        return None, [Issue(f"the suite is too large ({len(text):,} characters; at most {MAX_SUITE_BYTES:,})",
-                            Span(), "too-large")]
-    if "\x00" in text:
-        line, col = position(text, text.index("\x00"))
-        return None, [Issue("not a text file (contains NUL bytes)", Span(line, col, line, col + 1), "binary")]
+    refused = _unreadable(text)
+    if refused:
+        return None, refused
     root, issues = compose(text, path)
-    if root is None and not issues:
-        return None, [Issue("empty suite: expected `task`, `database` and `problems`", Span(), "empty")]
     if root is None:
-        return None, issues
+        return None, issues or [Issue("empty suite: expected `task`, `database` and `problems`", Span(), "empty")]
     if not isinstance(root, yaml.MappingNode):
         return None, [Issue("a suite must be a mapping with `task` and `problems`", span_of(root), "type")]
     top: dict[str, tuple[yaml.ScalarNode, yaml.Node]] = {}
@@ -96,62 +91,84 @@ def parse_suite(text: str, path: str | Path) -> tuple[Suite | None, list[Issue]]
             issues.append(Issue(f"unknown key {k.value!r}; expected one of {', '.join(sorted(SUITE_KEYS))}",
                                 span_of(k), "unknown-key"))
         top[k.value] = (k, v)
-
-    task = "text-to-sql"
-    if "task" in top:
-        task_val = value_of(top["task"][1])
-        if task_val not in TASK_KINDS:
-            issues.append(Issue(f"unknown task {task_val!r}; expected {' or '.join(TASK_KINDS)}",
-                                span_of(top["task"][1]), "task"))
-        else:
-            task = task_val
+    task = _task(top, issues)
     suite = Suite(path=path, task=task, problems=[], content_hash=hashlib.sha256(text.encode()).hexdigest())
-
     if task == "text-to-sql":
-        if "database" not in top:
-            issues.append(Issue("missing `database`: the SQLite file the questions are about", Span(), "missing-key"))
-        else:
-            dnode = top["database"][1]
-            suite.database_span = span_of(dnode)
-            dval = value_of(dnode)
-            if not isinstance(dval, str) or not dval:
-                issues.append(Issue("`database` must be a path", suite.database_span, "type"))
-            else:
-                suite.database, db_problem = _database_at(path.parent, dval)
-                if db_problem:
-                    issues.append(Issue(db_problem[0], suite.database_span, db_problem[1]))
-
+        _database(suite, top, issues)
     if "split" in top:
-        snode = top["split"][1]
-        if not isinstance(snode, yaml.MappingNode):
-            issues.append(Issue("`split` must be a mapping like {dev: 0.3, seed: 0}", span_of(snode), "type"))
-        else:
-            for k, v in mapping_items(snode):
-                val = value_of(v)
-                if k.value not in SPLIT_KEYS:
-                    issues.append(Issue(f"unknown split key {k.value!r}; expected dev, test, seed", span_of(k), "unknown-key"))
-                elif k.value == "seed":
-                    if isinstance(val, int) and not isinstance(val, bool):
-                        suite.seed = val
-                    else:
-                        issues.append(Issue("split seed must be an integer", span_of(v), "type"))
-                elif isinstance(val, (int, float)) and not isinstance(val, bool) and 0 <= val < 1:
-                    setattr(suite, f"{k.value}_fraction", float(val))
-                else:
-                    issues.append(Issue(f"split {k.value} must be a fraction in [0, 1)", span_of(v), "type"))
-            if suite.dev_fraction + suite.test_fraction >= 1:
-                issues.append(Issue("dev + test fractions leave no train problems", span_of(snode), "split"))
-
+        _split(suite, top["split"][1], issues)
     if "problems" not in top:
         issues.append(Issue("missing `problems`: a list of {id, question, gold}", Span(), "missing-key"))
         return suite, issues
-    pnode = top["problems"][1]
+    _problems(suite, top["problems"][1], issues)
+    return suite, issues
+
+
+def _unreadable(text: str) -> list[Issue]:
+    """Why a text cannot be a suite at all (too large, binary), else []."""
+    if len(text) > MAX_SUITE_BYTES:
+        return [Issue(f"the suite is too large ({len(text):,} characters; at most {MAX_SUITE_BYTES:,})", Span(),
+                      "too-large")]
+    if "\x00" in text:
+        line, col = position(text, text.index("\x00"))
+        return [Issue("not a text file (contains NUL bytes)", Span(line, col, line, col + 1), "binary")]
+    return []
+
+
+def _task(top: dict[str, tuple[yaml.ScalarNode, yaml.Node]], issues: list[Issue]) -> str:
+    if "task" not in top:
+        return "text-to-sql"
+    task = value_of(top["task"][1])
+    if task not in TASK_KINDS:
+        issues.append(Issue(f"unknown task {task!r}; expected {' or '.join(TASK_KINDS)}", span_of(top["task"][1]),
+                            "task"))
+        return "text-to-sql"
+    return str(task)
+
+
+def _database(suite: Suite, top: dict[str, tuple[yaml.ScalarNode, yaml.Node]], issues: list[Issue]) -> None:
+    if "database" not in top:
+        issues.append(Issue("missing `database`: the SQLite file the questions are about", Span(), "missing-key"))
+        return
+    dnode = top["database"][1]
+    suite.database_span = span_of(dnode)
+    dval = value_of(dnode)
+    if not isinstance(dval, str) or not dval:
+        issues.append(Issue("`database` must be a path", suite.database_span, "type"))
+        return
+    suite.database, db_problem = _database_at(suite.path.parent, dval)
+    if db_problem:
+        issues.append(Issue(db_problem[0], suite.database_span, db_problem[1]))
+
+
+def _split(suite: Suite, snode: yaml.Node, issues: list[Issue]) -> None:
+    if not isinstance(snode, yaml.MappingNode):
+        issues.append(Issue("`split` must be a mapping like {dev: 0.3, seed: 0}", span_of(snode), "type"))
+        return
+    for k, v in mapping_items(snode):
+        val = value_of(v)
+        if k.value not in SPLIT_KEYS:
+            issues.append(Issue(f"unknown split key {k.value!r}; expected dev, test, seed", span_of(k), "unknown-key"))
+        elif k.value == "seed":
+            if isinstance(val, int) and not isinstance(val, bool):
+                suite.seed = val
+            else:
+                issues.append(Issue("split seed must be an integer", span_of(v), "type"))
+        elif isinstance(val, (int, float)) and not isinstance(val, bool) and 0 <= val < 1:
+            setattr(suite, f"{k.value}_fraction", float(val))
+        else:
+            issues.append(Issue(f"split {k.value} must be a fraction in [0, 1)", span_of(v), "type"))
+    if suite.dev_fraction + suite.test_fraction >= 1:
+        issues.append(Issue("dev + test fractions leave no train problems", span_of(snode), "split"))
+
+
+def _problems(suite: Suite, pnode: yaml.Node, issues: list[Issue]) -> None:
     if not isinstance(pnode, yaml.SequenceNode):
         issues.append(Issue("`problems` must be a list", span_of(pnode), "type"))
-        return suite, issues
+        return
     seen: dict[str, Span] = {}
     for item in pnode.value:
-        problem = _parse_problem(item, task, issues)
+        problem = _parse_problem(item, suite.task, issues)
         if problem is None:
             continue
         spans = {k.value: span_of(v) for k, v in mapping_items(item)}
@@ -165,7 +182,6 @@ def parse_suite(text: str, path: str | Path) -> tuple[Suite | None, list[Issue]]
         suite.problems.append(problem)
     if not suite.problems and not any(i.severity == "error" for i in issues):
         issues.append(Issue("the suite has no problems", span_of(pnode), "empty"))
-    return suite, issues
 
 
 def _database_at(folder: Path, ref: str) -> tuple[Path | None, tuple[str, str] | None]:

@@ -154,45 +154,49 @@ class Dispatcher:
         if not isinstance(data, dict):
             self.error(None, types.ErrorCodes.InvalidRequest, "a message must be a JSON object (no batches)")
             return
+        refusal = self._refusal(data)
+        if refusal is not None:
+            if refusal[2]:  # only a request (one with an id) gets an answer
+                self.error(refusal[0], refusal[1], refusal[2])
+            return
+        # a response to one of our requests is passed without an id to answer
+        self._pass(data, data.get("id") if "method" in data else None)
+
+    def _refusal(self, data: dict[str, Any]) -> tuple[Any, int, str] | None:
+        """Why a message is not passed on: (the id to answer, the error code, the message; "" to answer nothing),
+        or None to pass it."""
         has_id = "id" in data
         msg_id = data.get("id")
         id_ok = isinstance(msg_id, str) or (isinstance(msg_id, int) and not isinstance(msg_id, bool))
-        method = data.get("method")
         reply_to = msg_id if id_ok else None
+        invalid = types.ErrorCodes.InvalidRequest
         if data.get("jsonrpc") != "2.0":
-            if has_id or "method" in data:
-                self.error(reply_to, types.ErrorCodes.InvalidRequest, 'a message needs "jsonrpc": "2.0"')
-            return
+            return reply_to, invalid, 'a message needs "jsonrpc": "2.0"' if has_id or "method" in data else ""
         if "method" not in data:  # a response to one of our requests
             if id_ok and ("result" in data or isinstance(data.get("error"), dict)):
-                self._pass(data, None)
-            else:
-                log.warning("ignored a malformed response from the client")
-            return
+                return None
+            log.warning("ignored a malformed response from the client")
+            return None, invalid, ""
+        method = data.get("method")
         if not isinstance(method, str) or not method:
-            if has_id:
-                self.error(reply_to, types.ErrorCodes.InvalidRequest, "the method must be a non-empty string")
-            return
+            return reply_to, invalid, "the method must be a non-empty string" if has_id else ""
         if has_id and not id_ok:
-            self.error(None, types.ErrorCodes.InvalidRequest, "a request id must be a string or an integer")
-            return
+            return None, invalid, "a request id must be a string or an integer"
         params = data.get("params")
         if params is not None and not isinstance(params, (dict, list)):
-            if has_id:
-                self.error(msg_id, types.ErrorCodes.InvalidParams, "params must be an object or an array")
-            return
-        if has_id:
-            if method == types.INITIALIZE and self.server.initialized:
-                self.error(msg_id, types.ErrorCodes.InvalidRequest, "the server is initialized already")
-                return
-            if not self.server.initialized and getattr(self.protocol, "client_capabilities", None) is None \
-                    and method not in _REQUESTS_BEFORE_INIT:
-                self.error(msg_id, types.ErrorCodes.ServerNotInitialized, "the server is not initialized yet")
-                return
-            if self.protocol._shutdown and method != types.EXIT:
-                self.error(msg_id, types.ErrorCodes.InvalidRequest, "the server is shutting down")
-                return
-        self._pass(data, msg_id if has_id else None)
+            return msg_id, types.ErrorCodes.InvalidParams, "params must be an object or an array" if has_id else ""
+        return self._refusal_by_state(method, msg_id) if has_id else None
+
+    def _refusal_by_state(self, method: str, msg_id: Any) -> tuple[Any, int, str] | None:
+        """A request the server cannot take in its present state (before initialize, twice, shutting down)."""
+        if method == types.INITIALIZE and self.server.initialized:
+            return msg_id, types.ErrorCodes.InvalidRequest, "the server is initialized already"
+        if not self.server.initialized and getattr(self.protocol, "client_capabilities", None) is None \
+                and method not in _REQUESTS_BEFORE_INIT:
+            return msg_id, types.ErrorCodes.ServerNotInitialized, "the server is not initialized yet"
+        if self.protocol._shutdown and method != types.EXIT:
+            return msg_id, types.ErrorCodes.InvalidRequest, "the server is shutting down"
+        return None
 
     def _pass(self, data: dict[str, Any], msg_id: Any) -> None:
         try:
