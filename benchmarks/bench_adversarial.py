@@ -66,7 +66,8 @@ def main() -> int:
         files, files_rc = harness.run_child("files", Path(tmp) / "files", *flags)
     families = {a.name: a.family for a in [*sql_corpus.CORPUS, *sql_corpus.ANSWERS]}
     print(f"adversarial corpus: {len(set(families))} SQL attack kinds, {len(file_corpus.CORPUS)} file attack kinds; "
-          f"SQL deadline {args.timeout:g} s (+{harness.SLACK_S:g} s allowed), RSS growth ≤ {harness.RSS_LIMIT_MB:.0f} MB")
+          f"SQL deadline {args.timeout:g} s (+{harness.SLACK_S:g} s allowed), "
+          f"RSS growth ≤ {harness.RSS_LIMIT_MB:.0f} MB")
     out["sql"] = table(f"SQL (the scoring process {'survived' if sql_rc == 0 else 'DIED'})", sql, families)
     out["files"] = table(f"files (the process {'survived' if files_rc == 0 else 'DIED'})", files,
                          {a.name: a.family for a in file_corpus.CORPUS})

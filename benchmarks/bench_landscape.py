@@ -23,10 +23,12 @@ the node's skills and the needs of the batch's failures; replies are `<prompt>�
 parser, so malformed replies and edits already in the tree are retried as in a real run). Each round selects a
 node, scores it on a feedback batch of 10 train problems, asks the evolver and scores the child on a fixed dev
 set of 50. Model calls are counted as the engine counts them: one per problem answered (an answer already given
-by that prompt is cached and free), one per evolver call; a round starts only while calls < budget. Every rule sees the same landscapes, splits and batches per seed.
+by that prompt is cached and free), one per evolver call; a round starts only while calls < budget. Every rule
+sees the same landscapes, splits and batches per seed.
 Two diagnostic rows explain the ucb result: ucb with c = 0.5, and ucb with `1 + selections` as the visit
 count (the engine, like the reference code lse/core/tree.py, divides by max(1, selections); an earlier
-engine version divided by 1 + selections, which made the tree expand its newest node almost every round). `--strict` exits 1 when the chain-collapse claim is not reproduced.
+engine version divided by 1 + selections, which made the tree expand its newest node almost every round).
+`--strict` exits 1 when the chain-collapse claim is not reproduced.
 
     python benchmarks/bench_landscape.py [--quick] [--strict] [--seeds N] [--budget CALLS] [--rules ucb,chain,best]
 """
@@ -118,7 +120,8 @@ SKILL_PREFIX = "skills:"  # a prompt's text: "skills: s0 s4 h2" (never empty, so
 
 
 def skills_text(useful: int, harmful: int) -> str:
-    names = [f"s{i}" for i in range(N_SKILLS) if useful >> i & 1] + [f"h{i}" for i in range(N_HARMFUL) if harmful >> i & 1]
+    names = [f"s{i}" for i in range(N_SKILLS) if useful >> i & 1]
+    names += [f"h{i}" for i in range(N_HARMFUL) if harmful >> i & 1]
     return " ".join([SKILL_PREFIX, *names])
 
 
@@ -332,7 +335,7 @@ def summarize(runs: list[dict[str, Any]], target: float) -> dict[str, Any]:
 
 def paired(a: list[dict[str, Any]], b: list[dict[str, Any]], key_a: str, key_b: str) -> tuple[float, float]:
     """Mean of a[key_a] − b[key_b] over seeds and its standard error."""
-    d = np.array([x[key_a] - y[key_b] for x, y in zip(a, b)])
+    d = np.array([x[key_a] - y[key_b] for x, y in zip(a, b, strict=True)])
     return float(d.mean()), float(d.std(ddof=1) / math.sqrt(len(d)))
 
 
@@ -373,7 +376,8 @@ def main() -> int:
 
     print("SIMULATED prompt landscape (no language model): 12 useful + 8 harmful skills; the engine's own Search")
     print("loop over an in-memory recorder, with a simulated task model and evolver (no store, no SQL).")
-    print(f"{seeds} seeds × {len(variants)} rows, budget {args.budget} model calls each (task answers + evolver calls); "
+    print(f"{seeds} seeds × {len(variants)} rows, budget {args.budget} model calls each "
+          f"(task answers + evolver calls); "
           f"batch {SETTINGS.batch_size}, dev {SETTINGS.dev_size}, c {SETTINGS.c:g}; best reachable true accuracy "
           f"{BEST_REACHABLE:.2f} (analytic), 90 % of it {target:.3f}; root true {root:.3f}; {elapsed:.1f} s\n")
     head = (f"{'rule':<11}{'winner dev':>13}{'winner true':>13}{'final true':>11}{'final<root':>11}"

@@ -196,7 +196,8 @@ def main() -> int:
     ok_hover = res["hover_during_run_p95_ms"] < 10
     ok_diag = res["diagnostics_after_edit_s"] < 3
     print(f"LSP latency ({res['problems']}-problem suite)")
-    print(f"  diagnostics: cold {res['diagnostics_cold_s']:.2f} s, after an edit {res['diagnostics_after_edit_s']:.2f} s "
+    print(f"  diagnostics: cold {res['diagnostics_cold_s']:.2f} s, "
+          f"after an edit {res['diagnostics_after_edit_s']:.2f} s "
           f"(target < 3 s): {'PASS' if ok_diag else 'FAIL'}")
     print(f"  hover idle      p50 {res['hover_idle_p50_ms']:.2f} ms  p95 {res['hover_idle_p95_ms']:.2f} ms")
     print(f"  hover in a run  p50 {res['hover_during_run_p50_ms']:.2f} ms  p95 {res['hover_during_run_p95_ms']:.2f} ms "

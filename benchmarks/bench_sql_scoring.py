@@ -360,9 +360,9 @@ def score_process_per_query(items: Sequence[Item], workers: int) -> list[bool]:
     """Every prediction and every distinct gold query in a process of its own."""
     gold_jobs = list(dict.fromkeys((item.db, item.problem.gold) for item in items))
     res = run_process_per_query([(item.db, item.pred) for item in items] + gold_jobs, workers, TIMEOUT_S)
-    gold = dict(zip(gold_jobs, res[len(items):]))
+    gold = dict(zip(gold_jobs, res[len(items):], strict=True))
     out = []
-    for item, p in zip(items, res):
+    for item, p in zip(items, res, strict=False):
         g = gold[(item.db, item.problem.gold)]
         out.append(p[0] == "ok" and g[0] == "ok" and set(p[1]) == set(g[1]))
     return out
@@ -409,7 +409,7 @@ def score_ours(items: Sequence[Item], workers: int | None = None) -> tuple[float
             t0 = time.perf_counter()
             for db, group in groups.items():
                 outs = tasks[db].score([i.problem for i in group], [i.completion for i in group])
-                verdicts.update((i.problem.id, o.correct) for i, o in zip(group, outs))
+                verdicts.update((i.problem.id, o.correct) for i, o in zip(group, outs, strict=True))
             seconds.append(time.perf_counter() - t0)
         return seconds[0], seconds[1], [verdicts[i.problem.id] for i in items]
     finally:
@@ -527,11 +527,12 @@ def run_workload(name: str, about: str, items: list[Item], reps: int, breakdown_
         "ratio_ours_vs_bird_pool": round(bird_s / cold_s, 2),
         "time_ratio_ours_cold_over_bare": round(ratio_bare, 3),
         "time_ratio_ours_warm_over_bare": round(warm_s / bare_s, 3),
-        "verdicts_differing_from_ours": {k: sum(a != b for a, b in zip(ours_ok, v)) for k, v in
+        "verdicts_differing_from_ours": {k: sum(a != b for a, b in zip(ours_ok, v, strict=True)) for k, v in
                                          [("bare", bare_ok), ("process_per_query", proc_ok), ("bird_pool", bird_ok)]},
         "breakdown_on_first": min(n, breakdown_n),
         "breakdown_ms_per_problem": breakdown(items[:breakdown_n], reps),
-        "targets": {"ours >= 10x process per query": ratio_proc >= 10, "ours (cold) <= 1.5x bare time": ratio_bare <= 1.5},
+        "targets": {"ours >= 10x process per query": ratio_proc >= 10,
+                    "ours (cold) <= 1.5x bare time": ratio_bare <= 1.5},
     }
 
 
@@ -541,7 +542,8 @@ def report(res: dict[str, Any]) -> None:
           f"queries on {res['databases']} database(s), {res['workers']} workers; mix {res['mix']}; "
           f"{res['judged_correct']} judged correct")
     print(f"  {'method':<46} {'seconds':>8} {'queries/s':>10}")
-    for label, key in [("ours, cold gold cache (fresh SQLiteTask)", "ours_cold"), ("ours, warm gold cache", "ours_warm"),
+    for label, key in [("ours, cold gold cache (fresh SQLiteTask)", "ours_cold"),
+                       ("ours, warm gold cache", "ours_warm"),
                        ("process per query (fork, timeout)", "process_per_query"),
                        ("BIRD's harness (Pool + thread timeout), ref.", "bird_pool"),
                        ("bare sqlite3, one thread, no safety", "bare")]:
@@ -552,7 +554,8 @@ def report(res: dict[str, Any]) -> None:
           f"[bare vs process per query: {res['ratio_bare_vs_process_per_query']:.1f}×]")
     print(f"  ours (cold) takes {res['time_ratio_ours_cold_over_bare']:.2f}× bare's time (target ≤ 1.5×): "
           f"{'PASS' if ok['ours (cold) <= 1.5x bare time'] else 'FAIL'}   [warm: "
-          f"{res['time_ratio_ours_warm_over_bare']:.2f}×; vs BIRD's harness: {res['ratio_ours_vs_bird_pool']:.1f}× faster]")
+          f"{res['time_ratio_ours_warm_over_bare']:.2f}×; "
+          f"vs BIRD's harness: {res['ratio_ours_vs_bird_pool']:.1f}× faster]")
     print(f"  verdicts differing from ours: {res['verdicts_differing_from_ours']}")
     print(f"  where ours spends its time, ms per problem (first {res['breakdown_on_first']} problems):")
     for k, v in res["breakdown_ms_per_problem"].items():
@@ -562,7 +565,8 @@ def report(res: dict[str, Any]) -> None:
 def main() -> int:
     ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     ap.add_argument("--quick", action="store_true",
-                    help="one repetition, 150 queries per shop workload; spider stays whole (a slice is too small to judge)")
+                    help="one repetition, 150 queries per shop workload; spider stays whole (a slice is too small "
+                         "to judge)")
     ap.add_argument("--strict", action="store_true", help="exit 1 when a target is missed on the headline workload")
     ap.add_argument("-n", type=int, default=None, help="predicted queries per shop workload (default 1000; 150 quick)")
     ap.add_argument("-k", default="", metavar="SUBSTRING", help="only the workloads whose name contains this")
@@ -608,9 +612,11 @@ def main() -> int:
     (RESULTS / "bench_sql_scoring.json").write_text(json.dumps(res, indent=2))
     headline = next((w for w in workloads if w["workload"] == "spider"), None)
     missed = [t for t, ok in headline["targets"].items() if not ok] if headline else []
-    stress = [f"{w['workload']}: {t}" for w in workloads if w is not headline for t, ok in w["targets"].items() if not ok]
+    stress = [f"{w['workload']}: {t}" for w in workloads if w is not headline
+              for t, ok in w["targets"].items() if not ok]
     if headline:
-        print("\nheadline workload (spider): " + (f"targets missed: {', '.join(missed)}" if missed else "all targets met"))
+        verdict = f"targets missed: {', '.join(missed)}" if missed else "all targets met"
+        print("\nheadline workload (spider): " + verdict)
     else:
         print("\nthe targets are judged on the spider workload, which did not run")
     if stress:

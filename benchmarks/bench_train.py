@@ -63,7 +63,7 @@ def _rollouts(policy: Any, states: int, samples: int, prompt_len: int, completio
     with torch.no_grad():  # old log-probs only: a full fine-tune has no adapter to switch off for a reference
         for r in out:
             logps, mask = policy.token_logps([(r.prompts[0], edit[0]) for edit in r.edits])
-            r.old_logps = [[row[: int(m.sum())]] for row, m in zip(logps, mask)]
+            r.old_logps = [[row[: int(m.sum())]] for row, m in zip(logps, mask, strict=True)]
     return out
 
 
@@ -129,7 +129,8 @@ def _e2e_worker(steps: int, method: str, reward_on: str, queue: Any) -> None:
             evolve(ws)
             ws.close()
         overrides = {
-            "evolver": {"backend": "transformers", "model": model_dir, "sampling": {"max_tokens": 32, "temperature": 1.0}},
+            "evolver": {"backend": "transformers", "model": model_dir,
+                        "sampling": {"max_tokens": 32, "temperature": 1.0}},
             "train": {"states": 4, "samples": 4, "steps": steps, "task_model": "model", "checkpoint_every": 1000,
                       "rollout_max_tokens": 32, "method": method, "reward_on": reward_on, "eval_states": 2},
         }
@@ -233,7 +234,8 @@ def main() -> int:
     t0 = time.perf_counter()
     report["update"] = u = bench_update(2 if args.quick else 5)
     print(f"update (small model, 4x4 edits, 1 pass): LoRA {u['lora']['updates_per_min']:.1f}/min, "
-          f"full {u['full']['updates_per_min']:.1f}/min  → ratio LoRA/full {u['ratio_updates_per_min_lora_vs_full']:.2f}")
+          f"full {u['full']['updates_per_min']:.1f}/min  "
+          f"→ ratio LoRA/full {u['ratio_updates_per_min_lora_vs_full']:.2f}")
     print(f"  peak RSS: LoRA {u['lora']['peak_rss_mb']:.0f} MB, full {u['full']['peak_rss_mb']:.0f} MB  → ratio "
           f"{u['ratio_peak_rss_lora_vs_full']:.2f};  trainable params ratio {u['ratio_trainable_lora_vs_full']:.4f}")
     report["end_to_end"] = e = bench_e2e(2 if args.quick else 4)

@@ -49,7 +49,8 @@ def search_context(*, recorder: RunRecorder, scorer: TaskScorer, evolver: LLM, e
                    splits: dict[str, list[Problem]], settings: EvolveConfig, cancel: CancelToken,
                    progress: ProgressCallback = ignore_progress, proposer: Proposer | None = None) -> SearchContext:
     """The search's context: train feeds the feedback batches, the first `dev_size` dev problems are the holdout."""
-    return SearchContext(recorder=recorder, scorer=scorer, evolver=evolver, evolver_sampling=evolver_sampling(evolver_cfg),
+    return SearchContext(recorder=recorder, scorer=scorer, evolver=evolver,
+                         evolver_sampling=evolver_sampling(evolver_cfg),
                          task=task, train=splits["train"], dev=splits["dev"][: settings.dev_size], settings=settings,
                          cancel=cancel, progress=progress, proposer=proposer)
 
@@ -182,7 +183,7 @@ def evaluate(ws: Workspace, splits: tuple[str, ...] = ("train", "dev"), cancel: 
             keys, outs = scorer.score(ws.prompt.instructions, problems)
             ids = [p.id for p in problems for _ in range(scorer.samples)]
             report.accuracy[split] = store.add_batch(run_id, 0, split, 0, ids, keys, outs)
-            report.rows[split] = list(zip((p for p in problems for _ in range(scorer.samples)), outs))
+            report.rows[split] = list(zip((p for p in problems for _ in range(scorer.samples)), outs, strict=True))
     except Cancelled:
         report.status = "cancelled"
     except BaseException as exc:
@@ -242,7 +243,8 @@ def evolve(ws: Workspace, run_id: str | None = None, rounds: int | None = None, 
             result.root_test, result.winner_test = mean_score(scored[0]), mean_score(scored[1])
             row = store.get_run(run_id)
             summary = dict(row["result"] or {}) if row else {}
-            store.update_run(run_id, result={**summary, "root_test": result.root_test, "winner_test": result.winner_test})
+            summary.update(root_test=result.root_test, winner_test=result.winner_test)
+            store.update_run(run_id, result=summary)
     return result
 
 

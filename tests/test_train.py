@@ -306,7 +306,7 @@ def test_update_token_mean_counts_every_token_of_the_batch(tiny_model_dir: str) 
     comps = [[5, 6, 7], [8], [9, 10, 11, 12]]
     with torch.no_grad():
         logps, mask = policy.token_logps([(prompt, c) for c in comps])
-    old = [row[: int(m.sum())] for row, m in zip(logps, mask)]
+    old = [row[: int(m.sum())] for row, m in zip(logps, mask, strict=True)]
     ro = Rollout.single(None, prompt, comps, [], [1.0, -1.0, 0.0])  # type: ignore[arg-type]
     ro.old_logps = [[o] for o in old]
     opt = torch.optim.SGD(policy.trainable_parameters(), lr=0.0)
@@ -363,7 +363,7 @@ def test_update_skips_a_zero_advantage_batch(tiny_model_dir: str) -> None:
     opt = torch.optim.AdamW(policy.trainable_parameters(), lr=0.1)
     out = ppo_update(policy, opt, [ro], epochs=2, clip=0.2, micro_batch=2, max_grad_norm=1.0)
     assert out["active"] == 0.0
-    assert all(torch.equal(a, b) for a, b in zip(before, policy.trainable_parameters()))
+    assert all(torch.equal(a, b) for a, b in zip(before, policy.trainable_parameters(), strict=True))
 
 
 # -- end to end -------------------------------------------------------------------------------------------------

@@ -103,7 +103,8 @@ CATALOG = [
     ("Plush Bear", "TY", 1650, 6), ("Board Game Classic", "TY", 2999, 3),
     ("Rain Jacket", "CL", 8900, 7), ("Merino Sweater", "CL", 9500, 7), ("Denim Jeans", "CL", 5900, 7),
     ("Cotton T-Shirt", "CL", 1499, 7), ("Winter Gloves", "CL", 2100, 4), ("Silk Scarf", "CL", 6500, 5),
-    ("Face Cream", "BT", 3200, 8), ("Shampoo", "BT", 849, 8), ("Lip Balm", "BT", 499, 8), ("Reading Glasses", "BT", 1900, 8),
+    ("Face Cream", "BT", 3200, 8), ("Shampoo", "BT", 849, 8), ("Lip Balm", "BT", 499, 8),
+    ("Reading Glasses", "BT", 1900, 8),
 ]
 
 CITIES = [

@@ -93,7 +93,8 @@ class RunResult:
     no_answer: float | None = None  # the highest share of dev replies with no answer of any node of the run
     replies: int = 0  # evolver replies
     accepted: int = 0  # replies that gave an edit the search kept (new instructions, nothing false)
-    deltas: list[float] = field(default_factory=list)  # per scored child: its dev score minus its parent's (same problems)
+    # per scored child: its dev score minus its parent's (on the same problems)
+    deltas: list[float] = field(default_factory=list)
 
 
 @dataclass

@@ -174,7 +174,7 @@ def plot(result: BenchResult, path: Path) -> Path:
     cols = min(3, n)
     rows = math.ceil(n / cols)
     fig, axes = plt.subplots(rows, cols, figsize=(5 * cols, 3.6 * rows), squeeze=False)
-    for ax, s in zip(axes.flat, suites):
+    for ax, s in zip(axes.flat, suites, strict=False):
         for evolver in result.evolvers:
             for rule in result.rules:
                 curves = [r.curve for r in s.runs if r.evolver == evolver and r.rule == rule]

@@ -42,7 +42,7 @@ class RunCostScorer(Scorer):
 
     def score(self, instructions: str, problems: Sequence[Problem]) -> tuple[list[str], list[Outcome]]:
         keys, outs = super().score(instructions, problems)
-        new = {k: o for k, o in zip(keys, outs) if k not in self.seen}
+        new = {k: o for k, o in zip(keys, outs, strict=True) if k not in self.seen}
         self.seen.update(new)
         if new and self.charge:
             self.charge(len(new), sum(o.prompt_tokens + o.completion_tokens for o in new.values()))

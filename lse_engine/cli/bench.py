@@ -135,7 +135,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
     for name, why in result.skipped.items():
         console.print(f"[yellow]skipped[/] {name}: {why}")
     paths = report.write(result, out)
-    console.print(f"report: {paths['markdown']}, {paths['json']}, {paths['plot']}  ·  runs in {out / '.lse' / 'lse.db'}")
+    console.print(f"report: {paths['markdown']}, {paths['json']}, {paths['plot']}  ·  "
+                  f"runs in {out / '.lse' / 'lse.db'}")
     if result.status == "cancelled":
         console.print("[yellow]cancelled[/]: re-run the same command to continue the unfinished runs")
         return 130

@@ -89,7 +89,8 @@ def verdict(result: SearchResult) -> str:
     if diff > 0:
         return f"The evolved prompt is better on questions the search never saw: {diff * 100:+.0f} points on test."
     if diff == 0:
-        return "The evolved prompt scores the same as the seed on the test split: better on dev, not on unseen questions."
+        return ("The evolved prompt scores the same as the seed on the test split: better on dev, not on unseen "
+                "questions.")
     return f"The evolved prompt is worse on the test split ({diff * 100:+.0f} points): its dev gain did not carry over."
 
 

@@ -106,10 +106,12 @@ class Search:
             tree.record_selection(node.id)
         self._emit(tree, r, f"round {r}/{s.rounds}: expanding node {node.id}")
         fb_batch, held_batch = draw_batches(self.ctx.train, s.seed, r, s.batch_size, s.heldout_size)
-        parent_fb, fb_outs = self.scoring.batch(node, fb_batch, "feedback", r, f"round {r}: scoring node {node.id} on the batch")
+        parent_fb, fb_outs = self.scoring.batch(node, fb_batch, "feedback", r,
+                                                f"round {r}: scoring node {node.id} on the batch")
         parent_held = None
         if held_batch:
-            parent_held, _ = self.scoring.batch(node, held_batch, "heldout", r, f"round {r}: scoring node {node.id} held out")
+            parent_held, _ = self.scoring.batch(node, held_batch, "heldout", r,
+                                                f"round {r}: scoring node {node.id} held out")
         train_scores = [score for split, score in self.recorder.batch_scores(node.id) if split != "dev"]
         node.train_score = sum(train_scores) / len(train_scores)
         self.recorder.node(node)
@@ -122,10 +124,12 @@ class Search:
         gate = s.acceptance_gate or s.rule == "pareto"
         if gate or held_batch:
             if child_fb is None:
-                child_fb, _ = self.scoring.batch(child, fb_batch, "feedback", r, f"round {r}: scoring the edit on the batch")
+                child_fb, _ = self.scoring.batch(child, fb_batch, "feedback", r,
+                                                 f"round {r}: scoring the edit on the batch")
             child.train_score = child_fb
         if held_batch:
-            child.heldout_score, _ = self.scoring.batch(child, held_batch, "heldout", r, f"round {r}: scoring the edit held out")
+            child.heldout_score, _ = self.scoring.batch(child, held_batch, "heldout", r,
+                                                        f"round {r}: scoring the edit held out")
             child.parent_heldout = parent_held
         if gate and (child_fb or 0.0) <= parent_fb:
             child.status = "rejected"
@@ -285,7 +289,8 @@ class Search:
             "winner_instructions": winner.instructions, "nodes": len(tree.nodes), "rounds_done": result.rounds_done,
             "edits": result.edits, "replies": result.replies, "noop_replies": result.noop_replies,
             "invalid_replies": result.invalid_replies,
-            "false_replies": sum(a.get("verdict") == "false" for a in attempts), "winner_reason": winner_reason(tree, winner, verdict),
+            "false_replies": sum(a.get("verdict") == "false" for a in attempts),
+            "winner_reason": winner_reason(tree, winner, verdict),
             "winner_p": verdict.p if verdict else None,
             "raced": sum(n.status == "raced" for n in tree.nodes.values()),
             "dev_skipped": sum(len(self.ctx.dev) - len(n.dev_correct or ()) for n in tree.nodes.values()

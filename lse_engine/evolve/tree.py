@@ -7,15 +7,16 @@ the number of selections made so far and visits(n) the times n was selected,
 
 and the highest value is expanded; ties go to the older node. A node expanded once keeps the bonus of a
 fresh child: with `1 + visits` instead, a new child always outranks an expanded node of equal score and
-the tree degenerates towards the chain (benchmarks/bench_landscape.py measures both). `best` is greedy on dev score, `chain`
-always expands the newest scored node (the linear chain the paper compares against).
+the tree degenerates towards the chain (benchmarks/bench_landscape.py measures both). `best` is greedy on dev
+score, `chain` always expands the newest scored node (the linear chain the paper compares against).
 
 `pareto` is GEPA's rule: per dev problem, the nodes with the best outcome on it form that problem's front;
 nodes that are on no front once dominated nodes are removed are dropped, and a survivor is sampled with
 probability proportional to the number of fronts it is on (an RNG seeded by (seed, round)). It needs each
-node's per-problem dev outcomes (`Node.dev_correct`, loaded from the store's dev batches).
-`textgrad` is a TextGrad-style loop (our prompts, not TextGrad's own): a chain that reverts: it expands the newest node whose dev score did not drop
-below its parent's (so a child that made things worse is abandoned for the best so far on the chain).
+node's per-problem dev outcomes (`Node.dev_correct`, stored with each node).
+`textgrad` is a TextGrad-style loop (our prompts, not TextGrad's own): a chain that reverts: it expands the newest
+node whose dev score did not drop below its parent's (so a child that made things worse is abandoned for the best
+so far on the chain).
 """
 
 from __future__ import annotations

@@ -226,12 +226,14 @@ def _parse_problem(item: yaml.Node, task: str, issues: list[Issue]) -> Problem |
     if task == "multiple-choice":
         opts = values.get("options", (None, item))
         if not isinstance(opts[0], list) or len(opts[0]) < 2:
-            issues.append(Issue("a multiple-choice problem needs `options`: a list of 2+ answers", span_of(opts[1]), "options"))
+            issues.append(Issue("a multiple-choice problem needs `options`: a list of 2+ answers", span_of(opts[1]),
+                                "options"))
             return None
         options = [str(o) for o in opts[0]]
         gold = str(values["gold"][0]).strip().upper()
         if len(gold) != 1 or not ("A" <= gold <= chr(ord("A") + len(options) - 1)):
-            issues.append(Issue(f"gold must be a letter A-{chr(ord('A') + len(options) - 1)}", span_of(values["gold"][1]), "gold"))
+            last = chr(ord("A") + len(options) - 1)
+            issues.append(Issue(f"gold must be a letter A-{last}", span_of(values["gold"][1]), "gold"))
             return None
         values["gold"] = (gold, values["gold"][1])
     extra: dict[str, Any] = {}

@@ -73,7 +73,7 @@ def _read_csv(path: Path) -> Iterator[dict[str, Any]]:
         header = [_norm_key(h) for h in next(reader, [])]
         for row in reader:
             if any(cell.strip() for cell in row):
-                yield {k: v for k, v in zip(header, row) if k}
+                yield {k: v for k, v in zip(header, row, strict=False) if k}
         return
     try:  # MMLU's own header-less files: question, option A, B, C, D, answer letter
         dialect: Any = csv.Sniffer().sniff(text[:4096], delimiters=",;\t")
@@ -187,7 +187,9 @@ def _gold(row: dict[str, Any], options: list[str], use_corrections: bool) -> tup
             return None, "flagged by MMLU-Redux as having no single correct answer"
         if flag == "wrong groundtruth":
             fixed = answer_index(row.get("correct_answer"), options)
-            return (fixed, "") if fixed is not None else (None, "flagged wrong ground truth without a usable correction")
+            if fixed is None:
+                return None, "flagged wrong ground truth without a usable correction"
+            return fixed, ""
     index = answer_index(answer, options)
     return (index, "") if index is not None else (None, "answer not interpretable as one of the options")
 
@@ -241,7 +243,8 @@ def import_mmlu_redux(path: str | os.PathLike[str], out_dir: str | os.PathLike[s
     for subject, counts in sorted(reasons.items()):
         n = sum(counts.values())
         result.rows_skipped += n
-        result.skipped[f"{subject} ({n} row{'s' if n != 1 else ''})"] = "; ".join(f"{c} {why}" for why, c in counts.most_common())
+        why_skipped = "; ".join(f"{c} {why}" for why, c in counts.most_common())
+        result.skipped[f"{subject} ({n} row{'s' if n != 1 else ''})"] = why_skipped
     for subject in sorted((wanted or set()) - set(seen)):
         result.skipped[subject] = "subject not found"
     return result

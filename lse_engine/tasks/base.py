@@ -81,8 +81,8 @@ class ColumnValues:
     def describe(self) -> str:
         """The clause the evolver reads: "orders.status holds only these values: 'D' (e.g. 'Order 7'), 'S'"."""
         if self.kind == "listed":
-            shown = [v + (f" (e.g. {e})" if e else "") for v, e in zip(self.values, self.examples or [""] * len(self.values),
-                                                                       strict=True)]
+            examples = self.examples or ("",) * len(self.values)
+            shown = [v + (f" (e.g. {e})" if e else "") for v, e in zip(self.values, examples, strict=True)]
             return f"{self.where} {self.ONLY_VALUES}" + ", ".join(shown)
         if self.kind == "text":
             return f"{self.where} {self.SUCH_VALUES}" + ", ".join(self.values)

@@ -211,7 +211,8 @@ def render_schema(db_path: str | os.PathLike[str], example_values: int = 3) -> s
                 lines.append((f"  PRIMARY KEY ({', '.join(quote_ident(p) for p in pk)})", ""))
             for fk in fks:
                 lines.append(
-                    (f"  FOREIGN KEY ({quote_ident(fk[3])}) REFERENCES {quote_ident(fk[2])}({quote_ident(fk[4] or fk[3])})", "")
+                    (f"  FOREIGN KEY ({quote_ident(fk[3])}) REFERENCES "
+                     f"{quote_ident(fk[2])}({quote_ident(fk[4] or fk[3])})", "")
                 )
             body = []
             for i, (decl, comment) in enumerate(lines):

@@ -50,7 +50,8 @@ def state_chat(state: State, task_kind: str) -> Chat:
     return request.chats[0]
 
 
-def stop_at(policy: Policy, ids: list[int], max_tokens: int, stops: Sequence[str] = (STOP,)) -> tuple[list[int], str, bool]:
+def stop_at(policy: Policy, ids: list[int], max_tokens: int,
+            stops: Sequence[str] = (STOP,)) -> tuple[list[int], str, bool]:
     """A sampled completion as the search's evolver call returns it: the tokens up to the one that completes
     a stop string (the search generates no further), their text before it, and whether the token limit was hit."""
     text = policy.decode(ids)
@@ -136,7 +137,8 @@ def collect(env: TrainEnv, policy: Policy, state: State, cfg: TrainConfig, sampl
             reward=cfg.reward, invalid_reward=cfg.invalid_reward, noop_reward=cfg.noop_reward, false=bool(false)))
         edits.append([ids for ids, _, _ in cut])
         texts.append(candidate.raw)
-    return Rollout(state, prompts, edits, texts, parent, rewards, advantages([r.reward for r in rewards], cfg.advantage))
+    return Rollout(state, prompts, edits, texts, parent, rewards,
+                   advantages([r.reward for r in rewards], cfg.advantage))
 
 
 @torch.no_grad()

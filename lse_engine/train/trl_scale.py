@@ -62,7 +62,7 @@ class StateReward:
 
     def __call__(self, prompts: list[Any], completions: list[Any], state_id: list[str], **_: Any) -> list[float]:
         out = []
-        for completion, sid in zip(completions, state_id):
+        for completion, sid in zip(completions, state_id, strict=True):
             state = self.states[sid]
             chat = state_chat(state, self.env.task_kind(state))
             raw = completion[-1]["content"] if isinstance(completion, list) else str(completion)

@@ -37,7 +37,8 @@ async def gold_diagnostics(ls: LseServer, suite: Suite,
         checker = await analyzer.run(analyzer.checker, suite.database, timeout, sql=True)
     except asyncio.TimeoutError:
         return [types.Diagnostic(range=to_range(suite.database_span), code="not-sqlite", source=SOURCE,
-                                 message="the database took too long to open", severity=types.DiagnosticSeverity.Warning)]
+                                 message="the database took too long to open",
+                                 severity=types.DiagnosticSeverity.Warning)]
     except Exception as exc:  # not a database, unreadable, …
         return [types.Diagnostic(range=to_range(suite.database_span), code="not-sqlite", source=SOURCE,
                                  message=f"cannot open the database: {exc}", severity=types.DiagnosticSeverity.Error)]

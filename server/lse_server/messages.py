@@ -77,7 +77,8 @@ def summary(kind: str, name: str, result: Mapping[str, Any], rounds_fallback: in
         if rounds_text:
             parts.append(rounds_text)
         if best_test is not None:
-            parts.append(f"test {pct(root_test)} → {pct(best_test)}" if root_test is not None else f"test {pct(best_test)}")
+            before = f"{pct(root_test)} → " if root_test is not None else ""
+            parts.append(f"test {before}{pct(best_test)}")
         if edits_text:
             parts.append(edits_text)
         return f"LSE evolve of {name}: " + ", ".join(parts)

@@ -64,7 +64,7 @@ log = logging.getLogger("lse_server.runs")
 LOG_EVERY_S = 2.0  # progress as log lines (clients without $/progress): at most this often, plus every node
 LENS_REFRESH_S = 1.0
 PLAN_BUDGET_S = 1.5
-CANCEL_ANSWER_S = 1.0  # lse.cancel answers once the run ended, or after this long  # reading the suite and settings for the start message
+CANCEL_ANSWER_S = 1.0  # lse.cancel answers once the run ended, or after this long
 APPLY, DISCARD, SHOW_DIFF = "Apply", "Discard", "Show diff"
 
 

@@ -78,7 +78,8 @@ def code_actions(ls: LseServer, params: types.CodeActionParams) -> list[types.Co
         return [_action(cancel_title(job), Command.CANCEL, {"uri": uri, "runId": job.run_id})]
     actions = [_action("Evaluate prompt", Command.EVALUATE, {"uri": uri})]
     pending = ls.jobs.unapplied_for(uri)
-    if pending is not None and pending.unapplied and parse_prompt(found[1], found[0])[0].instructions == pending.instructions:
+    unchanged = pending is not None and parse_prompt(found[1], found[0])[0].instructions == pending.instructions
+    if pending is not None and pending.unapplied and unchanged:
         label = score_label(pending.unapplied.get("rootDev"), pending.unapplied.get("winnerDev")).removeprefix("LSE: ")
         actions.append(_action(f"{APPLY_TITLE} ({label}, run {pending.run_id})", Command.APPLY_WINNER,
                                {"uri": uri, "runId": pending.run_id}))

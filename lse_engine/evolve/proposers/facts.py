@@ -165,7 +165,8 @@ def parse_fact(text: str, names: set[str] | frozenset[str] = frozenset()) -> str
 
     A sentence says something the schema does not when it names a value (a quoted literal, a number, a code in
     capitals), relates two of the database's columns (`names`: a formula, a join), or says how values are stored
-    ("stored in kilograms", "stored as M or F") in words that are not the database's names. One that only restates the schema ("customers are stored in a table named customers")
+    ("stored in kilograms", "stored as M or F") in words that are not the database's names. One that only restates
+    the schema ("customers are stored in a table named customers")
     tells the task model nothing new."""
     fact = (text or "").strip().split("\n", 1)[0].strip().strip('"').strip()
     for lead in _FACT_LEADS:

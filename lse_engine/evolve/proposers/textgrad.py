@@ -34,7 +34,8 @@ class TextGradProposer(InstructionsProposer):
         if ctx.cancel.cancelled:
             raise Cancelled("cancelled")
         found = findings_of(ctx.task, problems, outcomes)
-        chats = [build_critique_chat(node.instructions, problem_entry(i, p, outs, ctx.task_kind, 1200, found.get(p.id, ())))
+        chats = [build_critique_chat(node.instructions,
+                                     problem_entry(i, p, outs, ctx.task_kind, 1200, found.get(p.id, ())))
                  for i, p, outs in failures]
         sampling = dataclasses.replace(ctx.sampling, seed=ctx.seed(round_, CRITIQUE_ATTEMPT))
         comps = ctx.evolver.generate(chats, sampling)
