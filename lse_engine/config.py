@@ -41,7 +41,9 @@ else:  # pragma: no cover
 DEFAULT_CPU_MODEL = "qwen2.5-coder-0.5b"  # the catalog's GGUF: `lse models pull qwen2.5-coder-0.5b`
 DEFAULT_GPU_MODEL = "Qwen/Qwen3-4B-Instruct-2507"
 CONFIG_FILE = "lse.toml"
-MODEL_IDENTITY = ("backend", "model", "gguf_file", "base_url", "api_key_env")  # keys that pick the weights
+# The keys that pick the weights: an evolver naming any of them is a model of its own, and
+# `models.resolve.model_identity` (what "the same model" means to the pool and the outcome cache) is built on them.
+MODEL_IDENTITY = ("backend", "model", "gguf_file", "base_url", "api_key_env")
 
 
 @dataclass

@@ -9,7 +9,8 @@ from typing import Any
 from lse_engine.config import Config, load_config
 from lse_engine.files import PromptFile, Suite, load_prompt, load_suite
 from lse_engine.llm.base import LLM, CancelToken
-from lse_engine.llm.pool import ModelPool, build_llm, resolve_adapter, resolve_backend, sampling_of
+from lse_engine.llm.pool import ModelPool, build_llm, sampling_of
+from lse_engine.models.resolve import resolve_adapter, resolve_backend
 from lse_engine.scoring import Scorer
 from lse_engine.store import Store
 from lse_engine.tasks import Task, make_task

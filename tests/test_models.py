@@ -392,3 +392,25 @@ def test_an_unwritable_cache_is_one_clear_error(ws: Path, toy: Toy, tmp_path: Pa
     assert code == 2 and out == ""
     assert flat(err) == (f"error: cannot write to the model cache {tmp_path / 'a-file' / 'models'}: Not a directory "
                          "(set LSE_CACHE_DIR to a writable folder)")
+
+
+@pytest.mark.parametrize("backend", ["transformers", "openai"])
+def test_every_weight_key_and_load_key_makes_another_model_and_sampling_does_not(tmp_path: Path, backend: str) -> None:
+    """`model_identity` keys the model pool and the outcome cache: a profile differing in any key that picks the
+    weights (config.MODEL_IDENTITY; the server's keys only for a server) or loads them is another model, one that
+    differs only in sampling is the same."""
+    import dataclasses
+
+    from lse_engine.config import MODEL_IDENTITY, ModelConfig, SamplingConfig
+    from lse_engine.models.resolve import model_identity
+
+    base = ModelConfig(backend=backend, model="org/model", base_url="http://127.0.0.1:1/v1")
+    other = {"backend": "vllm" if backend == "openai" else "openai", "model": "org/other", "gguf_file": "x.gguf",
+             "base_url": "http://127.0.0.1:2/v1", "api_key_env": "OTHER_KEY", "adapter": "trained",
+             "device": "cuda", "dtype": "bfloat16"}
+    server_only = {"base_url", "api_key_env"}
+    for key in [*MODEL_IDENTITY, "adapter", "device", "dtype"]:
+        changed = model_identity(dataclasses.replace(base, **{key: other[key]}), tmp_path) != model_identity(base, tmp_path)
+        assert changed == (backend == "openai" or key not in server_only), key
+    hotter = dataclasses.replace(base, sampling=SamplingConfig(temperature=1.0, max_tokens=9))
+    assert model_identity(hotter, tmp_path) == model_identity(base, tmp_path)

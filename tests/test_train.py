@@ -502,7 +502,7 @@ def test_self_task_model_answers_with_the_adapter_off(tiny_model_dir: str) -> No
 
 
 def test_train_with_the_self_task_model(tmp_path: Path, tiny_model_dir: str) -> None:
-    from lse_engine.llm.pool import model_identity
+    from lse_engine.models.resolve import model_identity
     from lse_engine.train import train
 
     prompt = make_runs(tmp_path / "ws", seeds=(0,))

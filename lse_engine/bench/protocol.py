@@ -36,7 +36,8 @@ from lse_engine.evolve.recorder import load_tree, per_problem
 from lse_engine.evolve.significance import paired_interval
 from lse_engine.evolve.tree import RULES, Tree
 from lse_engine.llm.base import CancelToken
-from lse_engine.llm.pool import LLMFactory, ModelPool, model_identity
+from lse_engine.llm.pool import LLMFactory, ModelPool
+from lse_engine.models.resolve import model_identity
 from lse_engine.progress import ProgressEvent
 from lse_engine.runner import RunPlan, resume_run, run_search, score_tests, start_run
 from lse_engine.store import Store

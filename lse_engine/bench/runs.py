@@ -20,7 +20,8 @@ from lse_engine.evolve.context import SearchContext
 from lse_engine.evolve.recorder import StoreRecorder
 from lse_engine.files import Suite, load_suite
 from lse_engine.llm.base import CancelToken
-from lse_engine.llm.pool import ModelPool, resolve_backend
+from lse_engine.llm.pool import ModelPool
+from lse_engine.models.resolve import resolve_backend
 from lse_engine.progress import ProgressCallback
 from lse_engine.runner import make_scorer, search_context
 from lse_engine.scoring import Scorer

@@ -20,7 +20,7 @@ from lse_engine.cli.common import TINY_NOTE, console, duration, err_console, ove
 from lse_engine.cli.eval import run_eval
 from lse_engine.cli.evolve import run_evolve_quietly
 from lse_engine.evolve.result import SearchResult
-from lse_engine.llm.pool import model_identity, resolve_backend
+from lse_engine.models.resolve import model_identity, resolve_backend
 from lse_engine.workspace import Workspace
 
 DEMO_MODEL = "qwen2.5-coder-0.5b"

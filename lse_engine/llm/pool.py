@@ -6,63 +6,16 @@ model": it keys the pool and the outcome cache alike.
 
 from __future__ import annotations
 
-import importlib.util
-import json
 import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from lse_engine.config import DEFAULT_CPU_MODEL, DEFAULT_GPU_MODEL, ModelConfig
+from lse_engine.config import ModelConfig
 from lse_engine.llm.base import LLM, Chat, Completion, Sampling
+from lse_engine.models.resolve import model_identity, model_ref, resolve_adapter, resolve_backend
 
-ALIASES = ("smollm2", "tiny")  # names the engine resolves itself (not paths, not HF ids)
 LLMFactory = Callable[[ModelConfig], LLM]
-
-
-def _cuda_available() -> bool:
-    try:
-        import torch
-
-        return bool(torch.cuda.is_available())
-    except Exception:
-        return False
-
-
-def resolve_backend(mc: ModelConfig) -> tuple[str, str]:
-    """Turn `auto` backend/model into concrete ones: vLLM + the paper's size on a GPU, transformers on CPU."""
-    backend, model = mc.backend, mc.model
-    if backend == "auto":
-        on_gpu = _cuda_available() and importlib.util.find_spec("vllm") is not None
-        backend = "vllm" if on_gpu else ("openai" if mc.base_url else "transformers")
-    if model == "auto":
-        model = DEFAULT_GPU_MODEL if backend == "vllm" else DEFAULT_CPU_MODEL
-    return backend, model
-
-
-def resolve_adapter(adapter: str, root: Path) -> str | None:
-    """An adapter given as a name under `.lse/evolvers/` or as a path."""
-    if not adapter:
-        return None
-    named = root / ".lse" / "evolvers" / adapter
-    if named.is_dir():
-        return str(named)
-    return str(Path(adapter).expanduser().resolve())
-
-
-def _model_ref(backend: str, model: str, root: Path) -> str:
-    """The model as the backend will be given it: a path relative to the workspace becomes absolute."""
-    if backend != "openai" and model not in ALIASES and (root / model).exists():
-        return str((root / model).resolve())
-    return model
-
-
-def model_identity(mc: ModelConfig, root: Path) -> str:
-    """What makes two profiles the same model: backend, weights, adapter, server, device and dtype (not sampling)."""
-    backend, model = resolve_backend(mc)
-    server = mc.base_url if backend == "openai" else ""
-    return json.dumps([backend, _model_ref(backend, model, root), mc.gguf_file, server,
-                       resolve_adapter(mc.adapter, root) or "", mc.device, mc.dtype])
 
 
 def build_llm(mc: ModelConfig, root: Path) -> LLM:
@@ -81,7 +34,7 @@ def build_llm(mc: ModelConfig, root: Path) -> LLM:
             kwargs["gguf_file"] = mc.gguf_file
         if backend == "transformers":
             kwargs["threads"] = mc.threads
-    return make_llm(backend, _model_ref(backend, model, root), **kwargs)
+    return make_llm(backend, model_ref(backend, model, root), **kwargs)
 
 
 class LazyLLM:

@@ -21,6 +21,8 @@ from lse_engine.errors import Cancelled, LSEError, ModelNotFoundError
 from lse_engine.llm import cpu_threads
 from lse_engine.llm.base import CancelToken, Chat, Completion, Sampling, continues_reply
 from lse_engine.llm.prefix_cache import PrefixCache
+from lse_engine.models.resolve import looks_like_path
+from lse_engine.models.store import hf_cache_dir
 
 PREFIX_CACHE_MB = 512  # keys/values of recent shared prefixes kept between calls (a 0.5B model: ~25 KB a token)
 RECENT_CALLS = 8  # generate() calls `tokens_per_s` is measured over
@@ -62,24 +64,6 @@ def smollm2_gguf_path() -> str:
     spec = Catalog().get("smollm2")
     assert spec is not None
     return str(require_local(spec))
-
-
-def hf_cache_dir() -> str:
-    """The Hugging Face hub cache that `from_pretrained` reads (honours HF_HOME / HF_HUB_CACHE)."""
-    try:
-        from huggingface_hub import constants
-
-        return str(constants.HF_HUB_CACHE)
-    except ImportError:  # pragma: no cover - transformers depends on huggingface_hub
-        home = os.environ.get("HF_HOME", os.path.join(os.path.expanduser("~"), ".cache", "huggingface"))
-        return os.path.join(home, "hub")
-
-
-def looks_like_path(model: str) -> bool:
-    """True for strings that name a filesystem location rather than a Hugging Face id (`org/name`)."""
-    from lse_engine.models.resolve import looks_like_path as is_path
-
-    return is_path(model)
 
 
 def missing_model_message(model: str, gguf_file: str | None = None, reason: str = "") -> str:

@@ -14,7 +14,8 @@ from typing import Any
 
 from lse_engine.errors import LSEError, ModelNotFoundError
 from lse_engine.llm.base import Chat, Completion, Sampling, continues_reply
-from lse_engine.llm.transformers_backend import local_weights_problem, looks_like_path, missing_model_message
+from lse_engine.llm.transformers_backend import local_weights_problem, missing_model_message
+from lse_engine.models.resolve import looks_like_path
 
 LORA_RANKS = (8, 16, 32, 64, 128, 256, 320, 512)  # the max_lora_rank values vLLM accepts
 

@@ -13,7 +13,7 @@ from lse_engine.config import Config, ModelConfig
 from lse_engine.errors import ModelNotFoundError
 from lse_engine.models.catalog import Catalog, ModelSpec
 from lse_engine.models.pull import ensure_model, human_size, locate
-from lse_engine.models.resolve import looks_like_path
+from lse_engine.models.resolve import looks_like_path, resolve_adapter, resolve_backend
 
 
 @dataclass(frozen=True)
@@ -44,8 +44,6 @@ def profiles(config: Config, roles: Iterable[str] = ("model", "evolver")) -> lis
 def missing(config: Config, roles: Iterable[str] = ("model", "evolver"), extra: Iterable[Role] = ()) -> list[Missing]:
     """Every model the roles (and `extra` profiles: trained evolvers a bench compares) need that is not on disk,
     each named once."""
-    from lse_engine.llm.pool import resolve_adapter, resolve_backend
-
     catalog = catalog_of(config)
     found: dict[str, Missing] = {}
     for role, profile in [*profiles(config, roles), *extra]:

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import importlib.util
+import json
 import os
+from pathlib import Path
 
+from lse_engine.config import DEFAULT_CPU_MODEL, DEFAULT_GPU_MODEL, ModelConfig
 from lse_engine.errors import ModelNotFoundError
 from lse_engine.models.catalog import Catalog
 from lse_engine.models.pull import require_local
@@ -52,3 +56,55 @@ def resolve_model(model: str, gguf_file: str | None = None, catalog: Catalog | N
             if any(hf.repo == model for hf in s.hf):
                 return model, next(hf.filename for hf in s.hf if hf.repo == model)
     return model, gguf_file
+
+
+ALIASES = ("smollm2", "tiny")  # names the engine resolves itself (not paths, not HF ids)
+
+
+def cuda_available() -> bool:
+    try:
+        import torch
+
+        return bool(torch.cuda.is_available())
+    except Exception:
+        return False
+
+
+def resolve_backend(mc: ModelConfig) -> tuple[str, str]:
+    """Turn `auto` backend/model into concrete ones: vLLM + the paper's size on a GPU, transformers on CPU."""
+    backend, model = mc.backend, mc.model
+    if backend == "auto":
+        on_gpu = cuda_available() and importlib.util.find_spec("vllm") is not None
+        backend = "vllm" if on_gpu else ("openai" if mc.base_url else "transformers")
+    if model == "auto":
+        model = DEFAULT_GPU_MODEL if backend == "vllm" else DEFAULT_CPU_MODEL
+    return backend, model
+
+
+def resolve_adapter(adapter: str, root: Path) -> str | None:
+    """An adapter given as a name under `.lse/evolvers/` or as a path."""
+    if not adapter:
+        return None
+    named = root / ".lse" / "evolvers" / adapter
+    if named.is_dir():
+        return str(named)
+    return str(Path(adapter).expanduser().resolve())
+
+
+def model_ref(backend: str, model: str, root: Path) -> str:
+    """The model as the backend will be given it: a path relative to the workspace becomes absolute."""
+    if backend != "openai" and model not in ALIASES and (root / model).exists():
+        return str((root / model).resolve())
+    return model
+
+
+def model_identity(mc: ModelConfig, root: Path) -> str:
+    """The one rule for "the same model" (it keys the model pool and the outcome cache): the weights
+    (`config.MODEL_IDENTITY`'s keys, resolved: `auto` made concrete, a workspace path made absolute, the server
+    and its key only for `openai`) and how they are loaded (adapter, device, dtype); never sampling."""
+    backend, model = resolve_backend(mc)
+    server = mc.base_url if backend == "openai" else ""
+    if backend == "openai" and mc.api_key_env != ModelConfig.api_key_env:
+        server += f" ({mc.api_key_env})"  # another account may be another deployment
+    return json.dumps([backend, model_ref(backend, model, root), mc.gguf_file, server,
+                       resolve_adapter(mc.adapter, root) or "", mc.device, mc.dtype])

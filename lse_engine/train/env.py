@@ -18,7 +18,8 @@ from lse_engine.errors import LSEError
 from lse_engine.evolve.proposers import ProposerContext
 from lse_engine.files import Suite, load_suite
 from lse_engine.llm.base import LLM, CancelToken, Chat, Completion, Sampling
-from lse_engine.llm.pool import ModelPool, build_llm, model_identity, resolve_backend
+from lse_engine.llm.pool import ModelPool, build_llm
+from lse_engine.models.resolve import cuda_available, model_identity, resolve_backend
 from lse_engine.runner import make_scorer
 from lse_engine.scoring import Scorer
 from lse_engine.store import Store
@@ -182,10 +183,9 @@ class TrainEnv:
                 raise LSEError("training needs the evolver's weights on this machine: set [evolver] backend "
                                "to transformers (or auto) and model to a Hugging Face id or a local path")
             profile = dataclasses.replace(self.evolver_profile(), backend="transformers")
-            from lse_engine.llm.pool import _cuda_available
             from lse_engine.llm.transformers_backend import resolve_dtype
 
-            device = profile.device if profile.device != "auto" else ("cuda" if _cuda_available() else "cpu")
+            device = profile.device if profile.device != "auto" else ("cuda" if cuda_available() else "cpu")
             if resolve_dtype(profile.dtype, device, None) == "int8":
                 profile = dataclasses.replace(profile, dtype="float32")  # trained weights are floats
             self._llms["evolver"] = self._build(profile, shared=False)
