@@ -87,13 +87,17 @@ class Runner:
             self.model = ctranslate2.Generator(str(model_dir), device="cpu", compute_type="int8",
                                                intra_threads=threads, inter_threads=1)
         else:
+            import json
+
             import onnxruntime_genai as og
 
             config = og.Config(str(model_dir))
             config.clear_providers()
+            # the same thread count as the engine's rows (onnxruntime's default is every core)
+            config.overlay(json.dumps({"model": {"decoder": {"session_options": {"intra_op_num_threads": threads,
+                                                                                 "inter_op_num_threads": 1}}}}))
             self.og = og
             self.model = og.Model(config)
-            self.threads = threads
 
     def batch(self, prompts: Sequence[list[int]], max_new: int, stops: Sequence[str]) -> list[list[int]]:
         """Greedy replies, a row stopping at an end token or once its text holds a stop string."""
