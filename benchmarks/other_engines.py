@@ -43,6 +43,10 @@ def hf_export(path: str, gguf: str | None, name: str) -> Path:
 
     kwargs = {"gguf_file": gguf} if gguf else {}
     model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32, **kwargs)
+    # the weights are de-quantised floats by now; transformers still marks a GGUF model as quantised (unsavable)
+    model.hf_quantizer = None
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
     model.save_pretrained(out)
     AutoTokenizer.from_pretrained(path, **kwargs).save_pretrained(out)
     del model
@@ -83,13 +87,17 @@ class Runner:
             self.model = ctranslate2.Generator(str(model_dir), device="cpu", compute_type="int8",
                                                intra_threads=threads, inter_threads=1)
         else:
+            import json
+
             import onnxruntime_genai as og
 
             config = og.Config(str(model_dir))
             config.clear_providers()
+            # the same thread count as the engine's rows (onnxruntime's default is every core)
+            config.overlay(json.dumps({"model": {"decoder": {"session_options": {"intra_op_num_threads": threads,
+                                                                                 "inter_op_num_threads": 1}}}}))
             self.og = og
             self.model = og.Model(config)
-            self.threads = threads
 
     def batch(self, prompts: Sequence[list[int]], max_new: int, stops: Sequence[str]) -> list[list[int]]:
         """Greedy replies, a row stopping at an end token or once its text holds a stop string."""
