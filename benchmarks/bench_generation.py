@@ -117,7 +117,7 @@ def worked_replies(problems: list[Any]) -> list[str]:
 def evolver_chat(task: Any, problems: list[Any], replies: list[str]) -> Chat:
     """An evolver request of the demo's size: the agent prompt with the schema and five answers with their gold."""
     summary = "\n\n".join(f"Problem {i + 1}: {p.question}\nAgent's response:\n{r}\nResult: wrong. Gold SQL: {p.gold}"
-                          for i, (p, r) in enumerate(zip(problems[:5], replies[:5])))
+                          for i, (p, r) in enumerate(zip(problems[:5], replies[:5], strict=False)))
     text = EVOLVER_REQUEST.format(agent_prompt=task.agent_prompt(INSTRUCTIONS), instructions=INSTRUCTIONS,
                                   n=len(problems[:5]), summary=summary)
     return [{"role": "user", "content": text}]
@@ -199,7 +199,7 @@ def agreement(llm: Any, models: dict[str, Any], chats: list[Chat], replies: list
 
         def choose(logits: Any, rows: list[int], picked: list[list[int]] = picked) -> Any:
             tokens = []
-            for row, best in zip(rows, logits.argmax(dim=-1).tolist()):
+            for row, best in zip(rows, logits.argmax(dim=-1).tolist(), strict=True):
                 picked[row].append(best)
                 tokens.append(forced[row][len(picked[row]) - 1])
             return torch.tensor(tokens)
@@ -209,8 +209,10 @@ def agreement(llm: Any, models: dict[str, Any], chats: list[Chat], replies: list
                                            lambda row, gen: len(gen) >= len(forced[row]), pad_id=0)
         picks[name] = picked
     total = sum(len(f) for f in forced)
-    return {name: round(sum(a == b for p, q in zip(picked, picks["fp32"]) for a, b in zip(p, q)) / total, 4)
-            for name, picked in picks.items() if name != "fp32"}
+    def same(picked: list[list[int]]) -> int:
+        return sum(a == b for p, q in zip(picked, picks["fp32"], strict=True) for a, b in zip(p, q, strict=False))
+
+    return {name: round(same(picked) / total, 4) for name, picked in picks.items() if name != "fp32"}
 
 
 def evolver_run(llm: Any, chat: Chat, tokens: int) -> dict[str, Any]:
@@ -383,7 +385,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     def run_engine(chats: list[Chat], s: Sampling, runner: Any = runner) -> list[Completion]:
                         outs = runner.batch(prompts, s.max_tokens, s.stop)
                         return [Completion(cut_at_stop(llm.tokenizer.decode(o, skip_special_tokens=True), s.stop)[0],
-                                           len(p), len(o)) for o, p in zip(outs, prompts)]
+                                           len(p), len(o)) for o, p in zip(outs, prompts, strict=True)]
                     r, replies[name] = timed(run_engine, chats, greedy)
                     r["precision"] = precision(name, args)
                     del runner
@@ -430,24 +432,34 @@ def describe(r: dict[str, Any]) -> str:
             f"{r['s_per_problem']:6.2f} s a problem{right} (load {r['load_before']}→{r['load_after']})")
 
 
+def same_texts(a: list[Completion], b: list[Completion]) -> int:
+    return sum(x.text == y.text for x, y in zip(a, b, strict=False))
+
+
+def compare_replies(res: dict[str, Any], replies: dict[str, list[Completion]]) -> None:
+    """How often two configurations give the same reply: the engine vs one at a time (fp32), a lower precision vs
+    float32, and a batched call vs one call of all (a reply should not depend on the chats batched with it)."""
+    configs = res["configs"]
+    if "baseline" in replies and "engine fp32" in replies:
+        n = len(replies["baseline"])
+        res["same_greedy_fp32"] = sum(a == b for a, b in zip(replies["baseline"], replies["engine fp32"][:n],
+                                                             strict=False))
+        res["same_greedy_of"] = n
+    for name, out in replies.items():
+        if "engine fp32" in replies and name.startswith("engine ") and name != "engine fp32":
+            configs[name]["same_text_as_fp32"] = same_texts(out, replies["engine fp32"])
+        whole = name.rsplit(" ", 1)[0]
+        if name.startswith("engine ") and name.split()[-1].startswith("b") and whole in replies:
+            configs[name]["same_text_as_one_call"] = same_texts(out, replies[whole])
+
+
 def summarise(res: dict[str, Any], default: str, replies: dict[str, list[Completion]]) -> None:
     configs = res["configs"]
     base = configs.get("baseline")
     for r in configs.values():
         if base and "s_per_problem" in r:
             r["speedup"] = round(base["s_per_problem"] / r["s_per_problem"], 2)
-    if "baseline" in replies and "engine fp32" in replies:
-        n = len(replies["baseline"])
-        res["same_greedy_fp32"] = sum(a == b for a, b in zip(replies["baseline"], replies["engine fp32"][:n]))
-        res["same_greedy_of"] = n
-    if "engine fp32" in replies:  # how often a lower precision gives the float32 reply, word for word
-        for name, out in replies.items():
-            if name.startswith("engine ") and name != "engine fp32":
-                configs[name]["same_text_as_fp32"] = sum(a.text == b.text for a, b in zip(out, replies["engine fp32"]))
-    for name in replies:  # a reply should not depend on the chats it was batched with
-        if name.startswith("engine ") and name.split()[-1].startswith("b") and name.rsplit(" ", 1)[0] in replies:
-            whole = replies[name.rsplit(" ", 1)[0]]
-            configs[name]["same_text_as_one_call"] = sum(a.text == b.text for a, b in zip(replies[name], whole))
+    compare_replies(res, replies)
     ev = next((r for k, r in res.get("evolver", {}).items() if k.startswith(default)), None)
     if default in configs and ev:
         res["projected_demo_s"] = round(DEMO_PROBLEMS * configs[default]["s_per_problem"]
@@ -456,6 +468,11 @@ def summarise(res: dict[str, Any], default: str, replies: dict[str, list[Complet
     # the target is for the demo model; a random 2-layer stand-in spends its time elsewhere (a 512-token vocabulary)
     judged = res["real_model"] and "speedup" in configs.get(default, {})  # needs the baseline row in this run
     res["pass"] = bool(configs.get(default, {}).get("speedup", 0) >= TARGET_RATIO) or not judged
+    print_summary(res, default, judged)
+
+
+def print_summary(res: dict[str, Any], default: str, judged: bool) -> None:
+    configs = res["configs"]
     print()
     print("| configuration | tokens/s | s/problem | vs one at a time | right | load |")
     print("| --- | --- | --- | --- | --- | --- |")
@@ -467,7 +484,8 @@ def summarise(res: dict[str, Any], default: str, replies: dict[str, list[Complet
             print(f"| {name} | {r['tokens_per_s']:.1f} | {r['s_per_problem']:.2f} | {r.get('speedup', 1.0):.1f}× "
                   f"| {right} | {r['load_before']}–{r['load_after']} |")
     if "same_greedy_fp32" in res:
-        print(f"greedy fp32 replies identical, engine vs one at a time: {res['same_greedy_fp32']}/{res['same_greedy_of']}")
+        print("greedy fp32 replies identical, engine vs one at a time: "
+              f"{res['same_greedy_fp32']}/{res['same_greedy_of']}")
     for name, r in configs.items():
         if "same_text_as_one_call" in r:
             print(f"{name}: {r['same_text_as_one_call']}/{r['problems']} replies identical to one call of all")

@@ -96,18 +96,35 @@ def bird_sized(db: Path, tokens: int) -> None:
         n += 1
         cols = [f"{name}_{j}" for j, (name, _, _) in enumerate(kinds)]
         conn.execute(f"CREATE TABLE ledger_{n:02d} (entry_id INTEGER PRIMARY KEY, "
-                     + ", ".join(f"{c} {t}" for c, (_, t, _) in zip(cols, kinds)) + ")")
+                     + ", ".join(f"{c} {t}" for c, (_, t, _) in zip(cols, kinds, strict=True)) + ")")
         for i in range(5):
             conn.execute(f"INSERT INTO ledger_{n:02d} VALUES ({i}, " + ", ".join(v(i + n) for _, _, v in kinds) + ")")
     conn.commit()
     conn.close()
 
 
+def workload_chats(spec: dict[str, Any], tmp: Path) -> tuple[Any, list[Any], list[Any]]:
+    """(task, problems, chats) of a workload: the demo's shop database, or for "bird" one grown to BIRD's size."""
+    from bench_generation import task_chats
+
+    task, problems, chats = task_chats(tmp, spec["chats"], 3)
+    if spec["workload"] == "bird":
+        task.close()
+        from examples.shop.build_db import build
+        from lse_engine.tasks.text_to_sql import SQLiteTask
+
+        db = build(tmp / "bird.sqlite")
+        bird_sized(db, spec["bird_tokens"])
+        task = SQLiteTask(db, example_values=3)
+        chats = [task.render("Return one SQLite query.", p) for p in problems]
+    return task, problems, chats
+
+
 def worker(spec: dict[str, Any]) -> dict[str, Any]:
     """Load the models a workload names along `spec["path"]` and run its steps; peaks and RSS in MB."""
     import gc
 
-    from bench_generation import evolver_chat, task_chats, worked_replies
+    from bench_generation import evolver_chat, worked_replies
 
     from lse_engine.llm import gguf_load, memory
     from lse_engine.llm.base import Sampling
@@ -116,16 +133,7 @@ def worker(spec: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {"path": spec["path"], "load_before": load_avg(), "phases": []}
     tmp = Path(tempfile.mkdtemp(prefix="lse-bench-mem-"))
     try:
-        task, problems, chats = task_chats(tmp, spec["chats"], 3)
-        if spec["workload"] == "bird":
-            task.close()
-            from examples.shop.build_db import build
-            from lse_engine.tasks.text_to_sql import SQLiteTask
-
-            db = build(tmp / "bird.sqlite")
-            bird_sized(db, spec["bird_tokens"])
-            task = SQLiteTask(db, example_values=3)
-            chats = [task.render("Return one SQLite query.", p) for p in problems]
+        task, problems, chats = workload_chats(spec, tmp)
         out["rss_imports_mb"] = mb(status_kb("VmRSS"))
         if spec["path"] == "old":  # transformers' loader, then quantize_int8: what the engine did before
             gguf_load._processor = lambda *a: (_ for _ in ()).throw(gguf_load.Unsupported("baseline"))  # type: ignore[assignment]

@@ -95,7 +95,7 @@ def test_header_reader_agrees_with_the_gguf_package(gguf_path: str, tmp_path: Pa
     assert ours.architecture == "qwen2" and ours.metadata["qwen2.block_count"] == 2
     assert ours.metadata["tokenizer.ggml.tokens"] == len(theirs.fields["tokenizer.ggml.tokens"].data)  # walked over
     assert [t.name for t in ours.tensors] == [t.name for t in theirs.tensors]
-    for a, b in zip(ours.tensors, theirs.tensors):
+    for a, b in zip(ours.tensors, theirs.tensors, strict=True):
         assert a.shape == tuple(reversed(b.shape.tolist())) and a.ggml_type == int(b.tensor_type)
         assert np.array_equal(a.read().reshape(-1), np.asarray(b.data).view(np.uint8).reshape(-1))
     cut = tmp_path / "cut.gguf"

@@ -85,7 +85,7 @@ def test_batched_generate_returns_one_completion_per_chat_in_order(llm: Transfor
     assert isinstance(llm, LLM) and llm.model is not None and llm.tokenizer is not None
     out = llm.generate(CHATS, Sampling(max_tokens=12))
     assert len(out) == len(CHATS)
-    for c, chat in zip(out, CHATS):
+    for c, chat in zip(out, CHATS, strict=True):
         assert c.prompt_tokens == len(llm.render(chat)) and 0 < c.completion_tokens <= 12
         assert c.finish_reason in ("stop", "length")
     assert len({c.text for c in out}) > 1  # replies depend on the prompt (the test below would be vacuous else)
@@ -118,7 +118,7 @@ def test_stop_strings_truncate(llm: TransformersLLM) -> None:
     full = llm.generate(CHATS, Sampling(max_tokens=16))
     stop = next(c.text[2:4] for c in full if len(c.text) >= 6 and "\ufffd" not in c.text[2:4])
     cut = llm.generate(CHATS, Sampling(max_tokens=16, stop=(stop, "<never>")))
-    for f, c in zip(full, cut):
+    for f, c in zip(full, cut, strict=True):
         expected = f.text.split(stop)[0] if stop in f.text else f.text
         assert c.text == expected
         if stop in f.text:
@@ -331,7 +331,7 @@ def test_thread_tuner_tries_a_much_slower_count_one_step_at_a_time_and_ever_less
         used = run_tuner(tuner, {1: 1.0, 2: 5.0}, 400)  # 2 threads on busy cores: far slower
         tries = [i for i, n in enumerate(used) if n == 2]
         assert tuner.current == 1 and 3 <= len(tries) <= 5  # each try lasted one step
-        gaps = [b - a for a, b in zip(tries, tries[1:])]
+        gaps = [b - a for a, b in zip(tries, tries[1:], strict=False)]
         assert gaps == sorted(gaps) and gaps[-1] >= 4 * gaps[0]  # backing off: twice as long each time
     finally:
         torch.set_num_threads(before)

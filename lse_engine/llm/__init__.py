@@ -16,7 +16,8 @@ __all__ = ["BACKENDS", "LLM", "CancelToken", "Chat", "Completion", "Message", "S
 
 
 def tiny_model_dir() -> Path:
-    """Where the tiny random model is cached: `<LSE cache>/tiny-model` (`$LSE_CACHE_DIR`, else XDG, else ~/.cache/lse)."""
+    """Where the tiny random model is cached: `<LSE cache>/tiny-model` (`$LSE_CACHE_DIR`, else XDG, else
+    ~/.cache/lse)."""
     from lse_engine.models.store import cache_root
 
     return cache_root() / "tiny-model"

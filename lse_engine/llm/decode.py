@@ -169,7 +169,7 @@ class Decoder:
         have = min(have, len(ids))
         cache = kv_cache.growing_cache(self.layers, len(ids), self.attention_dtype)
         if cached is not None and have:
-            for layer, (k, v) in zip(cache.layers, cached):
+            for layer, (k, v) in zip(cache.layers, cached, strict=True):
                 layer.load(k[:, :, :have], v[:, :, :have], 1)
         if have < len(ids):
             rest = torch.tensor([list(ids[have:])], device=self.device)
@@ -227,7 +227,7 @@ class Decoder:
                 raise Cancelled("cancelled")
             tokens = choose(logits.float(), active)
             keep: list[int] = []
-            for j, (row, t) in enumerate(zip(active, tokens.tolist())):
+            for j, (row, t) in enumerate(zip(active, tokens.tolist(), strict=True)):
                 out[row].append(t)
                 if not (step + 1 >= max_new or finished(row, out[row])):
                     keep.append(j)

@@ -110,8 +110,8 @@ def attention(module: Any, query: Any, key: Any, value: Any, attention_mask: Any
 
 def _attend(query: Any, key: Any, value: Any, allowed: Any, prefix: tuple[Any, Any] | None) -> Any:
     """Softmax attention of (scaled) queries over the prefix and the rows' own slots; products in the keys'
-    dtype, softmax in float32 (its sums in float64). Each part is kept in the layout its matrix product gives (contiguous), and the
-    two are joined through their row maxima and sums."""
+    dtype, softmax in float32 (its sums in float64). Each part is kept in the layout its matrix product gives
+    (contiguous), and the two are joined through their row maxima and sums."""
     import torch
 
     rows, heads, q_len, dim = query.shape

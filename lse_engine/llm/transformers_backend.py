@@ -457,7 +457,7 @@ class TransformersLLM:
                     outs = self._decode_batch(batch, sampling, seeds, [self.stem(chats[i], prompts[i]) for i in idx])
                 else:
                     outs = self._generate_batch(batch, sampling, seeds)
-                for i, c in zip(idx, outs):
+                for i, c in zip(idx, outs, strict=True):
                     results[i] = c
             done = [c for c in results if c is not None]
             if self.device == "cpu":  # the prefill's freed activations: ~0.2-0.4 GB the C heap would keep
@@ -506,7 +506,7 @@ class TransformersLLM:
         self.stats["prompt_tokens"] += sum(len(p) for p in prompts)
         self.stats["prefilled_tokens"] += decoder.prefilled
         self.stats["generated_tokens"] += sum(len(g) for g in gens_ids)
-        return [self._completion(g, len(p), sampling, eos, None) for g, p in zip(gens_ids, prompts)]
+        return [self._completion(g, len(p), sampling, eos, None) for g, p in zip(gens_ids, prompts, strict=True)]
 
     def _generate_batch(self, prompts: list[list[int]], sampling: Sampling, seeds: list[int]) -> list[Completion]:
         import torch
@@ -529,7 +529,7 @@ class TransformersLLM:
             out = self.model.generate(input_ids=ids, attention_mask=mask, generation_config=config,
                                       logits_processor=processors, stopping_criteria=criteria)
         return [self._completion(row.tolist(), len(p), sampling, set(eos), pad)
-                for row, p in zip(out[:, width:], prompts)]
+                for row, p in zip(out[:, width:], prompts, strict=True)]
 
     def _completion(self, gen: list[int], prompt_len: int, sampling: Sampling, eos: set[int],
                     pad: int | None) -> Completion:

@@ -26,7 +26,8 @@ def _lora_rank(adapter: str) -> int:
         r = int(json.loads((Path(adapter) / "adapter_config.json").read_text()).get("r", 16))
     except (OSError, ValueError) as e:
         raise ModelNotFoundError(f"LoRA adapter not found: {os.path.abspath(adapter)} has no readable "
-                                 "adapter_config.json. Set [evolver] adapter to a directory written by `lse train`.") from e
+                                 "adapter_config.json. Set [evolver] adapter to a directory written by `lse train`."
+                                 ) from e
     return next((k for k in LORA_RANKS if k >= r), r)
 
 

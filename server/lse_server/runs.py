@@ -150,7 +150,7 @@ async def cancel_run(ls: LseServer, args: CommandArgs) -> CancelResult:
     """Cancel a run (by `runId`, else the one going for `uri`). Cancelling again, or a run that has ended, is
     answered (and, for a client with no other view of runs, said) without touching anything."""
     run_id = args.get("runId")
-    if run_id:  # that run and no other (another editor's run, say, is not this server's to cancel)
+    if run_id:  # noqa: SIM108 - that run and no other (another editor's run, say, is not this server's to cancel)
         job = ls.jobs.jobs.get(run_id)
     else:
         job = ls.jobs.running_for(args["uri"]) if args.get("uri") else None
