@@ -82,7 +82,9 @@ def verdict(result: SearchResult) -> str:
     """One plain sentence on whether the evolved prompt is better where it counts: on unseen questions."""
     w = result.winner
     if w.id == 0:
-        return ("No edit beat the seed prompt on dev, so the seed prompt stays: this run did not improve it.")
+        why = f" ({result.reason})" if result.reason else ""
+        return (f"No edit beat the seed prompt on dev beyond noise{why}, so the seed prompt stays: this run did not "
+                "improve it.")
     if result.root_test is None or result.winner_test is None:
         return "The suite has no test split, so the gain on unseen questions is not measured."
     diff = result.winner_test - result.root_test
@@ -174,6 +176,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--evolver-model", help="a different evolver model (default: the task model)")
     p.add_argument("--dir", help="where to put the demo workspace")
     p.add_argument("--rounds", type=int)
+    p.add_argument("--seed", type=int, help="the search's seed (the evolver's sampling and the feedback batches)")
     p.add_argument("--eval-only", action="store_true", help="score the seed prompt on dev and test, no evolution")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_demo)

@@ -21,6 +21,7 @@ class SearchResult:
     invalid_replies: int = 0  # replies without usable instructions
     root_test: float | None = None  # filled by the runner when the suite has a test split
     winner_test: float | None = None
+    reason: str = ""  # why the winner is the winner (`winner_reason`)
 
     @property
     def winner_dev(self) -> float | None:

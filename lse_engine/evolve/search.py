@@ -283,14 +283,15 @@ class Search:
         attempts = self.recorder.attempts()
         result = SearchResult(self.run_id, status, tree, winner, root_dev, message, replies=len(attempts),
                               noop_replies=sum(a.get("verdict") == "noop" for a in attempts),
-                              invalid_replies=sum(a.get("verdict") == "invalid" for a in attempts))
+                              invalid_replies=sum(a.get("verdict") == "invalid" for a in attempts),
+                              reason=winner_reason(tree, winner, verdict))
         summary: RunSummary = {
             "winner": winner.id, "winner_dev": winner.dev_score, "root_dev": root_dev,
             "winner_instructions": winner.instructions, "nodes": len(tree.nodes), "rounds_done": result.rounds_done,
             "edits": result.edits, "replies": result.replies, "noop_replies": result.noop_replies,
             "invalid_replies": result.invalid_replies,
             "false_replies": sum(a.get("verdict") == "false" for a in attempts),
-            "winner_reason": winner_reason(tree, winner, verdict),
+            "winner_reason": result.reason,
             "winner_p": verdict.p if verdict else None,
             "raced": sum(n.status == "raced" for n in tree.nodes.values()),
             "dev_skipped": sum(len(self.ctx.dev) - len(n.dev_correct or ()) for n in tree.nodes.values()
