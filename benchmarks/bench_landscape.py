@@ -44,12 +44,12 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
 from lse_engine.config import MAX_ROUNDS, EvolveConfig
-from lse_engine.evolve.context import SearchContext
+from lse_engine.evolve.context import ProgressFn, SearchContext
 from lse_engine.evolve.proposers import Feedback, InstructionsProposer, ProposerContext, Request
 from lse_engine.evolve.recorder import MemoryRecorder
 from lse_engine.evolve.search import Search
@@ -57,7 +57,7 @@ from lse_engine.evolve.tree import Node, Tree
 from lse_engine.kinds import RULES
 from lse_engine.llm.base import Chat, Completion, Sampling
 from lse_engine.progress import ProgressEvent
-from lse_engine.tasks.base import Outcome, Problem
+from lse_engine.tasks.base import Outcome, Problem, Task
 
 RESULTS = Path(__file__).parent / "results"
 N_SKILLS, N_HARMFUL, ROOT_SKILLS = 12, 8, 3
@@ -143,7 +143,7 @@ class SimulatedScorer:
 
     def __init__(self, land: Landscape, rng: np.random.Generator, recorder: MemoryRecorder) -> None:
         self.land, self.rng, self.recorder = land, rng, recorder
-        self.on_progress = None
+        self.on_progress: ProgressFn | None = None
         self.answers: dict[str, np.ndarray] = {}
 
     def with_samples(self, samples: int) -> SimulatedScorer:
@@ -261,7 +261,7 @@ class Sim:
 
         ctx = SearchContext(recorder=recorder, scorer=SimulatedScorer(self.land, self.rng, recorder),
                             evolver=SimulatedEvolver(self.land, self.rng), evolver_sampling=Sampling(),
-                            task=LandscapeTask(self.land), train=train, dev=dev, settings=settings,
+                            task=cast(Task, LandscapeTask(self.land)), train=train, dev=dev, settings=settings,
                             progress=on_event, proposer=SimulatedProposer())
         result = Search(ctx).run(skills_text(self.land.root_useful, 0))
         tree = result.tree

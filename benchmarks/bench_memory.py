@@ -136,7 +136,7 @@ def worker(spec: dict[str, Any]) -> dict[str, Any]:
         task, problems, chats = workload_chats(spec, tmp)
         out["rss_imports_mb"] = mb(status_kb("VmRSS"))
         if spec["path"] == "old":  # transformers' loader, then quantize_int8: what the engine did before
-            gguf_load._processor = lambda *a: (_ for _ in ()).throw(gguf_load.Unsupported("baseline"))  # type: ignore[assignment]
+            gguf_load._processor = lambda *a: (_ for _ in ()).throw(gguf_load.Unsupported("baseline"))
         llms: dict[str, Any] = {}
 
         def phase(name: str, run: Any) -> None:

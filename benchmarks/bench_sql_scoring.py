@@ -45,7 +45,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from lse_engine.tasks import sqlite_exec, text_to_sql
 from lse_engine.tasks.base import Problem
@@ -337,7 +337,8 @@ def run_process_per_query(jobs: Sequence[tuple[Path, str]], workers: int, timeou
             writer.close()
             live[reader] = (i, proc, time.monotonic() + timeout_s)
         first_deadline = min(d for _, _, d in live.values())
-        for reader in wait(list(live), timeout=max(0.0, first_deadline - time.monotonic())):
+        # `wait` is typed for any waitable; these are the pipes' read ends, the keys of `live`
+        for reader in cast("list[Connection]", wait(list(live), timeout=max(0.0, first_deadline - time.monotonic()))):
             i, proc, _ = live.pop(reader)
             try:
                 results[i] = reader.recv()

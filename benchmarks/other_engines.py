@@ -44,7 +44,7 @@ def hf_export(path: str, gguf: str | None, name: str) -> Path:
     kwargs = {"gguf_file": gguf} if gguf else {}
     model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32, **kwargs)
     # the weights are de-quantised floats by now; transformers still marks a GGUF model as quantised (unsavable)
-    model.hf_quantizer = None
+    model.hf_quantizer = None  # type: ignore[assignment]  # set by transformers, undeclared: nn.Module's setattr
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
     model.save_pretrained(out)

@@ -26,9 +26,9 @@ def _label(node: Node, winner: int) -> str:
 def tree_text(tree: Tree, title: str = "evolution tree") -> RichTree:
     winner = tree.winner().id
     rich_tree = RichTree(title)
-    handles = {}
+    handles: dict[int, RichTree] = {}
 
-    def add(node: Node, parent) -> None:
+    def add(node: Node, parent: RichTree) -> None:
         handles[node.id] = parent.add(_label(node, winner))
         for child in sorted(tree.children(node.id), key=lambda n: n.id):
             add(child, handles[node.id])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -13,7 +14,7 @@ from lse_engine.llm.pool import ModelPool, build_llm, sampling_of
 from lse_engine.models.resolve import resolve_adapter, resolve_backend
 from lse_engine.scoring import Scorer
 from lse_engine.store import Store
-from lse_engine.tasks import Task, make_task
+from lse_engine.tasks import Problem, Task, make_task
 
 __all__ = ["Workspace", "build_llm", "resolve_adapter", "resolve_backend", "sampling_of", "task_for"]
 
@@ -60,7 +61,7 @@ class Workspace:
     def task(self) -> Task:
         return task_for(self.suite, self.config)
 
-    def splits(self) -> dict[str, list]:
+    def splits(self) -> dict[str, list[Problem]]:
         return self.suite.split()
 
     def task_llm(self) -> LLM:
@@ -80,7 +81,8 @@ class Workspace:
                     "evolver": self._evolver is not None or self.models.adopted(self.config.evolver)}
         needed.require(self.config, tuple(r for r in roles if not injected[r]))
 
-    def scorer(self, cancel: CancelToken | None = None, on_usage=None) -> Scorer:
+    def scorer(self, cancel: CancelToken | None = None,
+               on_usage: Callable[[int, int], None] | None = None) -> Scorer:
         return Scorer(self.task, self.task_llm(), self.store, sampling_of(self.config.model), cancel=cancel,
                       chunk_size=max(1, self.config.model.batch_size), on_usage=on_usage,
                       samples=self.config.model.sampling.samples)

@@ -4,7 +4,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/setup.sh
 .venv/bin/ruff check .
-.venv/bin/mypy  # the engine and the server ([tool.mypy] in pyproject.toml; the server strict)
+.venv/bin/mypy  # the engine, the server and benchmarks/ ([tool.mypy] in pyproject.toml; engine and server strict)
 .venv/bin/python -m pytest -q -ra "$@"
 if [ -f vscode-client/package.json ] && command -v npm >/dev/null; then
   (cd vscode-client && npm ci --no-audit --no-fund && npm run lint && npm test)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
+from typing import Any
 
 from rich.table import Table
 
@@ -90,14 +91,13 @@ def markdown(result: BenchResult, summary: Summary | None = None) -> str:
     lines += gain_lines(result)
     lines += ["## Runs", "", "| database | evolver | rule | seed | run | status | rounds | calls | root dev | "
               "winner | winner dev | winner test | raced | no answer | wall | peak RSS |", "|---" * 16 + "|"]
-    pct = lambda x: "—" if x is None else f"{x:.1%}"  # noqa: E731
     for s in result.suites:
         for r in s.runs:
             rss = "—" if r.peak_rss_mb is None else f"{r.peak_rss_mb / 1024:.1f} GB"
             wall = "—" if not r.wall_s else f"{r.wall_s / 60:.1f} min"
             lines.append(f"| {s.name} | {r.evolver} | {r.rule} | {r.seed} | `{r.run_id}` | {r.status} | {r.rounds} | "
-                         f"{r.calls} | {pct(r.root_dev)} | #{r.winner} | {pct(r.winner_dev)} | {pct(r.winner_test)} | "
-                         f"{r.raced} | {pct(r.no_answer)} | {wall} | {rss} |")
+                         f"{r.calls} | {_pct(r.root_dev)} | #{r.winner} | {_pct(r.winner_dev)} | "
+                         f"{_pct(r.winner_test)} | {r.raced} | {_pct(r.no_answer)} | {wall} | {rss} |")
     if result.skipped:
         lines += ["", "## Skipped", "", *(f"- {k}: {v}" for k, v in result.skipped.items())]
     return "\n".join(lines) + "\n"
@@ -142,7 +142,7 @@ def _pct(x: float | None) -> str:
     return "—" if x is None else f"{x:.1%}"
 
 
-def to_json(result: BenchResult, summary: Summary | None = None) -> dict:
+def to_json(result: BenchResult, summary: Summary | None = None) -> dict[str, Any]:
     summary = summary or summarize(result)
     data = result.to_dict()
     data["summary"] = {

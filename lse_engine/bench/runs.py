@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from functools import cached_property
 from pathlib import Path
+from typing import Any
 
 from lse_engine.config import Config, EvolveConfig, ModelConfig
 from lse_engine.evolve.context import SearchContext
@@ -36,7 +37,7 @@ UsageFn = Callable[[int, int], None]
 class RunCostScorer(Scorer):
     """A scorer that charges outcomes new to this run (`seen` holds the keys the run already scored)."""
 
-    def __init__(self, *args, seen: set[str], charge: UsageFn | None, **kwargs) -> None:
+    def __init__(self, *args: Any, seen: set[str], charge: UsageFn | None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.seen = seen
         self.charge = charge

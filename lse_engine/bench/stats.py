@@ -10,10 +10,10 @@ paper's report).
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from lse_engine.bench.protocol import BenchResult, RunResult
+from lse_engine.bench.protocol import BenchResult, RunResult, SuiteResult
 
 OVERALL = "overall"
 ROOT = ("", "root")
@@ -107,7 +107,8 @@ def summarize(result: BenchResult, metric: str = "test") -> Summary:
     cells: dict[tuple[tuple[str, str], str], Cell] = {}
     seeds = list(result.seeds)
     roots = []
-    root_of = (lambda s: s.root_test) if metric == "test" else (lambda s: s.root_dev)
+    root_of: Callable[[SuiteResult], float | None] = \
+        (lambda s: s.root_test) if metric == "test" else (lambda s: s.root_dev)
     for s in result.suites:
         root = root_of(s)
         if root is not None:
@@ -125,7 +126,8 @@ def summarize(result: BenchResult, metric: str = "test") -> Summary:
     return Summary(rows, columns, cells, _comparisons(rows, columns, cells, result))
 
 
-def _comparisons(rows, columns, cells, result: BenchResult) -> list[Comparison]:
+def _comparisons(rows: list[tuple[str, str]], columns: list[str], cells: dict[tuple[tuple[str, str], str], Cell],
+                 result: BenchResult) -> list[Comparison]:
     pairs: list[tuple[tuple[str, str], tuple[str, str]]] = []
     for row in rows[1:]:
         pairs.append((row, ROOT))

@@ -95,6 +95,7 @@ def _instructions(path: str | None) -> str | None:
 def cmd_bench(args: argparse.Namespace) -> int:
     from lse_engine.bench import report
     from lse_engine.bench.protocol import Bench, BenchSpec, bench_config
+    from lse_engine.bench.stats import summarize
     from lse_engine.bench.suites import SplitSpec
     from lse_engine.config import load_config
     from lse_engine.presets import with_preset
@@ -127,7 +128,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
             result = Bench(spec, config, progress=RichBenchProgress(bar), cancel=cancel).run()
     else:  # a log or a file: plain lines as work happens
         result = Bench(spec, config, progress=PlainBenchProgress(), cancel=cancel).run()
-    summary = report.summarize(result)
+    summary = summarize(result)
     console.print(report.table(result, summary))
     console.print(report.table(result, metric="dev"))
     for line in report.comparison_lines(result, summary):
@@ -143,7 +144,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add `lse bench` to the CLI."""
     p = sub.add_parser("bench", help="benchmark evolution rules and evolvers on BIRD, Spider or MMLU-Redux",
                        description="Per database: import its problems as a suite split train/dev/test, evolve the "

@@ -169,7 +169,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         ws.close()
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("demo", help="evolve the bundled demo prompt with a real model and test the winner")
     p.add_argument("--tiny", action="store_true", help=f"use {TINY_NOTE}")
     p.add_argument("--model", help=f"the task model (a name from `lse models list`; default {DEMO_MODEL})")

@@ -70,7 +70,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         ws.close()
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("eval", help="score a prompt on its suite's train and dev problems")
     p.add_argument("prompt")
     p.add_argument("--splits", default="train,dev")

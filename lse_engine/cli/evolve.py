@@ -121,7 +121,7 @@ def cmd_evolve(args: argparse.Namespace) -> int:
         ws.close()
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("evolve", help="evolve a prompt with tree-guided search")
     p.add_argument("prompt")
     p.add_argument("--rounds", type=int)

@@ -24,7 +24,7 @@ def cmd_import(args: argparse.Namespace) -> int:
     return 0
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("import", help="import BIRD, Spider or MMLU-Redux as suites")
     p.add_argument("source", choices=BENCHMARKS)
     p.add_argument("data", help="dataset directory (or file for mmlu-redux)")

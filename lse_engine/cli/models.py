@@ -4,19 +4,23 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.markup import escape
 
 from lse_engine.cli.common import console, err_console
 
+if TYPE_CHECKING:  # imported lazily where used: keeps `lse --help` fast
+    from lse_engine.models.catalog import Catalog, ModelSpec
 
-def _catalog(args: argparse.Namespace):  # noqa: ANN202 - lazy import keeps `lse --help` fast
+
+def _catalog(args: argparse.Namespace) -> Catalog:
     from lse_engine.models.catalog import catalog_for
 
     return catalog_for(Path(args.workspace).resolve())
 
 
-def _spec(args: argparse.Namespace, name: str | None = None):  # noqa: ANN202
+def _spec(args: argparse.Namespace, name: str | None = None) -> ModelSpec:
     from lse_engine.errors import LSEError
 
     catalog = _catalog(args)
@@ -85,7 +89,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("models", help="list, download (pull) and check model files",
                        description="Known model files: list them, pull one into the cache (with its sha256 "
                                    "checked), verify the copies on disk. Nothing is downloaded except by pull.")

@@ -6,6 +6,7 @@ import argparse
 import datetime as dt
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich import box
 from rich.table import Table
@@ -13,6 +14,9 @@ from rich.table import Table
 from lse_engine.cli.common import console, pct
 from lse_engine.errors import LSEError
 from lse_engine.store import Store
+
+if TYPE_CHECKING:  # imported lazily where used: keeps `lse --help` fast
+    from lse_engine.evolve.tree import Tree
 
 
 def open_store(path: str | None) -> Store:
@@ -68,7 +72,7 @@ def cmd_tree(args: argparse.Namespace) -> int:
     return 0
 
 
-def _show_node(store: Store, run_id: str, tree, node_id: int) -> int:
+def _show_node(store: Store, run_id: str, tree: Tree, node_id: int) -> int:
     """One node: its instructions, scores, and every evolver reply of the round that made it, raw."""
     node = tree.nodes.get(node_id)
     if node is None:
@@ -86,7 +90,7 @@ def _show_node(store: Store, run_id: str, tree, node_id: int) -> int:
     return 0
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("runs", help="list runs")
     p.add_argument("prompt", nargs="?")
     p.add_argument("--workspace")

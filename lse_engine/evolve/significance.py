@@ -30,7 +30,8 @@ def sign_test(wins: int, losses: int) -> float:
     n = wins + losses
     if n == 0:
         return 1.0
-    return min(1.0, sum(math.comb(n, k) for k in range(wins, n + 1)) / 2**n)
+    outcomes: int = 2**n
+    return min(1.0, sum(math.comb(n, k) for k in range(wins, n + 1)) / outcomes)
 
 
 def wins_losses(better: Sequence[float], worse: Sequence[float]) -> tuple[int, int]:

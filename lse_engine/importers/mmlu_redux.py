@@ -90,14 +90,17 @@ def _read_arrow_like(path: Path) -> list[dict[str, Any]]:
         import pyarrow.parquet as pq
     except ImportError as exc:
         raise LSEError(f"{path}: reading {path.suffix} files needs pyarrow (pip install pyarrow)") from exc
+    rows: list[dict[str, Any]]
     if path.suffix == ".parquet":
-        return pq.read_table(path).to_pylist()
+        rows = pq.read_table(path).to_pylist()
+        return rows
     with open(path, "rb") as fh:  # datasets' cache files are IPC streams; plain Arrow files also work
         try:
-            return pa.ipc.open_stream(fh).read_all().to_pylist()
+            rows = pa.ipc.open_stream(fh).read_all().to_pylist()
         except pa.ArrowInvalid:
             fh.seek(0)
-            return pa.ipc.open_file(fh).read_all().to_pylist()
+            rows = pa.ipc.open_file(fh).read_all().to_pylist()
+    return rows
 
 
 def _read_json(path: Path) -> list[dict[str, Any]]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 Message = dict[str, str]  # {"role": "system"|"user"|"assistant", "content": str}
 Chat = list[Message]
@@ -28,7 +28,7 @@ class Sampling:
     seed: int | None = None
     stop: tuple[str, ...] = ()
 
-    def key(self) -> dict:
+    def key(self) -> dict[str, Any]:
         """A stable, JSON-able form used in cache keys."""
         d = asdict(self)
         d["stop"] = list(self.stop)

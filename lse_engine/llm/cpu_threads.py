@@ -15,6 +15,7 @@ import os
 import statistics
 import time
 from collections import deque
+from collections.abc import Callable
 
 ENV = "LSE_THREADS"
 FIRST_PROBE = 4  # decode steps before the first try of another count
@@ -59,7 +60,7 @@ def set_threads(n: int) -> None:
 class ThreadTuner:
     """Chooses among `candidates` thread counts by timing decode steps (`step(rows)` around each)."""
 
-    def __init__(self, candidates: list[int], start: int, clock=time.perf_counter) -> None:
+    def __init__(self, candidates: list[int], start: int, clock: Callable[[], float] = time.perf_counter) -> None:
         self.candidates = sorted(set(candidates))
         self.current = start if start in self.candidates else self.candidates[-1]
         self.clock = clock

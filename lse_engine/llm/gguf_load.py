@@ -102,7 +102,7 @@ def _processor(architecture: str, config: Any) -> Any:
     cls = TENSOR_PROCESSORS.get(architecture, TensorProcessor)
     if cls not in (TensorProcessor, LlamaTensorProcessor):
         raise Unsupported(f"GGUF architecture {architecture!r} needs {cls.__name__}")
-    return cls(config=config.to_dict())
+    return cls(config=config.to_dict())  # type: ignore[no-untyped-call]  # transformers: untyped __init__
 
 
 def _whole(processor: Any, name: str) -> bool:
@@ -178,7 +178,7 @@ def load_int8(directory: str, file: str, config: Any = None) -> Any:
     reader = gguf_file.read(os.path.join(directory, file))
     processor = _processor(reader.architecture, config)
     with weights_on_meta():
-        model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+        model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)  # type: ignore[no-untyped-call]
     names = get_gguf_hf_weights_map(model, processor)
     Int8Linear = int8_linear_class()
     for parent in list(model.modules()):

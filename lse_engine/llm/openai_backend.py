@@ -139,7 +139,8 @@ class OpenAICompatLLM:
     def _delay(self, attempt: int, retry_after: float | None) -> float:
         if retry_after is not None:
             return min(retry_after, self.max_backoff_s)
-        return min(self.max_backoff_s, self.backoff_s * 2**attempt) * random.uniform(0.5, 1.0)
+        growth: int = 2**attempt
+        return min(self.max_backoff_s, self.backoff_s * growth) * random.uniform(0.5, 1.0)
 
     @staticmethod
     def _sleep(seconds: float, cancel: tuple[CancelToken | None, ...]) -> None:

@@ -10,8 +10,12 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING, cast
 
 from lse_engine.llm.transformers_backend import quiet_progress_bars
+
+if TYPE_CHECKING:  # imported lazily where used: transformers is slow to import
+    from transformers import PreTrainedTokenizerFast
 
 SPECIAL_TOKENS = ("<pad>", "<s>", "<|im_start|>", "<|im_end|>")
 CHAT_TEMPLATE = (
@@ -42,7 +46,7 @@ def _is_built(path: Path) -> bool:
     return all((path / f).is_file() for f in REQUIRED_FILES)
 
 
-def _train_tokenizer(vocab_size: int = 512):
+def _train_tokenizer(vocab_size: int = 512) -> PreTrainedTokenizerFast:
     """A byte-level BPE tokenizer trained on the built-in corpus, wrapped for transformers."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
@@ -53,8 +57,8 @@ def _train_tokenizer(vocab_size: int = 512):
     trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=list(SPECIAL_TOKENS),
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
     tok.train_from_iterator(_CORPUS.strip().splitlines() * 4, trainer=trainer)
-    return PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", bos_token="<s>",
-                                   eos_token="<|im_end|>", chat_template=CHAT_TEMPLATE)
+    return PreTrainedTokenizerFast(  # type: ignore[no-untyped-call]  # transformers: untyped __init__(*args, **kwargs)
+        tokenizer_object=tok, pad_token="<pad>", bos_token="<s>", eos_token="<|im_end|>", chat_template=CHAT_TEMPLATE)
 
 
 def _build(out: Path, seed: int) -> None:
@@ -62,7 +66,7 @@ def _build(out: Path, seed: int) -> None:
     from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM
 
     tokenizer = _train_tokenizer()
-    ids = {t: tokenizer.convert_tokens_to_ids(t) for t in SPECIAL_TOKENS}
+    ids = {t: cast(int, tokenizer.convert_tokens_to_ids(t)) for t in SPECIAL_TOKENS}  # one token: one id
     config = LlamaConfig(
         vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
         num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=2048, tie_word_embeddings=True,
@@ -71,8 +75,8 @@ def _build(out: Path, seed: int) -> None:
     )
     torch.manual_seed(seed)
     model = LlamaForCausalLM(config).to(torch.float32)  # type: ignore[arg-type]  # transformers' stub
-    model.generation_config = GenerationConfig(pad_token_id=config.pad_token_id, bos_token_id=config.bos_token_id,
-                                               eos_token_id=config.eos_token_id)
+    model.generation_config = GenerationConfig(  # type: ignore[no-untyped-call]  # transformers: untyped __init__
+        pad_token_id=config.pad_token_id, bos_token_id=config.bos_token_id, eos_token_id=config.eos_token_id)
     with quiet_progress_bars():
         model.save_pretrained(out)
     tokenizer.save_pretrained(out)

@@ -39,7 +39,7 @@ def quiet_progress_bars() -> Iterator[None]:
     from transformers.utils import logging as hf_logging
 
     was_on = hf_logging.is_progress_bar_enabled()
-    hf_logging.disable_progress_bar()
+    hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]  # transformers leaves it unannotated
     # the GGUF loader calls tqdm itself, ignoring the switch above: hand it a silent one while we load
     try:
         gguf_utils: Any = importlib.import_module("transformers.modeling_gguf_pytorch_utils")
@@ -54,7 +54,7 @@ def quiet_progress_bars() -> Iterator[None]:
         if gguf_tqdm is not None:
             gguf_utils.tqdm = gguf_tqdm
         if was_on:
-            hf_logging.enable_progress_bar()
+            hf_logging.enable_progress_bar()  # type: ignore[no-untyped-call]  # transformers leaves it unannotated
 
 
 def smollm2_gguf_path() -> str:
@@ -517,9 +517,9 @@ class TransformersLLM:
         ids = torch.tensor([[pad] * (width - len(p)) + p for p in prompts], device=self.device)
         mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts], device=self.device)
         eos = self._eos_ids()
-        config = GenerationConfig(max_new_tokens=sampling.max_tokens, do_sample=False, num_beams=1,
-                                  pad_token_id=pad, eos_token_id=eos or None,
-                                  bos_token_id=self.tokenizer.bos_token_id)
+        config = GenerationConfig(  # type: ignore[no-untyped-call]  # transformers: untyped __init__(**kwargs)
+            max_new_tokens=sampling.max_tokens, do_sample=False, num_beams=1, pad_token_id=pad,
+            eos_token_id=eos or None, bos_token_id=self.tokenizer.bos_token_id)
         processors = []
         if sampling.temperature > 0:
             gens = [torch.Generator().manual_seed(s % (2**63)) for s in seeds]

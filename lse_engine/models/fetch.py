@@ -143,7 +143,7 @@ def wheel_summary(spec: ModelSpec) -> str:
 def _forwarding_tqdm(advance: Progress) -> Any:
     from tqdm.auto import tqdm
 
-    class Forward(tqdm):
+    class Forward(tqdm):  # type: ignore[misc]  # tqdm is untyped (no stubs installed): a subclass of Any
         """huggingface_hub's progress, forwarded to our bar."""
 
         def __init__(self, *args: Any, **kwargs: Any) -> None:

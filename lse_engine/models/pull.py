@@ -16,7 +16,7 @@ from pathlib import Path
 
 from lse_engine.errors import ModelNotFoundError
 from lse_engine.models import fetch
-from lse_engine.models.catalog import Catalog, ModelSpec
+from lse_engine.models.catalog import Catalog, HFFile, ModelSpec
 from lse_engine.models.store import (
     Found,
     cache_path,
@@ -234,7 +234,7 @@ def pull(spec: ModelSpec, from_path: Path | None = None, view: PullView | None =
         attempts.append((str(from_path), lambda: _from_local(spec, from_path, partial, view)))
     else:
         for hf in spec.hf:
-            def hub(hf=hf) -> tuple[Path, str]:  # noqa: ANN001
+            def hub(hf: HFFile = hf) -> tuple[Path, str]:
                 fetch.hub_probe(hf, spec)
                 with view.bar(f"{spec.name} from the Hub", spec.size) as advance:
                     got = fetch.from_hub(hf, spec, advance)

@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from lse_engine.models.catalog import HFFile, ModelSpec
 
@@ -75,7 +76,7 @@ def _stamps_path() -> Path:
     return models_dir() / "verified.json"
 
 
-def _read_stamps() -> dict[str, dict]:
+def _read_stamps() -> dict[str, dict[str, Any]]:
     try:
         data = json.loads(_stamps_path().read_text(encoding="utf-8"))
         return data if isinstance(data, dict) else {}

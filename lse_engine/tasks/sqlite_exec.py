@@ -32,8 +32,10 @@ import os
 import sqlite3
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 
 from lse_engine.errors import DatabaseOpenError
@@ -80,7 +82,7 @@ _HEADER = b"SQLite format 3\x00"
 class ExecResult:
     """Rows of a query, or the reason it has none."""
 
-    rows: list[tuple] | None
+    rows: list[tuple[Any, ...]] | None
     error_kind: str | None = None  # timeout | too_many_rows | syntax | no_such_table | no_such_column | runtime
     error: str | None = None
     seconds: float = 0.0
@@ -227,12 +229,13 @@ class _Guarded:
         conn.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, FAST_VALUE_BYTES)
 
 
-def _measuring(budget: list[int]):
+def _measuring(budget: list[int]) -> Callable[[sqlite3.Cursor, tuple[Any, ...]], tuple[Any, ...]]:
     """A row factory that charges each row to `budget` as SQLite hands it over (marshalled size, plus each
     value's object overhead), so a result stops within one row of its budget however large its rows are.
     Values are marshalled one at a time for wide rows, so measuring never copies more than one value."""
 
-    def measured(cursor: sqlite3.Cursor, row: tuple, dumps=marshal.dumps, overhead=_VALUE_BYTES) -> tuple:
+    def measured(cursor: sqlite3.Cursor, row: tuple[Any, ...], dumps: Callable[[Any], bytes] = marshal.dumps,
+                 overhead: int = _VALUE_BYTES) -> tuple[Any, ...]:
         n = len(row)
         size = len(dumps(row)) if n <= 4 else sum(map(len, map(dumps, row)))
         left = budget[0] - size - n * overhead
@@ -403,7 +406,7 @@ class ReadOnlyDatabase:
             _WATCHDOG.unwatch(guarded)
             guarded.deadline = math.inf
 
-    def _rows(self, guarded: _Guarded, sql: str, cap: int, large: bool) -> list[tuple] | None:
+    def _rows(self, guarded: _Guarded, sql: str, cap: int, large: bool) -> list[tuple[Any, ...]] | None:
         """`_fetch` on the fast or the large-value path; text that is not UTF-8 is decoded leniently, in Python."""
         conn = guarded.conn
         if large:
@@ -428,7 +431,8 @@ class ReadOnlyDatabase:
                 conn.row_factory = None
 
     @staticmethod
-    def _fetch(conn: sqlite3.Connection, sql: str, cap: int, deadline: float, large: bool) -> list[tuple] | None:
+    def _fetch(conn: sqlite3.Connection, sql: str, cap: int, deadline: float,
+               large: bool) -> list[tuple[Any, ...]] | None:
         """All rows of `sql`, or None when there are more than `cap`; raises `_Stop` past the memory budget or
         the deadline (both checked between chunks; on the large-value path the row factory measures each row).
 
@@ -440,7 +444,7 @@ class ReadOnlyDatabase:
             ncols = len(cur.description or ()) or 1
             worst_row = min(HEAP_HARD_LIMIT, ncols * FAST_VALUE_BYTES) + ncols * _VALUE_BYTES
             left = RESULT_BUDGET
-            rows: list[tuple] = []
+            rows: list[tuple[Any, ...]] = []
             while True:
                 want = min(_CHUNK_ROWS, cap + 1 - len(rows))
                 if not large:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import re
 import sqlite3
 import threading
+from collections.abc import Callable
 from typing import Any
 
 _LOCAL = threading.local()
@@ -73,7 +74,7 @@ def _check_length(length: int, limit: int) -> None:
         raise _refuse("string or blob too big")
 
 
-def make_replace(limit: int):
+def make_replace(limit: int) -> Callable[[Any, Any, Any], Any]:
     def replace(x: Any, y: Any, z: Any) -> Any:
         if x is None or y is None:
             return None
@@ -98,7 +99,7 @@ def instr(haystack: Any, needle: Any) -> int | None:
     return _text(haystack).find(_text(needle)) + 1
 
 
-def _trimmer(side: str):
+def _trimmer(side: str) -> Callable[[Any, Any], str | None]:
     def trim(x: Any, chars: Any) -> str | None:
         if x is None or chars is None:
             return None
@@ -118,7 +119,7 @@ def _as_int(value: Any) -> int:
     return int(match.group()) if match else 0
 
 
-def make_printf(limit: int):
+def make_printf(limit: int) -> Callable[..., Any]:
     """`printf`/`format`: refuse a `%c` repeated past the value limit, then let SQLite's own printf format."""
 
     def printf(*args: Any) -> Any:

@@ -7,13 +7,14 @@ import logging
 import marshal
 import os
 import re
+import sqlite3
 import threading
 import time
 from collections import deque
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import sqlglot
 from sqlglot.dialects.dialect import Dialect
@@ -131,14 +132,14 @@ def _statement_head(tokens: list[Token]) -> Token | None:
     return None
 
 
-def results_match(predicted: Iterable[tuple], gold: Iterable[tuple]) -> bool:
+def results_match(predicted: Iterable[tuple[Any, ...]], gold: Iterable[tuple[Any, ...]]) -> bool:
     """BIRD's rule: the sets of rows are equal (order and duplicates ignored, Python equality).
 
     `gold` may already be a set, as `SQLiteTask` keeps each gold query's rows: it is not copied then."""
     return set(predicted) == (gold if isinstance(gold, (set, frozenset)) else set(gold))
 
 
-def preview_rows(rows: Sequence[tuple] | None, limit: int = _PREVIEW_ROWS) -> str:
+def preview_rows(rows: Sequence[tuple[Any, ...]] | None, limit: int = _PREVIEW_ROWS) -> str:
     """A short text rendering of the first rows of a result, e.g. "(1, 'a'), (2, 'b') (2 rows)".
 
     Built value by value and cut at `_PREVIEW_CHARS`: a 5 MB value costs no more than a short one."""
@@ -172,7 +173,7 @@ def _value_repr(value: object, room: int) -> str:
     return repr(value)
 
 
-def _example_values(conn, table: str, column: str, k: int) -> list[str]:
+def _example_values(conn: sqlite3.Connection, table: str, column: str, k: int) -> list[str]:
     try:
         rows = conn.execute(
             f"SELECT DISTINCT {quote_ident(column)} FROM {quote_ident(table)} "
@@ -229,7 +230,7 @@ class _Gold(NamedTuple):
 
     result: ExecResult
     preview: str
-    rows: frozenset[tuple] | None
+    rows: frozenset[tuple[Any, ...]] | None
 
 
 class SQLiteTask:

@@ -71,7 +71,8 @@ def latest_checkpoint(out: Path) -> Path | None:
 
 def load_trainer_state(path: Path) -> dict[str, Any]:
     """The trainer state saved with a checkpoint (our own file: python objects included)."""
-    return torch.load(path / STATE_FILE, map_location="cpu", weights_only=False)
+    state: dict[str, Any] = torch.load(path / STATE_FILE, map_location="cpu", weights_only=False)
+    return state
 
 
 def update_checkpoint(path: Path, **fields: Any) -> None:

@@ -79,7 +79,8 @@ class Policy:
 
     @property
     def device(self) -> torch.device:
-        return next(self.model.parameters()).device
+        first: torch.nn.Parameter = next(self.model.parameters())
+        return first.device
 
     def trainable_parameters(self) -> list[torch.nn.Parameter]:
         return [p for p in self.model.parameters() if p.requires_grad]
@@ -109,7 +110,8 @@ class Policy:
         return list(ids)
 
     def decode(self, ids: Sequence[int]) -> str:
-        return self.tokenizer.decode(list(ids), skip_special_tokens=True)
+        text: str = self.tokenizer.decode(list(ids), skip_special_tokens=True)
+        return text
 
     def _cut(self, ids: list[int]) -> list[int]:
         """A completion up to and including its first end-of-sequence token (padding after it dropped)."""

@@ -30,7 +30,7 @@ import torch
 
 from lse_engine.config import TrainConfig
 from lse_engine.errors import Cancelled, LSEError
-from lse_engine.kinds import ADVANTAGES, NOOP_REWARDS, REWARD_ON, REWARDS
+from lse_engine.kinds import ADVANTAGES, HOLDOUT_BY, NOOP_REWARDS, REWARD_ON, REWARDS
 from lse_engine.llm.base import CancelToken, Sampling
 from lse_engine.llm.pool import sampling_of
 from lse_engine.progress import ProgressCallback, ProgressEvent, ignore_progress
@@ -50,7 +50,6 @@ from lse_engine.train.evaluation import evaluate, pick_states
 from lse_engine.train.policy import LOSS_AGG, METHODS, Policy, full_model, lora_model
 from lse_engine.train.rollout import collect, score_logps
 from lse_engine.train.states import (
-    HOLDOUT_BY,
     State,
     batch_at,
     batches_per_epoch,

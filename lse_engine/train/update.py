@@ -64,7 +64,7 @@ def ppo_update(policy: Policy, optimizer: torch.optim.Optimizer, rollouts: Seque
         loss_sum = 0.0
         for start in range(0, len(active), mb):
             loss = batch_loss(policy, active[start : start + mb], clip, agg, denominator)
-            loss.backward()
+            loss.backward()  # type: ignore[no-untyped-call]  # torch leaves Tensor.backward unannotated
             loss_sum += float(loss.detach())
         limit = max_grad_norm if max_grad_norm > 0 else float("inf")
         grad_norm = float(torch.nn.utils.clip_grad_norm_(params, limit))
