@@ -105,7 +105,8 @@ def test_evolver_sees_schema_and_every_problem_with_full_responses(skill_workspa
     assert text.count("Model's full thinking process:\n<answer>SELECT n FROM nums") == 6
     assert "knowledge about the database" in text
     child = result.tree.nodes[1]
-    assert json.loads(child.evolver_chat) == request  # stored exactly as sent
+    recorded = json.loads(child.evolver_chat)  # stored exactly as sent, with what training needs to ask it again
+    assert recorded["kind"] == "reference" and recorded["chats"] == [request]
     ws.close()
     hidden, _, _, evo2 = _run(build_skill_workspace(skill_workspace.parent / "h"),
                               lambda chat: f"<prompt>{add_next_tag(current_of(chat))}</prompt>",
