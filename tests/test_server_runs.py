@@ -173,7 +173,11 @@ async def test_a_client_with_code_actions_and_messages_alone_gets_the_whole_loop
         end = await wait_for(lambda: message(client, f"LSE evolve of nums.prompt.md cancelled (run {run_id})"),
                              timeout=5, what="the cancelled message")
         assert time.monotonic() - asked < 5
-        assert answer == {"cancelled": True, "runId": run_id, "message": f"cancelled run {run_id}"}
+        # the answer comes at once: "cancelled" when the worker stopped in time, else "cancelling" (a busy
+        # machine); either way the end message above arrived within 5 s
+        assert (answer["cancelled"], answer["runId"]) == (True, run_id)
+        assert answer["message"] in (f"cancelled run {run_id}",
+                                     f"cancelling run {run_id}: its worker is stopping (a message follows)")
         kept = re.fullmatch(rf"LSE evolve of nums\.prompt\.md cancelled \(run {run_id}\)\. " + KEPT.format(run=run_id),
                             end.message)
         assert kept, end.message
