@@ -395,8 +395,13 @@ class LseExtension implements vscode.Disposable {
   async showTree(arg?: unknown): Promise<void> {
     const uri = await promptUri(arg);
     await vscode.commands.executeCommand('lseRuns.focus');
-    if (uri && (await this.running()) && !(await this.runs.revealPrompt(uri.toString()))) {
-      void vscode.window.showInformationMessage(`LSE: no runs yet for ${basename(uri.path)}.`);
+    try {
+      if (uri && (await this.running()) && !(await this.runs.revealPrompt(uri.toString()))) {
+        void vscode.window.showInformationMessage(`LSE: no runs yet for ${basename(uri.path)}.`);
+      }
+    } catch (e) {
+      this.log.error(`Show tree: ${errorText(e)}`);
+      void vscode.window.showErrorMessage(`LSE: cannot show the run in LSE Runs (${errorText(e)}).`);
     }
   }
 

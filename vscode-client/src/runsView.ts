@@ -247,7 +247,19 @@ export class RunsView implements vscode.TreeDataProvider<Item>, vscode.TextDocum
     if (!run) {
       return false;
     }
-    await this.view.reveal(this.runItem(run.runId), { select: true, focus: true, expand: 2 });
-    return true;
+    // a reveal racing a refresh of the view (a run that just ended refreshes it) can fail to resolve the item:
+    // try again on the settled view before saying anything
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await this.view.reveal(this.runItem(run.runId), { select: true, focus: true, expand: 2 });
+        return true;
+      } catch (e) {
+        if (attempt >= 3) {
+          throw e;
+        }
+        await new Promise((resolve) => setTimeout(resolve, 300 * attempt));
+        await this.refresh();
+      }
+    }
   }
 }

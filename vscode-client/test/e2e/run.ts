@@ -300,9 +300,14 @@ async function main(): Promise<void> {
     }
     say('the saved prompt is exactly the root instructions plus the winner\'s line, answer format kept, no stray tags');
     // the server's "Show tree" code lens reveals the run in the LSE Runs view (Explorer)
-    await page.locator('.codelens-decoration a', { hasText: 'Show tree' }).first().click();
     const runRow = page.locator('.monaco-list-row', { hasText: 'evolve · dev 0% → 100%' }).first();
-    await runRow.waitFor({ timeout: 30_000 });
+    await page.locator('.codelens-decoration a', { hasText: 'Show tree' }).first().click();
+    if (!(await runRow.waitFor({ timeout: 15_000 }).then(() => true, () => false))) {
+      // the lenses re-render after the save above; a click on one being replaced can be lost (seen once in CI)
+      say('no run row 15 s after clicking "Show tree": clicking it again');
+      await page.locator('.codelens-decoration a', { hasText: 'Show tree' }).first().click();
+      await runRow.waitFor({ timeout: 30_000 });
+    }
     await page.screenshot({ path: path.join(RESULTS, 'e2e-evolve-applied.png') });
     say('the winner is applied to the editor and listed in LSE Runs; screenshot test-results/e2e-evolve-applied.png');
     // the run's evolution tree: node scores, the winner marked; a click opens its instructions read-only
@@ -340,11 +345,25 @@ async function main(): Promise<void> {
   }
 }
 
+function findFiles(dir: string, name: string): string[] {
+  if (!fs.existsSync(dir)) {
+    return [];
+  }
+  return fs.readdirSync(dir, { recursive: true, encoding: 'utf8' })
+    .filter((rel) => path.basename(rel) === name)
+    .map((rel) => path.join(dir, rel));
+}
+
 main().then(
   () => process.exit(0),
   (e: unknown) => {
     console.error(`[e2e] FAIL: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}`);
     console.error(`[e2e] see ${RESULTS}/ (e2e-failure.png, code-server.log, vscode-logs/)`);
+    // a CI log is often all there is: the extension's own output channel, last lines
+    for (const log of findFiles(path.join(RESULTS, 'vscode-logs'), 'LSE.log')) {
+      const lines = fs.readFileSync(log, 'utf8').trimEnd().split('\n');
+      console.error(`[e2e] ${log} (last ${Math.min(40, lines.length)} lines):\n${lines.slice(-40).join('\n')}`);
+    }
     process.exit(1);
   },
 );
