@@ -94,6 +94,10 @@ def test_claims_the_database_contradicts(task: SQLiteTask) -> None:
     assert task.contradictions("Use orders.city for the city.") == ["orders has no column city (it is a column of "
                                                                     "customers)"]
     assert task.contradictions("The orders table has a city column.")
+    for placed in ("The column city is found in the orders table.", "The column city can be found in the orders "
+                   "table.", "The column city is located in the orders table.", "The column city appears in orders."):
+        assert task.contradictions(placed) == ["orders has no column city (it is a column of customers)"], placed
+    assert task.contradictions("The column city is found in the customers table.") == []
     assert task.contradictions("The column status stores 'delivered' or 'cancelled'.") == [
         "orders.status holds no 'delivered', 'cancelled' (its values: 'D', 'C')"]
     # true, or not checkable: kept

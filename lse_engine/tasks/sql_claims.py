@@ -20,7 +20,10 @@ ValuesOf = Callable[[str, str], ColumnValues | None]  # (table, column) → how 
 _WORD = r"[`\"']?([A-Za-z_]\w*)[`\"']?"  # a name without spaces (names with spaces are not checked)
 _DOTTED = re.compile(r"[`\"]?\b([A-Za-z_]\w*)[`\"]?\.[`\"]?([A-Za-z_]\w*)\b[`\"]?")
 _IN_TABLE = [
-    re.compile(rf"(?:the )?(?:column )?{_WORD} (?:column )?(?:is |lives |is stored |belongs )?(?:in|of|from) "
+    # "is found in" / "can be found in" / "is located in" are how the demo's 1.5B evolver places a column
+    re.compile(rf"(?:the )?(?:column )?{_WORD} (?:column )?"
+               r"(?:is |lives |is stored |is found |can be found |is located |appears |is kept |belongs )?"
+               r"(?:in|of|from) "
                rf"(?:the )?(?:table )?{_WORD}(?: table)?\b", re.IGNORECASE),
     re.compile(rf"(?:the )?(?:table )?{_WORD} (?:table )?(?:has|contains|holds|stores) (?:a |an |the )?"
                rf"(?:column )?{_WORD}(?: column)?\b", re.IGNORECASE),
