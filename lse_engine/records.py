@@ -29,6 +29,8 @@ class RunSummary(TypedDict, total=False):
     root_test: float | None
     winner_test: float | None
     test_gain_interval: list[float] | None  # 95 % interval of winner − root on test (paired), in points
+    bench_wall_s: float  # `lse bench`: wall time of the process that ran it to the end (resumed: that process's part)
+    bench_peak_rss_mb: float | None  # `lse bench`: peak resident memory of that process while it ran the run
 
 
 class RunRow(TypedDict):

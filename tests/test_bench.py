@@ -209,6 +209,11 @@ def test_rerunning_the_same_bench_reuses_finished_runs_and_resumes_a_cut_one(tmp
     again = Bench(spec, _config(tmp_path), factory=factory).run()
     assert task.generate_calls == 0 and evo.generate_calls == 0  # all finished and cached: nothing regenerated
     assert _essence(again) == _essence(full)
+    # a run read back shows the wall time and memory recorded by the process that ran it, not the reader's
+    ran = {r.run_id: (r.wall_s, r.peak_rss_mb) for s in resumed.suites for r in s.runs}
+    read = {r.run_id: (r.wall_s, r.peak_rss_mb) for s in again.suites for r in s.runs}
+    finished_in_resume = [rid for rid, (wall, _) in ran.items() if wall > 0]
+    assert finished_in_resume and all(read[rid] == ran[rid] for rid in finished_in_resume)
 
 
 def test_budget_is_charged_as_if_each_run_were_alone(tmp_path: Path) -> None:

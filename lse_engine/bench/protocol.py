@@ -89,8 +89,10 @@ class RunResult:
     winner_reason: str = ""
     raced: int = 0  # children stopped part-way through dev
     dev_skipped: int = 0  # dev problems racing did not score
-    wall_s: float = 0.0  # wall time of this process's work on the run (0 when it was read back finished)
-    peak_rss_mb: float | None = None  # peak resident memory while this process worked on the run
+    # wall time and peak memory of the process that ran it to the end, recorded with the run (a run read back
+    # finished shows what was recorded: 0 and None for runs finished before they were)
+    wall_s: float = 0.0
+    peak_rss_mb: float | None = None
     no_answer: float | None = None  # the highest share of dev replies with no answer of any node of the run
     replies: int = 0  # evolver replies
     accepted: int = 0  # replies that gave an edit the search kept (new instructions, nothing false)
@@ -333,6 +335,13 @@ class Bench:
         winner_correct = _test_correct(runs, winner.instructions, test) if scored else []
         row = store.get_run(rid)
         summary = (row["result"] if row else None) or {}
+        read_back = existing is not None and existing["status"] == "done"
+        if read_back:  # its time and memory are the process's that ran it, not this one's
+            wall_s, peak_rss_mb = float(summary.get("bench_wall_s") or 0.0), summary.get("bench_peak_rss_mb")
+        else:
+            wall_s, peak_rss_mb = time.monotonic() - started, peak.peak_mb()
+            if row is not None and status != "cancelled":
+                store.update_run(rid, result={**summary, "bench_wall_s": wall_s, "bench_peak_rss_mb": peak_rss_mb})
         run = RunResult(
             suite=name, evolver=label, rule=rule, seed=seed, run_id=rid, status=status, rounds=len(tree.selections),
             calls=calls, root_dev=tree.root.dev_score if 0 in tree.nodes else None, winner=winner.id,
@@ -342,8 +351,7 @@ class Bench:
             test_gain=paired_interval(winner_correct, root_test) if winner_correct and root_test else None,
             winner_reason=str(summary.get("winner_reason") or ""), raced=int(summary.get("raced") or 0),
             dev_skipped=int(summary.get("dev_skipped") or 0),
-            wall_s=0.0 if existing is not None and existing["status"] == "done" else time.monotonic() - started,
-            peak_rss_mb=peak.peak_mb(), replies=int(summary.get("replies") or 0),
+            wall_s=wall_s, peak_rss_mb=peak_rss_mb, replies=int(summary.get("replies") or 0),
             accepted=sum(a.get("verdict") == "ok" for a in store.get_attempts(rid)), deltas=child_deltas(tree),
             no_answer=max((n.no_answer for n in tree.nodes.values() if n.no_answer is not None), default=None),
         )
