@@ -47,6 +47,7 @@ def interval(values: list[float], resamples: int = 4000, seed: int = 0) -> tuple
 
 def train_evolver(runs: Path, config: Path | None, name: str, wall_s: float, quick: bool) -> dict[str, Any]:
     """`lse train --workspace RUNS` within a wall-time budget; what it trained on and how it ended."""
+    from lse_engine.cli.common import PlainProgress
     from lse_engine.train import train
 
     overrides: dict[str, Any] = {"train": {
@@ -58,7 +59,7 @@ def train_evolver(runs: Path, config: Path | None, name: str, wall_s: float, qui
         overrides.update(model=tiny, evolver={**tiny, "sampling": {"max_tokens": 16, "temperature": 1.0}})
         overrides["train"].update(states=2, samples=2, data_epochs=1, rollout_max_tokens=16, eval_states=1)
     started = time.monotonic()
-    result = train(runs, overrides=overrides, config=config)
+    result = train(runs, overrides=overrides, config=config, progress=PlainProgress())  # steps as they happen
     return {"status": result.status, "message": result.message, "adapter": str(result.adapter or ""),
             "steps": result.step, "chosen_step": result.chosen_step, "data": result.data,
             "evaluation": result.evaluation, "wall_s": time.monotonic() - started}
