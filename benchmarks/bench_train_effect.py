@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import random
 import sys
 import time
 from pathlib import Path
@@ -34,15 +33,6 @@ sys.path.insert(0, str(ROOT))
 RESULTS = Path(__file__).parent / "results"
 SHARED = ROOT.parent / "shared" / "data"
 HELDOUT = "student_transcripts_tracking,cre_Doc_Template_Mgt,tvshow"  # Spider dev databases no protocol run used
-
-
-def interval(values: list[float], resamples: int = 4000, seed: int = 0) -> tuple[float, float, float]:
-    """Mean and 95 % percentile bootstrap interval (seeded)."""
-    if not values:
-        return 0.0, 0.0, 0.0
-    rng = random.Random(seed)
-    means = sorted(sum(rng.choices(values, k=len(values))) / len(values) for _ in range(resamples))
-    return sum(values) / len(values), means[int(0.025 * resamples)], means[min(resamples - 1, int(0.975 * resamples))]
 
 
 def train_evolver(runs: Path, config: Path | None, name: str, wall_s: float, quick: bool) -> dict[str, Any]:
@@ -85,6 +75,8 @@ def evolve_with_both(adapter: str, config: Path | None, data: Path, heldout: lis
 
 def compare(result: Any) -> dict[str, Any]:
     """Per evolver: accepted-edit rate, mean delta, seed-vs-winner test gain, each with a 95 % interval."""
+    from lse_engine.bench.report import mean_interval as interval
+
     out: dict[str, Any] = {}
     runs = [r for s in result.suites for r in s.runs]
     for label in result.evolvers:

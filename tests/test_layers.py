@@ -7,6 +7,8 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
+from tests.import_cycles import cycles
+
 ROOT = Path(__file__).resolve().parents[1]
 # lowest first; a module is placed by its most specific entry (`llm.base` holds only types)
 LAYERS: list[tuple[str, ...]] = [
@@ -74,45 +76,4 @@ def test_imports_go_down_the_layers() -> None:
 
 
 def test_no_import_cycle() -> None:
-    edges = imports(modules())
-    index: dict[str, int] = {}
-    low: dict[str, int] = {}
-    stack: list[str] = []
-    on: set[str] = set()
-    cycles: list[list[str]] = []
-    counter = [0]
-
-    def visit(v: str) -> None:  # Tarjan's strongly connected components
-        index[v] = low[v] = counter[0]
-        counter[0] += 1
-        stack.append(v)
-        on.add(v)
-        for w in edges[v]:
-            if w not in index:
-                visit(w)
-                low[v] = min(low[v], low[w])
-            elif w in on:
-                low[v] = min(low[v], index[w])
-        if low[v] == index[v]:
-            comp = []
-            while True:
-                w = stack.pop()
-                on.discard(w)
-                comp.append(w)
-                if w == v:
-                    break
-            if len(comp) > 1:
-                cycles.append(sorted(comp))
-
-    for v in edges:
-        if v not in index:
-            visit(v)
-    assert cycles == []
-
-
-def test_the_checks_see_a_lazy_upward_import(tmp_path: Path) -> None:
-    """The walk finds an import inside a function, and `layer` ranks it."""
-    src = tmp_path / "m.py"
-    src.write_text("def f():\n    from lse_engine.runner import evolve\n")
-    found = {n.module for n in ast.walk(ast.parse(src.read_text())) if isinstance(n, ast.ImportFrom)}
-    assert found == {"lse_engine.runner"} and layer("lse_engine.runner") > layer("lse_engine.config")
+    assert cycles(imports(modules())) == []
