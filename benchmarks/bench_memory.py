@@ -71,15 +71,6 @@ def status_kb(field: str) -> int:
         return next(int(line.split()[1]) for line in f if line.startswith(field + ":"))
 
 
-def reset_peak() -> None:
-    """Make VmHWM the current RSS (Linux >= 4.0), so that the next reading is the peak of what follows."""
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-    except OSError:
-        pass
-
-
 def mb(kb: int) -> float:
     return round(kb / 1024, 1)
 
@@ -126,6 +117,7 @@ def worker(spec: dict[str, Any]) -> dict[str, Any]:
 
     from bench_generation import evolver_chat, worked_replies
 
+    from lse_engine.bench import peak
     from lse_engine.llm import gguf_load, memory
     from lse_engine.llm.base import Sampling
     from lse_engine.llm.transformers_backend import TransformersLLM
@@ -142,7 +134,7 @@ def worker(spec: dict[str, Any]) -> dict[str, Any]:
         def phase(name: str, run: Any) -> None:
             gc.collect()
             memory.give_back_free_heap()
-            reset_peak()
+            peak.reset()
             t0 = time.perf_counter()
             extra = run()
             secs = time.perf_counter() - t0
