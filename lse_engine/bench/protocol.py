@@ -335,7 +335,7 @@ class Bench:
         winner_correct = _test_correct(runs, winner.instructions, test) if scored else []
         row = store.get_run(rid)
         summary = (row["result"] if row else None) or {}
-        read_back = existing is not None and existing["status"] == "done"
+        read_back = existing is not None and existing["status"] == "done"  # finished by an earlier bench
         if read_back:  # its time and memory are the process's that ran it, not this one's
             wall_s, peak_rss_mb = float(summary.get("bench_wall_s") or 0.0), summary.get("bench_peak_rss_mb")
         else:
@@ -346,7 +346,7 @@ class Bench:
             suite=name, evolver=label, rule=rule, seed=seed, run_id=rid, status=status, rounds=len(tree.selections),
             calls=calls, root_dev=tree.root.dev_score if 0 in tree.nodes else None, winner=winner.id,
             winner_dev=winner.dev_score, winner_test=mean_of(winner_correct), test_n=len(test),
-            curve=run_curve(store, rid), resumed=existing is not None and existing["status"] != "done",
+            curve=run_curve(store, rid), resumed=existing is not None and not read_back,
             best_dev=tree.best().dev_score,
             test_gain=paired_interval(winner_correct, root_test) if winner_correct and root_test else None,
             winner_reason=str(summary.get("winner_reason") or ""), raced=int(summary.get("raced") or 0),
