@@ -146,7 +146,7 @@ def worker(spec: dict[str, Any]) -> dict[str, Any]:
                 llm = TransformersLLM(spec[role], dtype="int8", batch_size=spec["chats"], threads=spec["threads"])
                 if spec["path"] == "old":
                     for m in llm.model.modules():  # the transposed copy each int8 weight had before
-                        if type(m).__name__ == "Int8Linear":
+                        if type(m).__name__ in ("Int8Linear", "Int8Fused"):
                             m.register_buffer("weight_t", m.weight.t().contiguous())
                 llms[role] = llm
                 return {"weights_mb": round(sum(t.nelement() * t.element_size() for t in

@@ -82,7 +82,7 @@ def test_large_tensors_go_in_blocks_of_rows_with_the_same_result(gguf_path: str,
 
 def test_an_architecture_it_does_not_handle_loads_the_old_way(gguf_path: str, monkeypatch: pytest.MonkeyPatch) -> None:
     llm = old_path(gguf_path, monkeypatch)
-    assert type(llm.model.model.layers[0].mlp.up_proj).__name__ == "Int8Linear" and llm._gguf_config is None
+    assert type(llm.model.model.layers[0].mlp.fused_gate_proj).__name__ == "Int8Fused" and llm._gguf_config is None
     llm.close()
 
 

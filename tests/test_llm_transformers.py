@@ -260,7 +260,7 @@ def test_int8_weights_generate_the_same_alone_or_in_any_batch(weights: str, requ
 
     before = torch.get_num_threads()
     llm = TransformersLLM(request.getfixturevalue(weights), dtype="int8", batch_size=len(SHARED_CHATS), threads=1)
-    assert type(llm.model.model.layers[0].mlp.up_proj).__name__ == "Int8Linear" and llm.fast
+    assert type(llm.model.model.layers[0].mlp.fused_gate_proj).__name__ == "Int8Fused" and llm.fast
     for sampling in (Sampling(max_tokens=12), Sampling(max_tokens=12, temperature=1.0, seed=3)):
         out = llm.generate(SHARED_CHATS, sampling)
         assert [c.prompt_tokens for c in out] == [len(llm.render(c)) for c in SHARED_CHATS]

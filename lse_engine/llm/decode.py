@@ -240,8 +240,7 @@ class Decoder:
                 slot, tokens = slot[index], tokens[index]
                 active = [active[j] for j in keep]
             state.valid[torch.arange(len(active), device=dev), slot] = True
-            for layer in cache.layers:
-                layer.slots = slot
+            kv_cache.set_slots(cache.layers, slot)
             if self.tuner is not None:
                 self.tuner.start(len(active))
             logits = self._forward(tokens[:, None], cache, (shared + slot)[:, None], state)

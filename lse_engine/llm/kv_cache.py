@@ -31,6 +31,8 @@ class GrowingLayer(DynamicLayer if DynamicLayer is not None else object):  # typ
         self.capacity_hint = capacity
         self.dtype = dtype  # what the buffer holds (None: the model's); new keys/values are converted on write
         self.slots: Any = None  # one slot per row to write a single new token at (None: append after the last)
+        self.slot_need = 0  # with `slots`: the length the buffer needs (the largest slot + 1)
+        self.slot_rows: Any = None  # with `slots`: the rows' indices
         self.length = 0
         self._k: Any = None
         self._v: Any = None
@@ -48,11 +50,8 @@ class GrowingLayer(DynamicLayer if DynamicLayer is not None else object):  # typ
         if not self.is_initialized:
             self.lazy_initialization(key_states, value_states)
         if self.slots is not None:  # rows of different lengths: each writes its token after its own last
-            import torch
-
-            need = int(self.slots.max()) + 1
+            need, rows = self.slot_need, self.slot_rows
             self._reserve(key_states, need)
-            rows = torch.arange(key_states.shape[0], device=key_states.device)
             self._k[rows, :, self.slots] = key_states[:, :, 0].to(self._k.dtype)
             self._v[rows, :, self.slots] = value_states[:, :, 0].to(self._v.dtype)
             self._set_length(max(self.length, need))
@@ -72,7 +71,7 @@ class GrowingLayer(DynamicLayer if DynamicLayer is not None else object):  # typ
             self._k, self._v = self._k[indices], self._v[indices]
             self._set_length(self.length)
         if self.slots is not None:
-            self.slots = self.slots[indices]
+            set_slots([self], self.slots[indices])
 
     def _set_length(self, n: int) -> None:
         self.length = n
@@ -92,6 +91,17 @@ class GrowingLayer(DynamicLayer if DynamicLayer is not None else object):  # typ
             k[:, :, : self.length] = self._k[:, :, : self.length]
             v[:, :, : self.length] = self._v[:, :, : self.length]
         self._k, self._v = k, v
+
+
+def set_slots(layers: Any, slots: Any) -> None:
+    """Each row's next token goes to its slot in `slots` (a tensor, one per row), in every one of `layers`
+    (worked out once for all layers: the largest slot is one read back from the tensor)."""
+    import torch
+
+    need = int(slots.max()) + 1
+    rows = torch.arange(slots.shape[0], device=slots.device)
+    for layer in layers:
+        layer.slots, layer.slot_need, layer.slot_rows = slots, need, rows
 
 
 def growing_cache(layers: int, capacity: int, dtype: Any = None) -> Any:

@@ -17,6 +17,8 @@ from typing import Any
 
 NAME = "lse_shared_prefix"
 CHUNK_SCORES = 1 << 24  # scores (floats) computed at once while prefilling: rows are taken a few at a time
+# at most this many (row, key/value head) pairs: their products over the cache's views are taken one pair at a time
+SPLIT_PAIRS = 4
 
 _registered = False
 
@@ -118,7 +120,7 @@ def _attend(query: Any, key: Any, value: Any, allowed: Any, prefix: tuple[Any, A
     groups = key.shape[1]
     width = heads // groups * q_len  # query rows per key/value head: head g*rep + r reads key/value head g
     q = query.to(key.dtype).reshape(rows, groups, width, dim)
-    own = torch.matmul(q, key.transpose(-1, -2)).float()  # [rows, groups, width, L]
+    own = _product(q, key.transpose(-1, -2)).float()  # [rows, groups, width, L]
     own.view(rows, groups, -1, q_len, own.shape[-1]).masked_fill_(~allowed, float("-inf"))
     top = own.amax(dim=-1)
     if prefix is not None:
@@ -131,9 +133,29 @@ def _attend(query: Any, key: Any, value: Any, allowed: Any, prefix: tuple[Any, A
     # summed in float64: a float32 sum's rounding depends on how many (zero) padding slots follow a row's own
     # slots, and with it the row's reply; in float64 the sum of these few thousand terms rounds to the same float32
     total = own.sum(dim=-1, dtype=torch.float64)
-    result = torch.matmul(own.to(value.dtype), value).float()  # [rows, groups, width, dim]
+    result = _product(own.to(value.dtype), value).float()  # [rows, groups, width, dim]
     if prefix is not None:
         total += shared.sum(dim=-1, dtype=torch.float64).view(groups, rows, width).transpose(0, 1)
         result += torch.bmm(shared.to(pv.dtype), pv[0]).float().view(groups, rows, width, dim).transpose(0, 1)
     result /= total.float()[..., None]
     return result.view(rows, heads, q_len, dim).transpose(1, 2)
+
+
+def _product(a: Any, b: Any) -> Any:
+    """a @ b for [rows, groups, m, k] @ [rows, groups, k, n], where `b` is a view of the cache's larger buffer.
+
+    A batched product over such a view (its batches lie further apart than their size) is first copied whole by
+    torch's CPU bmm in bfloat16: for one long reply that copy was the step's largest cost after the weights, and
+    it grew with the reply (a batch of one is copied as well). For a few (row, head) pairs each pair's product is
+    taken alone as a plain matrix product on its own slice (no copy); it gives the batched call's numbers (checked
+    in bfloat16 at 1 and 2 threads, and in float32 at 1 thread)."""
+    import torch
+
+    rows, groups = a.shape[:2]
+    if rows * groups > SPLIT_PAIRS:
+        return torch.matmul(a, b)
+    out = torch.empty((rows, groups, a.shape[2], b.shape[3]), dtype=a.dtype, device=a.device)
+    for r in range(rows):
+        for g in range(groups):
+            torch.mm(a[r, g], b[r, g], out=out[r, g])
+    return out
