@@ -317,6 +317,38 @@ def test_update_token_mean_counts_every_token_of_the_batch(tiny_model_dir: str) 
     assert seq["loss"] == pytest.approx(0.0, abs=1e-5)
 
 
+def test_an_update_runs_on_every_core_and_gives_decoding_its_count_back(tiny_model_dir: str,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The decode tuner may leave torch at 1 thread after the rollouts; the update's backward uses every core
+    ($LSE_THREADS when set) and the tuner's count comes back after."""
+    import torch
+
+    from lse_engine.llm import cpu_threads
+    from lse_engine.train.rollout import Rollout
+    from lse_engine.train.update import ppo_update
+
+    monkeypatch.delenv("LSE_THREADS", raising=False)
+    policy = _tiny_policy(tiny_model_dir)
+    prompt = policy.chat_ids([{"role": "user", "content": "x"}])
+    with torch.no_grad():
+        logps, mask = policy.token_logps([(prompt, [5, 6])])
+    ro = Rollout.single(None, prompt, [[5, 6]], [], [1.0])  # type: ignore[arg-type]
+    ro.old_logps = [[logps[0, : int(mask[0].sum())]]]
+    seen: list[int] = []
+    measure = policy.token_logps
+    monkeypatch.setattr(policy, "token_logps", lambda pairs: (seen.append(torch.get_num_threads()), measure(pairs))[1])
+    before = torch.get_num_threads()
+    try:
+        for env, want in (("", cpu_threads.cores()), ("1", 1)):
+            monkeypatch.setenv("LSE_THREADS", env)
+            torch.set_num_threads(1 if want > 1 else 2)
+            ppo_update(policy, torch.optim.SGD(policy.trainable_parameters(), lr=0.0), [ro], epochs=1, clip=0.2,
+                       micro_batch=1, max_grad_norm=1.0)
+            assert seen[-1] == want and torch.get_num_threads() == (1 if want > 1 else 2)
+    finally:
+        torch.set_num_threads(before)
+
+
 def test_equal_group_gives_exactly_zero_gradient_under_grpo(tiny_model_dir: str) -> None:
     import torch
 

@@ -11,11 +11,12 @@ that too. torch's thread count is per process, so there is one tuner per process
 
 from __future__ import annotations
 
+import contextlib
 import os
 import statistics
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 ENV = "LSE_THREADS"
 FIRST_PROBE = 4  # decode steps before the first try of another count
@@ -147,3 +148,19 @@ def apply(setting: int = 0) -> int | None:
         return n
     set_threads(tuner().threads)
     return None
+
+
+@contextlib.contextmanager
+def for_training() -> Iterator[int]:
+    """Every core (or $LSE_THREADS) for a training update, then the inference count back. An update's products are
+    large, so threads spend little time waiting for each other; without this, an update ran at whatever count the
+    decode tuner last chose for the rollouts (often 1 on 2 cores)."""
+    import torch
+
+    before = torch.get_num_threads()
+    n = fixed() or cores()
+    set_threads(n)
+    try:
+        yield n
+    finally:
+        set_threads(before)

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import torch
 
+from lse_engine.llm import cpu_threads
 from lse_engine.train.policy import Policy, kl_k3, ppo_loss
 from lse_engine.train.rewards import summarize
 from lse_engine.train.rollout import Rollout
@@ -59,18 +60,19 @@ def ppo_update(policy: Policy, optimizer: torch.optim.Optimizer, rollouts: Seque
         return {"loss": 0.0, "grad_norm": 0.0, "active": 0.0}
     policy.model.train()
     mb = max(1, micro_batch)
-    for epoch in range(max(1, epochs)):
-        optimizer.zero_grad(set_to_none=True)
-        loss_sum = 0.0
-        for start in range(0, len(active), mb):
-            loss = batch_loss(policy, active[start : start + mb], clip, agg, denominator)
-            loss.backward()  # type: ignore[no-untyped-call]  # torch leaves Tensor.backward unannotated
-            loss_sum += float(loss.detach())
-        limit = max_grad_norm if max_grad_norm > 0 else float("inf")
-        grad_norm = float(torch.nn.utils.clip_grad_norm_(params, limit))
-        optimizer.step()
-        if epoch == 0:
-            first_loss = loss_sum
+    with cpu_threads.for_training():
+        for epoch in range(max(1, epochs)):
+            optimizer.zero_grad(set_to_none=True)
+            loss_sum = 0.0
+            for start in range(0, len(active), mb):
+                loss = batch_loss(policy, active[start : start + mb], clip, agg, denominator)
+                loss.backward()  # type: ignore[no-untyped-call]  # torch leaves Tensor.backward unannotated
+                loss_sum += float(loss.detach())
+            limit = max_grad_norm if max_grad_norm > 0 else float("inf")
+            grad_norm = float(torch.nn.utils.clip_grad_norm_(params, limit))
+            optimizer.step()
+            if epoch == 0:
+                first_loss = loss_sum
     policy.model.eval()
     return {"loss": first_loss, "grad_norm": grad_norm, "active": len(active) / len(items)}
 
