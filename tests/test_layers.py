@@ -77,3 +77,11 @@ def test_imports_go_down_the_layers() -> None:
 
 def test_no_import_cycle() -> None:
     assert cycles(imports(modules())) == []
+
+
+def test_the_checks_see_a_lazy_upward_import(tmp_path: Path) -> None:
+    """The walk finds an import inside a function, and `layer` ranks it."""
+    src = tmp_path / "m.py"
+    src.write_text("def f():\n    from lse_engine.runner import evolve\n")
+    found = {n.module for n in ast.walk(ast.parse(src.read_text())) if isinstance(n, ast.ImportFrom)}
+    assert found == {"lse_engine.runner"} and layer("lse_engine.runner") > layer("lse_engine.config")
