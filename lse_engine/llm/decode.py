@@ -11,7 +11,8 @@ prefix (a system prompt with a database schema, then a short question).
    batch (int8 layers are exact; the tests check it).
 3. Tokens are decoded one step at a time into a growing KV cache (no per-step concatenation); a row leaves the
    batch as soon as it ends (an end token, a stop string, its token budget), so the batch never computes for
-   rows that are done.
+   rows that are done. For a Qwen2- or Llama-shaped model a decode step is `lean_step.LeanStep` (the same
+   operations without transformers' module machinery, the same logits bit for bit).
 
 Greedy decoding here matches transformers' `generate()` token for token (in float32); the tests check it.
 """
@@ -27,6 +28,7 @@ from lse_engine.errors import Cancelled
 from lse_engine.llm import cpu_quant, kv_cache, shared_attention
 from lse_engine.llm.base import CancelToken
 from lse_engine.llm.cpu_threads import ThreadTuner
+from lse_engine.llm.lean_step import LeanStep
 from lse_engine.llm.prefix_cache import KV, PrefixCache, common_prefix_len
 from lse_engine.llm.shared_attention import SharedKV
 
@@ -113,6 +115,7 @@ class Decoder:
         self.tuner = tuner  # times decode steps to pick the CPU thread count (None: leave it as it is)
         self.device = next(model.parameters()).device
         self.attention_dtype = attention_dtype(model)
+        self.lean = LeanStep.for_backbone(model, self.backbone)  # decode steps without module machinery (or None)
         self.prefilled = 0  # tokens run through the model before decoding (shared prefix misses and suffixes)
 
     # -- one forward pass --------------------------------------------------------------------------------------
@@ -146,6 +149,11 @@ class Decoder:
 
     def _hidden(self, ids: Any, cache: Any, positions: Any, state: SharedKV) -> Any:
         """The backbone's last hidden states for `ids` (one pass, appended to `cache`)."""
+        if self.lean is not None and ids.shape[1] == 1:
+            state.new_pass()
+            hidden = self.lean.hidden(ids, cache, positions, state)
+            self._check_layers(state)
+            return hidden
         config = self.model.config
         before = config._attn_implementation
         config._attn_implementation = shared_attention.NAME
@@ -155,10 +163,13 @@ class Decoder:
                                    **{self.cache_kwarg: cache}).last_hidden_state
         finally:
             config._attn_implementation = before
+        self._check_layers(state)
+        return hidden
+
+    def _check_layers(self, state: SharedKV) -> None:
         if state.calls != self.layers:
             raise Unsupported(f"{state.calls} of {self.layers} attention layers took the shared prefix")
         state.calls = 0
-        return hidden
 
     # -- the shared prefix ---------------------------------------------------------------------------------------
     def prefix_kv(self, ids: Sequence[int]) -> KV:
