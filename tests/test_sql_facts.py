@@ -109,6 +109,8 @@ def test_which_facts_a_question_sees_follows_from_the_names() -> None:
     assert notes_for(["Status 'Shipped' is written 'S'."], "How many were shipped?", tables, columns)
     assert notes_for(["The column status holds 'BK' for books."], "List all books.", tables, columns)
     assert not notes_for(["The column status holds 'BK' for books."], "List all toys.", tables, columns)
+    listed = ["The column status holds the state: 'D' is delivered, 'C' cancelled, 'P' pending."]
+    assert notes_for(listed, "Which orders were cancelled?", tables, columns) == listed
     assert notes_for(["Dates are written as yyyymmdd."], "How many orders?", tables, columns)
     assert fact_terms("Dates are written as yyyymmdd.", frozenset(tables), frozenset(columns)) is None
     # function words never make a fact concern a question

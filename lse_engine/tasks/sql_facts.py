@@ -34,10 +34,10 @@ _BULLET = re.compile(r"^\s*[-*]\s+")
 _CAMEL = (re.compile(r"([a-z0-9])([A-Z])"), re.compile(r"([A-Z]+)([A-Z][a-z])"))
 _TOKEN = re.compile(r"[A-Za-z0-9]+")
 _QUOTED = re.compile(r"'([^'\n]+)'|\"([^\"\n]+)\"|`([^`\n]+)`")
-# what a quoted code means: the words after it ("'D' for delivered", "'BK' stands for books", "'Y' = yes") or
+# what a quoted code means: the words after it ("'D' for delivered", "'BK' stands for books", "'C' cancelled") or
 # before it ("books ('BK')", "Delivered = 'D'"); a question names the meaning, not the code
-_MEANS_AFTER = re.compile(r"['\"`][^'\"`\n]+['\"`]\s*\)?,?\s*(?:for|means?|stands?\s+for|represents?|denotes?|"
-                          r"indicates?|is|=|:|->|→)\s+['\"]?([A-Za-z][\w-]*(?:\s+[A-Za-z][\w-]*){0,2})")
+_MEANS_AFTER = re.compile(r"['\"`][^'\"`\n]+['\"`]\s*\)?,?\s*(?:(?:for|means?|stands?\s+for|represents?|denotes?|"
+                          r"indicates?|is|=|:|->|→)\s*)?['\"]?([A-Za-z][\w-]*(?:\s+[A-Za-z][\w-]*){0,2})")
 _MEANS_BEFORE = re.compile(r"([A-Za-z][\w-]*)['\"]?\s*(?:\(|=|:)\s*['\"`][^'\"`\n]+['\"`]")
 # English function words: a question and a fact that share only these share no subject
 _FUNCTION_WORDS = frozenset({
