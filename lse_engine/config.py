@@ -20,6 +20,7 @@ from lse_engine.kinds import (
     ADVANTAGES,
     BACKEND_CHOICES,
     DTYPES,
+    FACTS_MODES,
     HOLDOUT_BY,
     LOSS_AGGREGATIONS,
     NOOP_REWARDS,
@@ -123,6 +124,10 @@ class TaskConfig:
     # The template's closing line: the reference's "show your work" before the answer, or (false) the answer only.
     # The answer format is fixed either way; small models (0.5B) answer better without reasoning first.
     show_work: bool = True
+    # Where the facts block of the instructions (`request = "facts"`) goes: "per-question" shows each fact only
+    # with the questions that share a word with the tables, columns and values it names, in the user turn (the
+    # system prompt stays the same for every question); "always" keeps it in the instructions for every question.
+    facts: str = "per-question"
 
 
 @dataclass
@@ -267,7 +272,7 @@ def _rules() -> dict[str, Callable[[Any], str | None]]:
         "evolve.request": _one_of(*REQUESTS), "evolve.winner_test": _one_of(*WINNER_TESTS),
         "evolve.winner_alpha": _fraction(), "evolve.race_alpha": _fraction(),
         "sql.timeout_s": _above(0), "sql.gold_timeout_s": _above(0), "sql.row_cap": _at_least(1),
-        "sql.example_values": _at_least(0),
+        "sql.example_values": _at_least(0), "task.facts": _one_of(*FACTS_MODES),
         "train.name": train_name, "train.method": _one_of(*TRAIN_METHODS),
         "train.reward_on": _one_of(*REWARD_ON), "train.advantage": _one_of(*ADVANTAGES),
         "train.reward": _one_of(*REWARDS), "train.noop_reward": _one_of(*NOOP_REWARDS),

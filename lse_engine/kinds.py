@@ -18,6 +18,7 @@ DTYPES = ("auto", "int8", "float32", "fp32", "bfloat16", "bf16", "float16", "fp1
 # -- tasks and suites -------------------------------------------------------------------------------------
 TASK_KINDS = ("text-to-sql", "multiple-choice")
 SPLITS = ("train", "dev", "test")
+FACTS_MODES = ("per-question", "always")  # where a prompt's facts block goes (tasks/sql_facts.py)
 
 # -- training ---------------------------------------------------------------------------------------------
 TRAIN_METHODS = ("lora", "full")

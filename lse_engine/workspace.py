@@ -24,7 +24,7 @@ def task_for(suite: Suite, config: Config) -> Task:
     sql = config.sql
     return make_task(suite.task, str(suite.database) if suite.database else None,
                      timeout_s=sql.timeout_s, row_cap=sql.row_cap, example_values=sql.example_values,
-                     gold_timeout_s=sql.gold_timeout_s, show_work=config.task.show_work)
+                     gold_timeout_s=sql.gold_timeout_s, show_work=config.task.show_work, facts=config.task.facts)
 
 
 class Workspace:

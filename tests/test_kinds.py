@@ -50,7 +50,7 @@ def test_the_cli_offers_exactly_the_kinds() -> None:
     ("model.dtype", kinds.DTYPES), ("train.method", kinds.TRAIN_METHODS), ("train.loss_agg", kinds.LOSS_AGGREGATIONS),
     ("train.advantage", kinds.ADVANTAGES), ("train.reward", kinds.REWARDS), ("train.reward_on", kinds.REWARD_ON),
     ("train.noop_reward", kinds.NOOP_REWARDS), ("train.holdout_by", kinds.HOLDOUT_BY),
-    ("train.task_model", kinds.TASK_MODEL_MODES)])
+    ("train.task_model", kinds.TASK_MODEL_MODES), ("task.facts", kinds.FACTS_MODES)])
 def test_settings_accept_exactly_the_kinds(key: str, names: tuple[str, ...]) -> None:
     assert all(check_setting(key, name) is None for name in names)
     assert check_setting(key, "nope") is not None

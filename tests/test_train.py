@@ -25,7 +25,7 @@ from lse_engine.train.rollout import state_request
 from lse_engine.train.states import batch_at, harvest, load_states, sample_states, split_by_run
 from lse_engine.workspace import Workspace
 from tests.conftest import build_skill_workspace
-from tests.scripted import ScriptedLLM, current_of, instructions_of, question_of
+from tests.scripted import ScriptedLLM, current_of, instructions_of, question_of, user_message
 from tests.test_search import collapsing_evolver, skill_task_reply
 
 TASK_ID = "scripted:task"
@@ -738,7 +738,7 @@ def test_every_request_kind_trains_on_what_the_search_accepted(tmp_path: Path, t
         return f"<prompt>{current_of(chat)}\nstatus_code 'D' means delivered.</prompt>"
 
     def task(chat) -> str:
-        instructions = instructions_of(chat)
+        instructions = instructions_of(chat) + user_message(chat)  # a fact may come with the question alone
         where = re_.search(r"Which orders are (.+?) \(#", question_of(chat)).group(1)
         code = {"delivered": "D", "cancelled": "C", "pending": "P"}.get(where)
         if code and f"'{code}'" in instructions:

@@ -22,7 +22,7 @@ from sqlglot.tokens import Token, Tokenizer, TokenType
 
 from lse_engine.llm.base import Chat
 from lse_engine.tags import extract_tag
-from lse_engine.tasks import sql_claims, sql_feedback, sql_template, sql_values
+from lse_engine.tasks import sql_claims, sql_facts, sql_feedback, sql_template, sql_values
 from lse_engine.tasks.base import ColumnValues, Finding, Outcome, Problem
 from lse_engine.tasks.sql_schema import Schema
 from lse_engine.tasks.sqlite_exec import (
@@ -247,15 +247,19 @@ class SQLiteTask:
         workers: int | None = None,
         gold_timeout_s: float = 30.0,
         show_work: bool = True,
+        facts: str = "per-question",
     ) -> None:
         """`timeout_s` bounds each predicted query, `gold_timeout_s` each gold query (BIRD's harness: 30 s);
-        `show_work` picks the template's closing line (`sql_template`)."""
+        `show_work` picks the template's closing line (`sql_template`); `facts` where the instructions' facts go
+        ("always": in the instructions, for every question; "per-question": with the questions they concern,
+        `sql_facts`)."""
         self.database = Path(database)
         self.db = ReadOnlyDatabase(self.database, timeout_s=timeout_s, row_cap=row_cap)
         check_limits(gold_timeout_s, row_cap)
         self.gold_timeout_s = gold_timeout_s
         self.example_values = example_values
         self.show_work = show_work
+        self.facts = facts
         self.workers = workers or max(1, min(4, os.cpu_count() or 1))
         self._schema: str | None = None
         self._gold: dict[str, _Gold] = {}
@@ -275,7 +279,18 @@ class SQLiteTask:
         return self._schema
 
     def render(self, instructions: str, problem: Problem) -> Chat:
+        if self.facts == "per-question" and sql_facts.FACTS_HEADER in instructions:
+            base, facts = sql_facts.split_facts(instructions)
+            question = problem.question + (f" {problem.evidence}" if problem.evidence else "")
+            notes = sql_facts.notes_for(facts, question, *self._tables_and_columns)
+            return sql_template.render(self.schema, base, problem, self.show_work, notes)
         return sql_template.render(self.schema, instructions, problem, self.show_work)
+
+    @functools.cached_property
+    def _tables_and_columns(self) -> tuple[frozenset[str], frozenset[str]]:
+        """The database's table names and column names, as written (`sql_facts.notes_for`)."""
+        schema = self.schema_map
+        return frozenset(schema.columns), frozenset(c for cols in schema.columns.values() for c in cols)
 
     def agent_prompt(self, instructions: str, show_schema: bool = True) -> str:
         """The fixed system prompt around `instructions` (what the evolver is shown as "the current prompt")."""

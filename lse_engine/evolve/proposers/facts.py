@@ -22,6 +22,7 @@ from lse_engine.evolve.replies import normalize
 from lse_engine.evolve.tree import Node
 from lse_engine.llm.base import Chat, continues_reply
 from lse_engine.tasks.base import ColumnValues, Outcome, Problem
+from lse_engine.tasks.sql_facts import FACTS_HEADER
 
 FACT_TOKENS = 96  # a fact is one line; a code table of seven codes fits
 
@@ -136,9 +137,6 @@ def fact_text(chat: Chat, completion: str) -> str:
 
 _FACT_LEADS = ("the correct query knows that ", "the correct query knows ", "the correct answer knows that ",
                "fact:", "rule:", "the fact is that ", "in this database,")
-# the block the facts go in: a small task model applies every rule it reads to every question ("use BETWEEN for
-# dates" on a question about Germany), so the header says a fact is for the questions it is about
-FACTS_HEADER = "Facts about this database (use a fact only for a question it is about):"
 FACT_CHARS = (12, 400)  # a code table of seven codes fits
 
 
