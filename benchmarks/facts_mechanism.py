@@ -18,18 +18,15 @@ from pathlib import Path
 import yaml
 
 from lse_engine.tasks.sql_facts import split_facts
+from lse_engine.tasks.sql_schema import Schema
+from lse_engine.tasks.sqlite_exec import ReadOnlyDatabase
 
 _WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 def names_of(db: Path) -> set[str]:
-    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
-    out = set()
-    for (table,) in conn.execute("SELECT name FROM sqlite_master WHERE type='table' AND name NOT LIKE 'sqlite_%'"):
-        out.add(table.lower())
-        out |= {row[1].lower() for row in conn.execute(f'PRAGMA table_info("{table}")')}
-    conn.close()
-    return out
+    """Every table and column name of the database, lower-cased (read-only)."""
+    return Schema.read(ReadOnlyDatabase(db)).names()
 
 
 def used(sql: str | None, names: set[str]) -> set[str]:

@@ -24,10 +24,9 @@ ARCHITECTURES = ("qwen2", "llama")  # config.model_type values whose decoder lay
 class LeanStep:
     """`hidden(ids, cache, positions, state)` for one new token per row; build with `for_backbone`."""
 
-    def __init__(self, backbone: Any, layers: list[tuple[Any, ...]], silu: Any) -> None:
+    def __init__(self, backbone: Any, layers: list[tuple[Any, ...]]) -> None:
         self.backbone = backbone
         self.layers = layers  # per layer: (input norm, attention, qkv, o_proj, post norm, gate_up, down_proj)
-        self.silu = silu
 
     @classmethod
     def for_backbone(cls, model: Any, backbone: Any) -> LeanStep | None:
@@ -64,11 +63,14 @@ class LeanStep:
             if qkv is None or gate_up is None or o_proj is None or down_proj is None:
                 return None
             layers.append((norms[0], attn, qkv, o_proj, norms[1], gate_up, down_proj))
-        return cls(backbone, layers, torch.nn.functional.silu)
+        return cls(backbone, layers)
 
     def hidden(self, ids: Any, cache: Any, positions: Any, state: Any) -> Any:
         """The last hidden states [rows, 1, hidden] of one token per row, written to `cache` (as the backbone's
         forward would), attention by `shared_attention` with `state`."""
+        import torch
+
+        silu = torch.nn.functional.silu
         backbone = self.backbone
         h = backbone.embed_tokens.forward(ids)
         cos, sin = backbone.rotary_emb(h, positions)
@@ -81,20 +83,19 @@ class LeanStep:
             if fused is not None:  # queries and keys are adjacent columns: rotated together (elementwise: same numbers)
                 y = fused(x)
                 qk = y[..., : parts[2]].view(rows, 1, -1, head_dim).transpose(1, 2)
-                qk = (qk * cos) + (_rotate_half(qk) * sin)
+                qk = _rotary(qk, cos, sin)
                 heads = (parts[1] - parts[0]) // head_dim
                 q, k = qk[:, :heads], qk[:, heads:]
                 v = y[..., parts[2]:].view(rows, 1, -1, head_dim).transpose(1, 2)
             else:
                 q, k, v = (f(x).view(rows, 1, -1, head_dim).transpose(1, 2) for f in parts)
-                q = (q * cos) + (_rotate_half(q) * sin)
-                k = (k * cos) + (_rotate_half(k) * sin)
+                q, k = _rotary(q, cos, sin), _rotary(k, cos, sin)
             keys, values = cache.layers[attn.layer_idx].update(k, v)
             out, _ = shared_attention.attention(attn, q, keys, values, None, scaling=attn.scaling, lse_shared=state)
             h = h + o_proj(out.reshape(rows, 1, -1).contiguous())
             x = _rms_norm(post_norm, h)
             gate, up = _project(gate_up, x)
-            h = h + down_proj(self.silu(gate) * up)
+            h = h + down_proj(silu(gate) * up)
         return _rms_norm(backbone.norm, h)
 
 
@@ -115,11 +116,12 @@ def _rms_norm(norm: Any, h: Any) -> Any:
     return norm.weight * x.to(dtype)
 
 
-def _rotate_half(x: Any) -> Any:
+def _rotary(x: Any, cos: Any, sin: Any) -> Any:
+    """transformers' `apply_rotary_pos_emb` on one tensor, operation for operation."""
     import torch
 
     half = x.shape[-1] // 2
-    return torch.cat((-x[..., half:], x[..., :half]), dim=-1)
+    return (x * cos) + (torch.cat((-x[..., half:], x[..., :half]), dim=-1) * sin)
 
 
 def _linear(module: Any) -> Any:
