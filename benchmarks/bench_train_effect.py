@@ -15,6 +15,9 @@ trained on with the untrained and the trained evolver, same seeds, and compare (
                                             [--train-wall 3600] [--out DIR]
     python benchmarks/bench_train_effect.py --quick   # the pipeline on a tiny random model (numbers mean nothing)
 
+`--evolver-model qwen2.5-coder-0.5b` trains and compares the 0.5B instead of the config's 1.5B (about 3x the steps an
+hour on a CPU); `--trained DIR` compares an evolver trained before, on more `--seeds`, without training again.
+
 Writes benchmarks/results/bench_train_effect.json. Without `--runs` (and not `--quick`) it says what it needs and
 exits 0: the full benchmark takes hours on two cores.
 """
@@ -35,15 +38,22 @@ SHARED = ROOT.parent / "shared" / "data"
 HELDOUT = "student_transcripts_tracking,cre_Doc_Template_Mgt,tvshow"  # Spider dev databases no protocol run used
 
 
-def train_evolver(runs: Path, config: Path | None, name: str, wall_s: float, quick: bool) -> dict[str, Any]:
+def evolver_override(model: str | None) -> dict[str, Any]:
+    """`--evolver-model`: another evolver for training and for both arms of the comparison (none: the config's)."""
+    return {"evolver": {"model": model}} if model else {}
+
+
+def train_evolver(runs: Path, config: Path | None, name: str, wall_s: float, quick: bool, evolver: str | None = None,
+                  learning_rate: float = 1e-5) -> dict[str, Any]:
     """`lse train --workspace RUNS` within a wall-time budget; what it trained on and how it ended."""
     from lse_engine.cli.common import PlainProgress
     from lse_engine.train import train
 
     overrides: dict[str, Any] = {"train": {
         "name": name, "method": "lora", "reward_on": "batch", "task_model": "model", "states": 4, "samples": 4,
-        "data_epochs": 50, "rollout_temperature": 1.0, "rollout_max_tokens": 96, "checkpoint_every": 4,
-        "eval_states": 4, "holdout_by": "suite", "eval_fraction": 0.25, "max_wall_s": wall_s}}
+        "data_epochs": 50, "rollout_temperature": 1.0, "checkpoint_every": 2,
+        "eval_states": 4, "holdout_by": "suite", "eval_fraction": 0.25, "max_wall_s": wall_s,
+        "learning_rate": learning_rate, "rollout_max_tokens": 192}, **evolver_override(evolver)}
     if quick:
         tiny = {"backend": "transformers", "model": "tiny", "sampling": {"max_tokens": 16}}
         overrides.update(model=tiny, evolver={**tiny, "sampling": {"max_tokens": 16, "temperature": 1.0}})
@@ -55,14 +65,24 @@ def train_evolver(runs: Path, config: Path | None, name: str, wall_s: float, qui
             "evaluation": result.evaluation, "wall_s": time.monotonic() - started}
 
 
+def already_trained(adapter: Path) -> dict[str, Any]:
+    """`--trained DIR`: an evolver this benchmark trained before (its `lse_meta.json`), to compare on more seeds
+    without training again."""
+    meta = json.loads((adapter / "lse_meta.json").read_text())
+    metrics = meta.get("metrics", {})
+    return {"status": "done", "message": f"trained before: {adapter}", "adapter": str(adapter),
+            "steps": metrics.get("steps"), "chosen_step": metrics.get("chosen_step"), "data": meta.get("data", {}),
+            "evaluation": metrics.get("evaluation", {}), "wall_s": None, "reused": True}
+
+
 def evolve_with_both(adapter: str, config: Path | None, data: Path, heldout: list[str], seeds: list[int], out: Path,
-                     quick: bool) -> Any:
+                     quick: bool, evolver: str | None = None) -> Any:
     """`lse bench spider --evolver ADAPTER` on the held-out databases: the base and the trained evolver, same seeds."""
     from lse_engine.bench.protocol import Bench, BenchSpec, bench_config
     from lse_engine.bench.suites import SplitSpec
     from lse_engine.config import load_config
 
-    overrides: dict[str, Any] = {}
+    overrides: dict[str, Any] = evolver_override(evolver)
     if quick:
         tiny = {"backend": "transformers", "model": "tiny", "sampling": {"max_tokens": 16}}
         overrides = {"model": tiny, "evolver": {**tiny, "sampling": {"max_tokens": 16, "temperature": 0.7}},
@@ -86,7 +106,34 @@ def compare(result: Any) -> dict[str, Any]:
         gains = [r.test_gain[0] for r in mine if r.test_gain]
         out[label] = {"runs": len(mine), "replies": len(accepted), "accepted_rate": interval(accepted),
                       "children": len(deltas), "mean_delta": interval(deltas), "test_gain": interval(gains)}
+    if len(result.evolvers) == 2:
+        out["trained - base (paired)"] = paired(runs, *result.evolvers)
     return out
+
+
+def paired(runs: list[Any], base: str, trained: str) -> dict[str, Any]:
+    """The trained evolver's run minus the base's on the same database and seed: per pair, the difference in
+    accepted-edit rate, in mean delta and in test gain; the mean of each over the pairs with a 95 % interval."""
+    from lse_engine.bench.report import mean_interval as interval
+
+    def mean(xs: list[float]) -> float | None:
+        return sum(xs) / len(xs) if xs else None
+
+    by_key = {(r.suite, r.seed, r.evolver): r for r in runs}
+    diffs: dict[str, list[float]] = {"accepted_rate": [], "mean_delta": [], "test_gain": []}
+    pairs = 0
+    for (suite, seed, label), b in by_key.items():
+        t = by_key.get((suite, seed, trained))
+        if label != base or t is None:
+            continue
+        pairs += 1
+        for key, value in (("accepted_rate", lambda r: r.accepted / r.replies if r.replies else None),
+                           ("mean_delta", lambda r: mean(r.deltas)),
+                           ("test_gain", lambda r: r.test_gain[0] if r.test_gain else None)):
+            vb, vt = value(b), value(t)
+            if vb is not None and vt is not None:
+                diffs[key].append(vt - vb)
+    return {"runs": pairs, **{k: interval(v) for k, v in diffs.items()}, "n": {k: len(v) for k, v in diffs.items()}}
 
 
 def main() -> int:
@@ -99,6 +146,11 @@ def main() -> int:
     ap.add_argument("--seeds", default="2", help="N (seeds 0..N-1) or a comma-separated list")
     ap.add_argument("--train-wall", type=float, default=3600.0, help="seconds of training (default: an hour)")
     ap.add_argument("--name", default="cpu-evolver")
+    ap.add_argument("--evolver-model", help="train and compare this evolver instead of the config's (e.g. "
+                    "qwen2.5-coder-0.5b: about 3x the 1.5B's training steps per hour on a CPU)")
+    ap.add_argument("--trained", type=Path, help="an evolver this benchmark trained before (its directory): "
+                    "skip training and compare it again, e.g. on more seeds (runs already done are reused)")
+    ap.add_argument("--learning-rate", type=float, default=1e-5, help="LoRA learning rate (default 1e-5)")
     ap.add_argument("--out", type=Path, help="where the held-out runs go (default: RUNS/../train-effect)")
     ap.add_argument("--quick", action="store_true", help="the pipeline on a tiny random model (seconds)")
     ap.add_argument("--strict", action="store_true", help="accepted; nothing here has a target to miss")
@@ -117,8 +169,11 @@ def main() -> int:
         print(f"bench_train_effect: no Spider data at {args.data}; skipped")
         return 0
     wall = 60.0 if args.quick else args.train_wall
-    print(f"training the evolver on the runs in {runs} for at most {wall:g} s …", flush=True)
-    trained = train_evolver(runs, config, args.name, wall, args.quick)
+    if args.trained:
+        trained = already_trained(args.trained)
+    else:
+        print(f"training the evolver on the runs in {runs} for at most {wall:g} s …", flush=True)
+        trained = train_evolver(runs, config, args.name, wall, args.quick, args.evolver_model, args.learning_rate)
     print(f"  {trained['status']}: {trained['message']}", flush=True)
     if trained["status"] != "done":
         return 1
@@ -126,16 +181,21 @@ def main() -> int:
     heldout = [h for h in args.heldout.split(",") if h]
     print(f"evolving on {', '.join(heldout)} with the base and the trained evolver, seeds {seeds} …", flush=True)
     result = evolve_with_both(trained["adapter"], config, args.data, heldout[:1] if args.quick else heldout, seeds,
-                              out, args.quick)
+                              out, args.quick, args.evolver_model)
     table = compare(result)
-    print("\nevolver         runs  accepted-edit rate [95%]      mean delta on dev [95%]      test gain [95%]")
+    from lse_engine.bench.report import write
+
+    print(f"per run: {write(result, out)['markdown']}", flush=True)
+    print(f"\n{'evolver':<25} runs  accepted-edit rate [95%]      mean delta on dev [95%]      test gain [95%]")
     for label, row in table.items():
-        cells = [f"{100 * m:5.1f}% [{100 * lo:+.1f}, {100 * hi:+.1f}]" for m, lo, hi in
+        sign = "+" if label.endswith("(paired)") else ""
+        cells = [f"{100 * m:{sign}5.1f}% [{100 * lo:+.1f}, {100 * hi:+.1f}]" for m, lo, hi in
                  (row["accepted_rate"], row["mean_delta"], row["test_gain"])]
-        print(f"{label:<15} {row['runs']:>4}  {cells[0]:<28} {cells[1]:<28} {cells[2]}")
+        print(f"{label:<25} {row['runs']:>4}  {cells[0]:<28} {cells[1]:<28} {cells[2]}")
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "bench_train_effect.json").write_text(json.dumps(
         {"quick": args.quick, "runs": str(runs), "trained": trained, "heldout": heldout, "seeds": seeds,
+         "evolver_model": args.evolver_model, "learning_rate": args.learning_rate,
          "compare": table, "bench": str(out)}, indent=2, default=str))
     return 0
 
