@@ -68,7 +68,9 @@ def train_evolver(runs: Path, config: Path | None, name: str, wall_s: float, qui
 def already_trained(adapter: Path) -> dict[str, Any]:
     """`--trained DIR`: an evolver this benchmark trained before (its `lse_meta.json`), to compare on more seeds
     without training again."""
-    meta = json.loads((adapter / "lse_meta.json").read_text())
+    from lse_engine.train.trainer import META_FILE
+
+    meta = json.loads((adapter / META_FILE).read_text())
     metrics = meta.get("metrics", {})
     return {"status": "done", "message": f"trained before: {adapter}", "adapter": str(adapter),
             "steps": metrics.get("steps"), "chosen_step": metrics.get("chosen_step"), "data": meta.get("data", {}),
@@ -114,21 +116,19 @@ def compare(result: Any) -> dict[str, Any]:
 def paired(runs: list[Any], base: str, trained: str) -> dict[str, Any]:
     """The trained evolver's run minus the base's on the same database and seed: per pair, the difference in
     accepted-edit rate, in mean delta and in test gain; the mean of each over the pairs with a 95 % interval."""
+    from lse_engine.bench.protocol import mean_of
     from lse_engine.bench.report import mean_interval as interval
 
-    def mean(xs: list[float]) -> float | None:
-        return sum(xs) / len(xs) if xs else None
-
-    by_key = {(r.suite, r.seed, r.evolver): r for r in runs}
+    trained_runs = {(r.suite, r.seed): r for r in runs if r.evolver == trained}
     diffs: dict[str, list[float]] = {"accepted_rate": [], "mean_delta": [], "test_gain": []}
     pairs = 0
-    for (suite, seed, label), b in by_key.items():
-        t = by_key.get((suite, seed, trained))
-        if label != base or t is None:
+    for b in runs:
+        t = trained_runs.get((b.suite, b.seed))
+        if b.evolver != base or t is None:
             continue
         pairs += 1
         for key, value in (("accepted_rate", lambda r: r.accepted / r.replies if r.replies else None),
-                           ("mean_delta", lambda r: mean(r.deltas)),
+                           ("mean_delta", lambda r: mean_of(r.deltas)),
                            ("test_gain", lambda r: r.test_gain[0] if r.test_gain else None)):
             vb, vt = value(b), value(t)
             if vb is not None and vt is not None:
