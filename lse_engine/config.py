@@ -100,6 +100,9 @@ class EvolveConfig:
     # mistakes (question, the model's answer, the right one) for small evolvers that copy long requests back;
     # facts: one question per mistake ("what fact does the right answer know?"), the facts appended as bullets
     request: str = "reference"
+    # facts request, text-to-sql: each wrong answer of the feedback batch also becomes a worked example in the facts
+    # block (its question and gold query); per question the task model is shown the two whose questions are closest
+    examples: bool = False
     heldout_size: int = 0  # > 0: also score parent and child on a held-out train batch (a cheap reward signal)
     # the winner must beat the seed on the same dev problems beyond noise: "sign" (McNemar's exact test, one-sided,
     # Bonferroni over the edits scored) at `winner_alpha`; "none": the best dev score wins (the paper's report)

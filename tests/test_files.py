@@ -69,7 +69,7 @@ def _write(p: Path, text: str) -> Path:
 
 def test_json_suite_positions_and_split_determinism(tmp_path: Path) -> None:
     _db(tmp_path)
-    problems = [{"id": f"q{i}", "question": f"q{i}?", "gold": "SELECT 1"} for i in range(50)]
+    problems = [{"id": f"q{i}", "question": f"q{i}?", "gold": f"SELECT {i}"} for i in range(50)]
     p = _write(tmp_path / "s.suite.json", json.dumps({"task": "text-to-sql", "database": "d.sqlite",
                                                       "split": {"dev": 0.3, "test": 0.1, "seed": 1},
                                                       "problems": problems}, indent=2))
@@ -83,6 +83,20 @@ def test_json_suite_positions_and_split_determinism(tmp_path: Path) -> None:
     suite2 = load_suite(_write(tmp_path / "s2.suite.json", json.dumps(
         {"task": "text-to-sql", "database": "d.sqlite", "problems": problems})))
     assert suite2.problems[0] in suite2.split()["test"]
+
+
+def test_problems_with_the_same_gold_query_share_a_split(tmp_path: Path) -> None:
+    _db(tmp_path)
+    # Spider's way: every query asked twice, in other words (and other spacing or case)
+    problems = [{"id": f"q{i}", "question": f"q{i}?", "gold": f"SELECT {i // 2}" if i % 2 else f"select  {i // 2}"}
+                for i in range(40)]
+    p = _write(tmp_path / "s.suite.json", json.dumps({"task": "text-to-sql", "database": "d.sqlite",
+                                                      "split": {"dev": 0.3, "test": 0.3, "seed": 3},
+                                                      "problems": problems}))
+    parts = load_suite(p).split()
+    where = {p.id: name for name, ps in parts.items() for p in ps}
+    assert all(where[f"q{i}"] == where[f"q{i + 1}"] for i in range(0, 40, 2))
+    assert [len(parts[k]) for k in ("train", "dev", "test")] == [16, 12, 12]
 
 
 def test_multiple_choice_suite(tmp_path: Path) -> None:

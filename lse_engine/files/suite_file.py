@@ -48,7 +48,12 @@ class Suite:
     content_hash: str = ""
 
     def split(self) -> dict[str, list[Problem]]:
-        """Deterministic, seeded split; explicit per-problem `split:` wins. Stable when problems are added."""
+        """Deterministic, seeded split; explicit per-problem `split:` wins. Stable when problems are added.
+
+        Text-to-SQL problems with the same gold query (up to case and spacing) go to the same split: Spider asks
+        most of its questions twice in other words, and a paraphrase of a test question in train would let an
+        edit that copies train's answers score on test without generalising. A group takes the lowest rank of its
+        problems, so a suite without repeated gold queries splits exactly as one problem at a time."""
         out: dict[str, list[Problem]] = {s: [] for s in SPLITS}
         free = []
         for p in self.problems:
@@ -61,11 +66,20 @@ class Suite:
         def rank(p: Problem) -> str:
             return hashlib.sha256(f"{self.seed}:{p.id}".encode()).hexdigest()
 
-        ordered = sorted(free, key=rank)
-        n_dev = round(len(ordered) * self.dev_fraction)
-        n_test = round(len(ordered) * self.test_fraction)
-        chosen = {id(p): "dev" for p in ordered[:n_dev]}
-        chosen.update({id(p): "test" for p in ordered[n_dev : n_dev + n_test]})
+        groups: dict[str, list[Problem]] = {}
+        for p in free:
+            key = " ".join(p.gold.lower().split()) if self.task == "text-to-sql" else f"id:{p.id}"
+            groups.setdefault(key, []).append(p)
+        ordered = sorted(groups.values(), key=lambda g: min(rank(p) for p in g))
+        n_dev = round(len(free) * self.dev_fraction)
+        n_test = round(len(free) * self.test_fraction)
+        chosen: dict[int, str] = {}
+        counts = {"dev": 0, "test": 0}
+        for group in ordered:  # dev, then test, each up to its share of problems; the rest is train
+            name = "dev" if counts["dev"] < n_dev else "test" if counts["test"] < n_test else "train"
+            if name != "train":
+                counts[name] += len(group)
+                chosen.update({id(p): name for p in group})
         for p in free:  # keep file order inside each split
             out[chosen.get(id(p), "train")].append(p)
         return out

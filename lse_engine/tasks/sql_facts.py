@@ -23,12 +23,16 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Sequence
 
 # the block the facts go in: a small task model applies every rule it reads to every question ("use BETWEEN for
 # dates" on a question about Germany), so the header says a fact is for the questions it is about
 FACTS_HEADER = "Facts about this database (use a fact only for a question it is about):"
 NOTES_HEADER = "Notes for this question:"
+# a worked example (a train question the prompt failed, with its gold query) is a fact that begins so; per question,
+# only the few whose questions are closest are shown (a 0.5B given every example of a database answers nothing)
+EXAMPLE_PREFIX = "Example:"
+EXAMPLES_PER_QUESTION = 2
 
 _BULLET = re.compile(r"^\s*[-*]\s+")
 _CAMEL = (re.compile(r"([a-z0-9])([A-Z])"), re.compile(r"([A-Z]+)([A-Z][a-z])"))
@@ -65,7 +69,7 @@ def split_facts(instructions: str) -> tuple[str, list[str]]:
     i = 1 if lines and not lines[0].strip() else 0  # the rest of the header's line
     while i < len(lines) and (not lines[i].strip() or _BULLET.match(lines[i])):
         if lines[i].strip():
-            facts.append(_BULLET.sub("", lines[i]).strip())
+            facts.append(unbulleted(lines[i]))
         i += 1
     rest = "\n".join(lines[i:]).strip()
     base = before.rstrip()
@@ -117,7 +121,37 @@ def fact_terms(fact: str, tables: frozenset[str], columns: frozenset[str]) -> fr
 def notes_for(facts: Iterable[str], question: str, tables: Collection[str], columns: Collection[str]) -> list[str]:
     """The facts that concern `question` (its text and evidence), in their order: those the question names
     something of (every word of one of its `fact_terms`: "the last name" names last_name, "name" alone does
-    not), and those that name nothing."""
+    not), and those that name nothing; then the worked examples (`is_example`) whose questions share the most
+    content words with it, at most `EXAMPLES_PER_QUESTION`."""
     asked = words(question)
     frozen = frozenset(tables), frozenset(columns)  # as the schema writes them: "LifeExpectancy" splits in two
-    return [f for f in facts if (terms := fact_terms(f, *frozen)) is None or any(t <= asked for t in terms)]
+    facts = list(facts)
+    notes = [f for f in facts if not is_example(f)
+             and ((terms := fact_terms(f, *frozen)) is None or any(t <= asked for t in terms))]
+    return notes + closest_examples([f for f in facts if is_example(f)], asked)
+
+
+def example(question: str, gold: str) -> str:
+    """A worked example as one fact: the question and its query on one line."""
+    return f'{EXAMPLE_PREFIX} "{" ".join(question.split())}" is answered by: {" ".join(gold.split())}'
+
+
+def is_example(fact: str) -> bool:
+    return fact.startswith(EXAMPLE_PREFIX)
+
+
+def unbulleted(line: str) -> str:
+    return _BULLET.sub("", line).strip()
+
+
+def closest_examples(examples: Sequence[str], asked: set[str]) -> list[str]:
+    """The examples whose questions share the most content words with `asked` (at least one), at most
+    `EXAMPLES_PER_QUESTION`, most shared first (the earlier on a tie)."""
+    shared = [(len(words(_example_question(e)) & asked), i) for i, e in enumerate(examples)]
+    best = sorted((s for s in shared if s[0] > 0), key=lambda s: (-s[0], s[1]))[:EXAMPLES_PER_QUESTION]
+    return [examples[i] for _, i in best]
+
+
+def _example_question(fact: str) -> str:
+    m = re.match(rf'{re.escape(EXAMPLE_PREFIX)}\s*"(.*)" is answered by:', fact)
+    return m.group(1) if m else fact

@@ -347,8 +347,11 @@ class SQLiteTask:
         return self.schema_map.names()
 
     def contradictions(self, text: str) -> list[str]:
-        """What `text` states that the database contradicts (`sql_claims`)."""
-        return sql_claims.contradictions(self.schema_map, self._column_values, text)
+        """What `text` states that the database contradicts (`sql_claims`). Worked examples are not read: their
+        query is a gold query ("SELECT T2.Make FROM cars_data AS T1 JOIN car_names AS T2" is no claim that
+        cars_data has Make)."""
+        stated = "\n".join(line for line in text.splitlines() if not sql_facts.is_example(sql_facts.unbulleted(line)))
+        return sql_claims.contradictions(self.schema_map, self._column_values, stated)
 
     def _column_values(self, table: str | None, column: str) -> ColumnValues | None:
         where = (table, column)

@@ -49,6 +49,7 @@ class Request:
     greedy_first: bool = False  # the first attempt decodes greedily (later ones sample)
     notes: tuple[Any, ...] = ()
     step: str = "evolver writing edit"  # what the progress line says while the evolver works
+    examples: tuple[str, ...] = ()  # facts the engine adds to whatever the replies say (worked examples)
 
 
 def request_record(request: Request | None) -> str:
@@ -60,7 +61,8 @@ def request_record(request: Request | None) -> str:
              for n in request.notes]
     return json.dumps({"kind": request.kind, "chats": list(request.chats), "notes": notes,
                        "stop": list(request.sampling.stop), "max_tokens": request.sampling.max_tokens,
-                       "greedy_first": request.greedy_first}, ensure_ascii=False)
+                       "greedy_first": request.greedy_first, "examples": list(request.examples)},
+                      ensure_ascii=False)
 
 
 def request_from_record(text: str, kind: str, sampling: Sampling) -> Request | None:
@@ -75,7 +77,7 @@ def request_from_record(text: str, kind: str, sampling: Sampling) -> Request | N
     decoding = dataclasses.replace(sampling, stop=tuple(data.get("stop") or sampling.stop),
                                    max_tokens=int(data.get("max_tokens") or sampling.max_tokens))
     return Request(data["kind"], tuple(data["chats"]), decoding, bool(data.get("greedy_first")),
-                   notes or (None,) * len(data["chats"]))
+                   notes or (None,) * len(data["chats"]), examples=tuple(data.get("examples") or ()))
 
 
 def _column_values(d: dict[str, Any]) -> ColumnValues:

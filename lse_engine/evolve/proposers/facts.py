@@ -22,7 +22,7 @@ from lse_engine.evolve.replies import normalize
 from lse_engine.evolve.tree import Node
 from lse_engine.llm.base import Chat, continues_reply
 from lse_engine.tasks.base import ColumnValues, Outcome, Problem
-from lse_engine.tasks.sql_facts import FACTS_HEADER
+from lse_engine.tasks.sql_facts import FACTS_HEADER, example
 
 FACT_TOKENS = 96  # a fact is one line; a code table of seven codes fits
 
@@ -78,7 +78,8 @@ class FactsProposer:
             return None
         sampling = dataclasses.replace(ctx.sampling, stop=("\n",), max_tokens=FACT_TOKENS)
         return Request(self.kind, tuple(chats), sampling, greedy_first=True, notes=tuple(notes),
-                       step=f"evolver naming what {len(chats)} mistakes missed")
+                       step=f"evolver naming what {len(chats)} mistakes missed",
+                       examples=worked_examples(ctx, problems, outcomes))
 
     def read(self, ctx: ProposerContext, request: Request, texts: Sequence[str], hit_limit: Sequence[bool],
              current: str) -> Candidate:
@@ -87,12 +88,22 @@ class FactsProposer:
         facts = [f for f, stored in zip((parse_fact(w, names) for w in written), request.notes, strict=True)
                  if f and fits_column(f, stored, ctx.questions)]
         raw = "\n".join(f"Fact: {t}" for t in written)
-        if not facts:
+        if not facts and not request.examples:
             return Candidate(None, raw, "no usable fact in the replies")
-        return Candidate(with_facts(current, facts), raw)
+        return Candidate(with_facts(current, [*facts, *request.examples]), raw)
 
     def identity(self, instructions: str) -> str:
         return facts_identity(instructions)
+
+
+def worked_examples(ctx: ProposerContext, problems: Sequence[Problem],
+                    outcomes: Sequence[Outcome]) -> tuple[str, ...]:
+    """With `[evolve] examples` (text-to-sql): each problem of the batch answered wrong, as a worked example (its
+    question and gold query); none for a gold query that fails."""
+    if not ctx.settings.examples or ctx.task_kind != "text-to-sql":
+        return ()
+    return tuple(example(p.question, p.gold) for p, outs in group_samples(problems, outcomes)
+                 if not outs[0].correct and not (outs[0].error or "").startswith("gold query failed"))
 
 
 def build_fact_chat(question: str, answer: str, gold: str, wrote: str, should: str, task_kind: str) -> Chat:
