@@ -144,6 +144,10 @@ def test_bird_bench_runs_every_rule_and_seed_under_one_budget_and_reports(tmp_pa
         assert all("does not beat the seed beyond noise" in r.winner_reason for r in s.runs if not r.winner)
         assert sum(r.winner != 0 for r in s.runs) >= 6 and all(r.winner for r in s.runs if r.rule in ("ucb", "chain"))
         assert all(r.test_gain is not None and r.test_gain[1] <= r.test_gain[0] <= r.test_gain[2] for r in s.runs)
+        # the best dev node is scored on test too: the winner itself, or the edit the noise gate kept out
+        assert all(r.best_gain == r.test_gain for r in s.runs if r.winner)
+        gated = [r for r in s.runs if not r.winner and (r.best_dev or 0) > (r.root_dev or 0)]
+        assert all(r.best_test is not None and r.best_test > 0 for r in gated)
     store = Store(spec.out / ".lse" / "lse.db")
     for r in runs:
         row = store.get_run(r.run_id)
@@ -153,6 +157,7 @@ def test_bird_bench_runs_every_rule_and_seed_under_one_budget_and_reports(tmp_pa
     paths = report.write(result, spec.out)
     md = paths["markdown"].read_text()
     assert "| root prompt | 0.0% | 0.0% | 0.0% |" in md and "textgrad vs ucb" in md
+    assert "| best dev edit: test, gain |" in md
     data_json = json.loads(paths["json"].read_text())
     assert len(data_json["suites"]) == 2 and data_json["summary"]["columns"] == ["alpha", "beta", "overall"]
     assert {c["verdict"] for c in data_json["summary"]["comparisons"]} <= {

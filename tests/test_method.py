@@ -393,6 +393,43 @@ def test_facts_request_asks_about_each_missed_column_once_showing_how_it_stores_
     ws.close()
 
 
+def test_with_examples_each_wrong_answer_becomes_a_worked_example_and_a_question_sees_the_two_closest(
+        tmp_path: Path) -> None:
+    from lse_engine.evolve.proposers import request_from_record
+    from lse_engine.llm.base import Sampling
+    from lse_engine.tasks.sql_facts import NOTES_HEADER, split_facts
+
+    prompt = _coded_workspace(tmp_path / "ws")
+    ws, result, task, _ = _run(prompt, lambda chat: " stores nothing useful.",
+                               {"evolve": {"rounds": 1, "batch_size": 10, "request": "facts", "examples": True}},
+                               task_reply=lambda chat: "<answer>SELECT id FROM orders WHERE id > 99</answer>")
+    child = result.tree.nodes[1]
+    # the evolver's replies name no value (no usable fact), yet the edit holds the batch's mistakes as examples
+    _, facts = split_facts(child.instructions)
+    train = {p.id: p for p in ws.splits()["train"]}
+    batch = json.loads(child.evolver_chat)["examples"]
+    assert facts == batch and len(batch) == 10
+    for fact in facts:  # each one a wrong train answer's question with its gold query, on one line
+        question, gold = re.fullmatch(r'Example: "(.*)" is answered by: (.*)', fact).groups()
+        assert any(p.question == question and p.gold == gold for p in train.values())
+    # the record gives training the same examples back
+    again = request_from_record(child.evolver_chat, "facts", Sampling())
+    assert again is not None and list(again.examples) == batch
+    # scoring the child on dev, each question was shown its two closest examples, and those share its words
+    dev = {p.question for p in ws.splits()["dev"]}
+    shown = [m["content"] for chat in task.calls for m in chat
+             if m["role"] == "user" and m["content"].startswith(NOTES_HEADER)]
+    assert shown and len(shown) == len(dev)
+    for user in shown:
+        notes, question = user.split("\n\nQuestion:", 1)
+        examples = [line for line in notes.splitlines() if line.startswith("- Example:")]
+        assert len(examples) == 2
+        what = re.search(r"are (.*) \(#", question).group(1)  # "delivered", "in the north", ...
+        same = [f"- {e}" for e in batch if f"are {what} (#" in e]  # the batch's examples of the same kind
+        assert examples[:len(same)] == same[:2]
+    ws.close()
+
+
 def test_a_fact_about_a_coded_column_must_say_what_a_code_means(tmp_path: Path) -> None:
     from lse_engine.evolve.proposers.facts import explains_codes, fits_column
     from lse_engine.tasks.base import ColumnValues

@@ -130,3 +130,27 @@ def test_the_setting_is_checked_and_defaults_to_per_question(tmp_path: Path) -> 
     assert load_config(tmp_path).task.facts == "per-question"
     assert check_setting("task.facts", "always") is None and check_setting("task.facts", "per-question") is None
     assert check_setting("task.facts", "sometimes") is not None
+
+
+def test_a_question_sees_the_two_examples_whose_questions_share_most_of_its_words(db: Path) -> None:
+    from lse_engine.tasks.sql_facts import example
+
+    examples = [example("How many makers are there?", "SELECT count(*) FROM car_makers"),
+                example("What is the  average horsepower of all cars?", "SELECT avg(Horsepower)\n FROM cars_data"),
+                example("What is the maximum horsepower of the cars made in 1970?",
+                        "SELECT max(T1.Horsepower) FROM cars_data AS T1 JOIN model_list AS T2 ON T1.Id = T2.ModelId "
+                        "WHERE T1.Year = 1970"),
+                example("Which model has the fewest versions?", "SELECT Model FROM model_list LIMIT 1")]
+    assert examples[1] == ('Example: "What is the average horsepower of all cars?" is answered by: '
+                           "SELECT avg(Horsepower) FROM cars_data")
+    tables, columns = ["cars_data", "model_list"], ["Horsepower", "Year", "Model"]
+    # three words shared each ("average horsepower ... cars" / "horsepower ... cars made"): the earlier first
+    assert notes_for([*examples, FACTS[1]], QUESTIONS["horsepower"], tables, columns) == [examples[1], examples[2]]
+    # the facts a question names come first; only one example shares a word with it
+    assert notes_for([*examples, FACTS[0]], QUESTIONS["model"], tables, columns) == [FACTS[0], examples[3]]
+    assert notes_for(examples, "How are you?", tables, columns) == []  # nothing shared: no example
+    # the gold query of an example states nothing the claim checker reads: "T2.Make FROM cars_data" is no claim
+    task = SQLiteTask(db, facts="per-question")
+    wrong = "SELECT T2.Maker FROM cars_data AS T1 JOIN car_makers AS T2 ON T1.Id = T2.Id"
+    assert task.contradictions(f"- The column Maker is in the cars_data table.\n- {example('Q?', wrong)}")
+    assert task.contradictions(f"- {example('Q?', wrong)}") == []

@@ -86,6 +86,10 @@ class RunResult:
     best_dev: float | None = None  # the best dev score any node reached (the paper's report), winner or not
     # winner − root on test, per problem: the mean and its 95 % paired bootstrap interval (None when not scored)
     test_gain: tuple[float, float, float] | None = None
+    # the same for the node with the best dev score, winner or not (what `winner_test = "none"` would apply: it says
+    # on test what the noise gate kept out or let in); equal to the winner's when the best node won
+    best_test: float | None = None
+    best_gain: tuple[float, float, float] | None = None
     winner_reason: str = ""
     raced: int = 0  # children stopped part-way through dev
     dev_skipped: int = 0  # dev problems racing did not score
@@ -333,6 +337,9 @@ class Bench:
         calls = sum(store.model_calls(rid))
         scored = status != "cancelled" and self.spec.score_test
         winner_correct = _test_correct(runs, winner.instructions, test) if scored else []
+        best = tree.best()
+        best_correct = winner_correct if best.id == winner.id or not scored else \
+            _test_correct(runs, best.instructions, test)
         row = store.get_run(rid)
         summary = (row["result"] if row else None) or {}
         read_back = existing is not None and existing["status"] == "done"  # finished by an earlier bench
@@ -347,8 +354,10 @@ class Bench:
             calls=calls, root_dev=tree.root.dev_score if 0 in tree.nodes else None, winner=winner.id,
             winner_dev=winner.dev_score, winner_test=mean_of(winner_correct), test_n=len(test),
             curve=run_curve(store, rid), resumed=existing is not None and not read_back,
-            best_dev=tree.best().dev_score,
+            best_dev=best.dev_score,
             test_gain=paired_interval(winner_correct, root_test) if winner_correct and root_test else None,
+            best_test=mean_of(best_correct),
+            best_gain=paired_interval(best_correct, root_test) if best_correct and root_test else None,
             winner_reason=str(summary.get("winner_reason") or ""), raced=int(summary.get("raced") or 0),
             dev_skipped=int(summary.get("dev_skipped") or 0),
             wall_s=wall_s, peak_rss_mb=peak_rss_mb, replies=int(summary.get("replies") or 0),
