@@ -95,7 +95,9 @@ def test_claims_the_database_contradicts(task: SQLiteTask) -> None:
                                                                     "customers)"]
     assert task.contradictions("The orders table has a city column.")
     for placed in ("The column city is found in the orders table.", "The column city can be found in the orders "
-                   "table.", "The column city is located in the orders table.", "The column city appears in orders."):
+                   "table.", "The column city is located in the orders table.", "The column city appears in orders.",
+                   "The column city is likely found in the orders table.", "The column city is probably in orders.",
+                   "The column city probably lives in the orders table."):
         assert task.contradictions(placed) == ["orders has no column city (it is a column of customers)"], placed
     assert task.contradictions("The column city is found in the customers table.") == []
     assert task.contradictions("The column status stores 'delivered' or 'cancelled'.") == [

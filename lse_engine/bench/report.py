@@ -115,8 +115,8 @@ def gain_lines(result: BenchResult) -> list[str]:
              "|---" * 9 + "|"]
     for s, r in runs:
         mean, lo, hi = r.test_gain or (0.0, 0.0, 0.0)
-        best = "the winner" if r.best_test is None or r.best_gain == r.test_gain else \
-            f"{_pct(r.best_test)}, {_interval(r.best_gain)}"
+        same = r.best_test is None or r.best_gain == r.test_gain
+        best = ("the winner" if r.winner else "the seed") if same else f"{_pct(r.best_test)}, {_interval(r.best_gain)}"
         lines.append(f"| {s.name} | {r.evolver} | {r.rule} | {r.seed} | {_pct(s.root_test)} | {_pct(r.winner_test)} | "
                      f"{_interval(r.test_gain)} | {r.winner_reason} | {best} |")
     lines.append("")

@@ -20,9 +20,11 @@ ValuesOf = Callable[[str, str], ColumnValues | None]  # (table, column) → how 
 _WORD = r"[`\"']?([A-Za-z_]\w*)[`\"']?"  # a name without spaces (names with spaces are not checked)
 _DOTTED = re.compile(r"[`\"]?\b([A-Za-z_]\w*)[`\"]?\.[`\"]?([A-Za-z_]\w*)\b[`\"]?")
 _IN_TABLE = [
-    # "is found in" / "can be found in" / "is located in" are how the demo's 1.5B evolver places a column
+    # "is found in" / "can be found in" / "is located in" are how the demo's 1.5B evolver places a column; it hedges
+    # too ("is likely found in the Owners table", dog_kennels: abandoned_yn is in Dogs)
     re.compile(rf"(?:the )?(?:column )?{_WORD} (?:column )?"
-               r"(?:is |lives |is stored |is found |can be found |is located |appears |is kept |belongs )?"
+               r"(?:(?:is|are|can be) (?:likely |probably |usually |typically |also |only |always )?"
+               r"(?:stored |found |located |kept )?|(?:likely |probably |usually )?(?:lives|appears|belongs) )?"
                r"(?:in|of|from) "
                rf"(?:the )?(?:table )?{_WORD}(?: table)?\b", re.IGNORECASE),
     re.compile(rf"(?:the )?(?:table )?{_WORD} (?:table )?(?:has|contains|holds|stores) (?:a |an |the )?"
