@@ -114,7 +114,6 @@ def gain_lines(result: BenchResult) -> list[str]:
              "best dev edit: test, gain |",
              "|---" * 9 + "|"]
     for s, r in runs:
-        mean, lo, hi = r.test_gain or (0.0, 0.0, 0.0)
         same = r.best_test is None or r.best_gain == r.test_gain
         best = ("the winner" if r.winner else "the seed") if same else f"{_pct(r.best_test)}, {_interval(r.best_gain)}"
         lines.append(f"| {s.name} | {r.evolver} | {r.rule} | {r.seed} | {_pct(s.root_test)} | {_pct(r.winner_test)} | "
@@ -123,21 +122,20 @@ def gain_lines(result: BenchResult) -> list[str]:
     for key in sorted({(r.evolver, r.rule) for _, r in runs}):
         gains = [r.test_gain[0] for _, r in runs if (r.evolver, r.rule) == key and r.test_gain]
         worse = sum(1 for _, r in runs if (r.evolver, r.rule) == key and r.test_gain and r.test_gain[2] < 0)
-        mean, lo, hi = mean_interval(gains)
-        lines.append(f"- {row_label(key, result)}: mean test gain {100 * mean:+.1f} pts [{100 * lo:+.1f}, "
-                     f"{100 * hi:+.1f}] over {len(gains)} runs (95 % bootstrap over runs); winners that lost to their "
-                     f"seed beyond the interval: {worse}")
+        lines.append(f"- {row_label(key, result)}: mean test gain {_interval(mean_interval(gains), ' pts')} over "
+                     f"{len(gains)} runs (95 % bootstrap over runs); winners that lost to their seed beyond the "
+                     f"interval: {worse}")
         ungated = [r.best_gain[0] for _, r in runs if (r.evolver, r.rule) == key and r.best_gain]
         if ungated and ungated != gains:
-            mean, lo, hi = mean_interval(ungated)
             lines.append(f"  - the best dev edit applied without the noise gate (`winner_test = \"none\"`, the paper's "
-                         f"report): {100 * mean:+.1f} pts [{100 * lo:+.1f}, {100 * hi:+.1f}] over {len(ungated)} runs")
+                         f"report): {_interval(mean_interval(ungated), ' pts')} over {len(ungated)} runs")
     return [*lines, ""]
 
 
-def _interval(gain: tuple[float, float, float] | None) -> str:
+def _interval(gain: tuple[float, float, float] | None, unit: str = "") -> str:
+    """A gain and its interval, in points: "+2.6 [-10.5, +15.8]" (`unit` after the gain: " pts")."""
     mean, lo, hi = gain or (0.0, 0.0, 0.0)
-    return f"{100 * mean:+.1f} [{100 * lo:+.1f}, {100 * hi:+.1f}]"
+    return f"{100 * mean:+.1f}{unit} [{100 * lo:+.1f}, {100 * hi:+.1f}]"
 
 
 def mean_interval(values: list[float], resamples: int = 4000, seed: int = 0) -> tuple[float, float, float]:

@@ -36,6 +36,11 @@ ERROR_KINDS = (
 )
 
 
+# how an outcome's `error` begins when the gold answer itself could not be computed (the problem is broken, not
+# the answer)
+GOLD_FAILED = "gold query failed"
+
+
 @dataclass
 class Outcome:
     """The scored result of one completion for one problem."""

@@ -23,7 +23,7 @@ from sqlglot.tokens import Token, Tokenizer, TokenType
 from lse_engine.llm.base import Chat
 from lse_engine.tags import extract_tag
 from lse_engine.tasks import sql_claims, sql_facts, sql_feedback, sql_template, sql_values
-from lse_engine.tasks.base import ColumnValues, Finding, Outcome, Problem
+from lse_engine.tasks.base import GOLD_FAILED, ColumnValues, Finding, Outcome, Problem
 from lse_engine.tasks.sql_schema import Schema
 from lse_engine.tasks.sqlite_exec import (
     MAX_SQL_CHARS,
@@ -392,7 +392,7 @@ class SQLiteTask:
             return out
         out.result_preview = preview_rows(pred.rows)
         if gold.rows is None:
-            out.error_kind, out.error = "runtime", f"gold query failed: {gold.result.error}"
+            out.error_kind, out.error = "runtime", f"{GOLD_FAILED}: {gold.result.error}"
             return out
         out.result_rows, out.result_cols = len(pred.rows), (len(pred.rows[0]) if pred.rows else None)
         gold_rows = gold.result.rows or []

@@ -21,7 +21,7 @@ from lse_engine.evolve.proposers.base import Candidate, Feedback, ProposerContex
 from lse_engine.evolve.replies import normalize
 from lse_engine.evolve.tree import Node
 from lse_engine.llm.base import Chat, continues_reply
-from lse_engine.tasks.base import ColumnValues, Outcome, Problem
+from lse_engine.tasks.base import GOLD_FAILED, ColumnValues, Outcome, Problem
 from lse_engine.tasks.sql_facts import FACTS_HEADER, example
 
 FACT_TOKENS = 96  # a fact is one line; a code table of seven codes fits
@@ -103,7 +103,7 @@ def worked_examples(ctx: ProposerContext, problems: Sequence[Problem],
     if not ctx.settings.examples or ctx.task_kind != "text-to-sql":
         return ()
     return tuple(example(p.question, p.gold) for p, outs in group_samples(problems, outcomes)
-                 if not outs[0].correct and not (outs[0].error or "").startswith("gold query failed"))
+                 if not outs[0].correct and not (outs[0].error or "").startswith(GOLD_FAILED))
 
 
 def build_fact_chat(question: str, answer: str, gold: str, wrote: str, should: str, task_kind: str) -> Chat:
